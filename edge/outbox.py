@@ -1,0 +1,129 @@
+"""Per-client outbound buffers with write coalescing.
+
+Fan-out appends pre-built frames to each client's outbox without awaiting. Once per event-loop
+tick the ``Flusher`` writes every dirty outbox with a single ``writelines`` call, so a client
+receives at most one write per tick however many messages were queued for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from edge.wsframe import text_frame
+
+
+class Outgoing:
+    """One reply or push, encoded once; each transport's framing is built once on first use."""
+
+    __slots__ = ("_ws", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._ws: bytes | None = None
+
+    @property
+    def ws_frame(self) -> bytes:
+        frame = self._ws
+        if frame is None:
+            frame = self._ws = text_frame(self.payload)
+        return frame
+
+
+class WriteTransport(Protocol):
+    def writelines(self, data: list[bytes]) -> None: ...  # pragma: no cover
+    def get_write_buffer_size(self) -> int: ...  # pragma: no cover
+    def is_closing(self) -> bool: ...  # pragma: no cover
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...  # pragma: no cover
+
+
+class Flusher:
+    """Runs ``flush`` on every outbox marked dirty during this loop tick, once."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled", "flushes", "ticks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Flushable] = []
+        self._scheduled = False
+        self.ticks = 0
+        self.flushes = 0
+
+    def mark(self, outbox: Flushable) -> None:
+        self._dirty.append(outbox)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        self._scheduled = False
+        self.ticks += 1
+        self.flushes += len(dirty)
+        for outbox in dirty:
+            outbox.flush()
+
+
+class FrameOutbox:
+    """Queues pre-built frames for one socket; overflow past ``limit`` bytes calls ``on_overflow``.
+
+    The limit counts our queue plus what the transport still holds, so a client that stops
+    reading is cut once the kernel and the transport buffers are full.
+    """
+
+    __slots__ = ("_chunks", "_dirty", "_flusher", "_limit", "_on_overflow", "_size", "_transport")
+
+    def __init__(
+        self,
+        transport: WriteTransport,
+        flusher: Flusher,
+        limit: int,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self._transport: WriteTransport | None = transport
+        self._flusher = flusher
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._dirty = False
+
+    @property
+    def closed(self) -> bool:
+        return self._transport is None
+
+    def push(self, frame: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        self._chunks.append(frame)
+        self._size += len(frame)
+        if self._size + transport.get_write_buffer_size() > self._limit:
+            self.close()
+            self._on_overflow()
+            return
+        if not self._dirty:
+            self._dirty = True
+            self._flusher.mark(self)
+
+    def flush(self) -> None:
+        self._dirty = False
+        transport = self._transport
+        if transport is None or not self._chunks:
+            return
+        if transport.is_closing():
+            self.close()
+            return
+        chunks, self._chunks = self._chunks, []
+        self._size = 0
+        transport.writelines(chunks)
+
+    def close(self) -> None:
+        """Drop what is queued and accept nothing more."""
+        self._transport = None
+        self._chunks = []
+        self._size = 0

@@ -1,0 +1,123 @@
+"""Codec for the Centrifugo client protocol v2, JSON form. Pure code: bytes in, bytes out.
+
+A transport message holds one or more JSON documents separated by a single ``\\n``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from edge.codes import Disconnect, DisconnectCode
+
+METHODS = (
+    "connect",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "presence_stats",
+    "history",
+    "send",
+    "rpc",
+    "refresh",
+    "sub_refresh",
+)
+_MAX_ID = 2**32 - 1
+
+PING = b"{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: int
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The client's answer to a ping: an empty object (or one with only ``id`` 0)."""
+
+
+PONG = Pong()
+
+
+def _bad(reason: str) -> Disconnect:
+    return Disconnect(DisconnectCode.BAD_REQUEST, reason)
+
+
+def decode_command(doc: bytes) -> Command | Pong:
+    """Decode one JSON command; raises Disconnect(3501) on anything malformed."""
+    try:
+        obj = orjson.loads(doc)
+    except orjson.JSONDecodeError:
+        raise _bad("malformed JSON") from None
+    if not isinstance(obj, dict):
+        raise _bad("command must be a JSON object")
+    cmd_id = obj.get("id", 0)
+    if isinstance(cmd_id, bool) or not isinstance(cmd_id, int) or not 0 <= cmd_id <= _MAX_ID:
+        raise _bad("id must be an unsigned 32-bit integer")
+    for method in METHODS:
+        if method in obj:
+            params = obj[method]
+            if params is None:
+                params = {}
+            if not isinstance(params, dict):
+                raise _bad(f"{method} must be an object")
+            if method != "send" and cmd_id == 0:
+                raise _bad("command without id")
+            return Command(cmd_id, method, params)
+    if cmd_id:
+        raise _bad("unknown command")
+    return PONG
+
+
+def decode_commands(data: bytes | str) -> list[Command | Pong]:
+    """Split a transport message into commands, keeping their order."""
+    if isinstance(data, str):
+        data = data.encode()
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise _bad("empty message")
+    return [decode_command(line) if line else _raise_empty() for line in data.split(b"\n")]
+
+
+def _raise_empty() -> Command | Pong:
+    raise _bad("empty line")
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj)
+
+
+def reply(cmd_id: int, method: str, result: dict[str, Any]) -> bytes:
+    """A success reply; the method key is present even when the result is empty."""
+    return orjson.dumps({"id": cmd_id, method: result})
+
+
+def error_reply(cmd_id: int, code: int, message: str, temporary: bool = False) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if temporary:
+        error["temporary"] = True
+    return orjson.dumps({"id": cmd_id, "error": error})
+
+
+def pub_push(channel: str, pub: dict[str, Any]) -> bytes:
+    return orjson.dumps({"push": {"channel": channel, "pub": pub}})
+
+
+def unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
+    return orjson.dumps({"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}})
+
+
+def disconnect_push(code: int, reason: str) -> bytes:
+    return orjson.dumps({"push": {"disconnect": {"code": code, "reason": reason}}})
+
+
+def join_batch(payloads: list[bytes]) -> bytes:
+    """Several replies or pushes in one transport message."""
+    return b"\n".join(payloads)

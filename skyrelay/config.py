@@ -1,0 +1,314 @@
+"""Cluster configuration: one TOML file, validated at start-up.
+
+Every limit the servers enforce is a named field here, with its default and the reason for it.
+A bad file fails with a ``ConfigError`` that names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
+API_KEY_ENV = "SKYRELAY_API_KEY"
+
+Permission = Literal["anonymous", "client", "subscriber", "none"]
+_PERMISSIONS = ("anonymous", "client", "subscriber", "none")
+_T = TypeVar("_T")
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardConfig:
+    id: str
+    url: str
+    weight: int = 1
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    id: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceConfig:
+    """Options of the channels ``name:...`` (``default`` holds channels without a prefix)."""
+
+    # Publications kept per channel for recovery and the history command; 0 disables history.
+    history_size: int = 100
+    # Seconds a publication stays in history; also how long a stream position survives idle.
+    history_ttl: float = 300.0
+    # Recover every subscription, whether or not the client asked for `recoverable`.
+    force_recovery: bool = False
+    # Who may do what: anonymous (any connection), client (a connection with a user),
+    # subscriber (a connection subscribed to the channel), or none.
+    allow_subscribe: Permission = "anonymous"
+    allow_publish: Permission = "subscriber"
+    allow_history: Permission = "subscriber"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Client-facing limits and timers of every edge."""
+
+    # Origins allowed to open WebSocket connections (fnmatch patterns); requests without an
+    # Origin header (native apps, servers) are always allowed.
+    allowed_origins: tuple[str, ...] = ()
+    # Server ping `{}` interval, in seconds, advertised in the connect reply.
+    ping_interval: int = 25
+    # A client that has not answered a ping within this many seconds is closed with 3012.
+    pong_timeout: int = 8
+    # A connection that sends no `connect` within this many seconds is closed with 3502.
+    connect_timeout: float = 10.0
+    # Largest incoming WebSocket message; past it the connection is closed with 1009.
+    max_message_size: int = 65536
+    # Subscriptions one connection may hold (error 106 past it).
+    max_subscriptions_per_connection: int = 128
+    # Bytes queued for one client (ours plus the kernel-side transport buffer) before it is
+    # disconnected as slow (3008). The client then recovers from history.
+    client_outbound_limit: int = 1 << 20
+    # Publications a recovery may return; past it the client gets `recovered: false`.
+    recovery_max_publications: int = 300
+    # Publications one history call may return.
+    history_max_publications: int = 300
+    # permessage-deflate costs ~3x CPU and ~7x memory per connection, so it is opt-in.
+    websocket_compression: bool = False
+    # Pending TCP connections the kernel queues for accept(); 128 is too small for bursts.
+    listen_backlog: int = 4096
+    # Seconds an upstream request (subscribe, publish, history) may take before it fails
+    # with a temporary error.
+    upstream_timeout: float = 5.0
+    # Seconds between reconnect attempts of an edge link to a shard (doubles up to 10x).
+    link_reconnect_delay: float = 0.2
+    # Bytes of one edge-link frame; large enough for a full history page.
+    link_max_frame: int = 64 << 20
+    # Largest server API request body.
+    api_max_body: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class OriginSettings:
+    listen_backlog: int = 4096
+    link_max_frame: int = 64 << 20
+    # How long an idempotency key is remembered, in seconds.
+    idempotency_window: float = 300.0
+    # Keys remembered per channel at most (oldest forgotten first).
+    idempotency_max_keys: int = 10000
+    # Bytes buffered for one edge link before the origin stops reading from it (backpressure).
+    link_write_limit: int = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    shards: tuple[ShardConfig, ...]
+    edges: tuple[EdgeConfig, ...] = ()
+    replication: int = 3
+    # Shards that must hold a publication before it is acked; 0 means a majority.
+    min_copies: int = 0
+    namespaces: Mapping[str, NamespaceConfig] = field(
+        default_factory=lambda: {"default": NamespaceConfig()}
+    )
+    edge: EdgeSettings = EdgeSettings()
+    origin: OriginSettings = OriginSettings()
+    token_secret: str = ""
+    api_key: str = ""
+
+    def namespace(self, channel: str) -> NamespaceConfig | None:
+        """The namespace of ``channel``, or None when its prefix names no namespace."""
+        name, sep, _ = channel.partition(":")
+        if not sep:
+            return self.namespaces.get("default")
+        return self.namespaces.get(name)
+
+    def shard(self, shard_id: str) -> ShardConfig:
+        for shard in self.shards:
+            if shard.id == shard_id:
+                return shard
+        raise ConfigError(f"shards: no shard with id {shard_id!r}")
+
+    def edge_by_id(self, edge_id: str | None) -> EdgeConfig:
+        if not self.edges:
+            raise ConfigError("edges: at least one [[edges]] entry is needed to run an edge")
+        if edge_id is None:
+            return self.edges[0]
+        for edge in self.edges:
+            if edge.id == edge_id:
+                return edge
+        raise ConfigError(f"edges: no edge with id {edge_id!r}")
+
+    @property
+    def effective_min_copies(self) -> int:
+        size = min(self.replication, len(self.shards))
+        return self.min_copies or size // 2 + 1
+
+
+def _check_value(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover
+
+
+def _build(cls: type[_T], key: str, table: Any, **fixed: Any) -> _T:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{key}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = dict(fixed)
+    for name, value in table.items():
+        if name not in names or name in fixed:
+            raise ConfigError(f"{key}.{name}: unknown setting")
+        values[name] = _check_value(f"{key}.{name}", value, hints[name])
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        missing = str(exc).rsplit(":", 1)[-1].strip()
+        raise ConfigError(f"{key}: missing required setting {missing}") from None
+
+
+_TOP_LEVEL = {
+    "shards",
+    "edges",
+    "replication",
+    "min_copies",
+    "namespaces",
+    "edge",
+    "origin",
+    "token_secret",
+    "api_key",
+}
+
+
+def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ClusterConfig:
+    """Validate a parsed TOML document; environment secrets override the file's."""
+    env = os.environ if env is None else env
+    for name in data:
+        if name not in _TOP_LEVEL:
+            raise ConfigError(f"{name}: unknown setting")
+    raw_shards = data.get("shards")
+    if not isinstance(raw_shards, list) or not raw_shards:
+        raise ConfigError("shards: at least one [[shards]] entry is required")
+    shards = tuple(
+        _build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards)
+    )
+    _check_ids("shards", [s.id for s in shards])
+    for i, shard in enumerate(shards):
+        parts = urlsplit(shard.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+            raise ConfigError(f"shards[{i}].url: expected http://host:port, got {shard.url!r}")
+        if shard.weight < 1:
+            raise ConfigError(f"shards[{i}].weight: must be at least 1")
+    raw_edges = data.get("edges", [])
+    if not isinstance(raw_edges, list):
+        raise ConfigError("edges: expected a list of [[edges]] tables")
+    edges = tuple(_build(EdgeConfig, f"edges[{i}]", raw) for i, raw in enumerate(raw_edges))
+    _check_ids("edges", [e.id for e in edges])
+    for i, entry in enumerate(edges):
+        if not 0 < entry.port < 65536:
+            raise ConfigError(f"edges[{i}].port: expected 1-65535, got {entry.port}")
+    replication = _check_value("replication", data.get("replication", 3), int)
+    if replication < 1:
+        raise ConfigError("replication: must be at least 1")
+    min_copies = _check_value("min_copies", data.get("min_copies", 0), int)
+    if min_copies > min(replication, len(shards)):
+        raise ConfigError("min_copies: cannot exceed the replica set size")
+    raw_namespaces = data.get("namespaces", {})
+    if not isinstance(raw_namespaces, dict):
+        raise ConfigError("namespaces: expected a table of namespaces")
+    namespaces: dict[str, NamespaceConfig] = {"default": NamespaceConfig()}
+    for name, raw in raw_namespaces.items():
+        if not _NAMESPACE_RE.match(name):
+            raise ConfigError(f"namespaces.{name}: names use letters, digits, _ and -")
+        namespaces[name] = _build(NamespaceConfig, f"namespaces.{name}", raw)
+    edge = _build(EdgeSettings, "edge", data.get("edge", {}))
+    if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
+        raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
+    origin = _build(OriginSettings, "origin", data.get("origin", {}))
+    token_secret = env.get(TOKEN_SECRET_ENV) or _check_value(
+        "token_secret", data.get("token_secret", ""), str
+    )
+    api_key = env.get(API_KEY_ENV) or _check_value("api_key", data.get("api_key", ""), str)
+    return ClusterConfig(
+        shards=shards,
+        edges=edges,
+        replication=replication,
+        min_copies=min_copies,
+        namespaces=types.MappingProxyType(namespaces),
+        edge=edge,
+        origin=origin,
+        token_secret=token_secret,
+        api_key=api_key,
+    )
+
+
+def _check_ids(section: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i, ident in enumerate(ids):
+        if not _ID_RE.match(ident):
+            raise ConfigError(f"{section}[{i}].id: use 1-64 letters, digits, _ . or -")
+        if ident in seen:
+            raise ConfigError(f"{section}[{i}].id: duplicate id {ident!r}")
+        seen.add(ident)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ClusterConfig:
+    """Read and validate a cluster config file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, env)

@@ -1,0 +1,72 @@
+"""The edge link: the wire format between an edge process and an origin shard.
+
+One WebSocket per (edge process, shard), carrying binary frames. A frame holds one or more
+JSON messages separated by ``\\n`` so that either side can batch. Messages:
+
+- request (edge -> origin): ``{"id": n, "op": <op>, ...}``
+- response (origin -> edge): ``{"id": n, "result": {...}}`` or
+  ``{"id": n, "error": {"code", "message", "temporary"?}}``
+- push (origin -> edge): ``{"push": {"ch": channel, "epoch": e, "pub": Publication}}``
+
+Ops: ``sub`` (ch, since?, limit) subscribes the link to a channel and returns its position
+(with the publications after ``since`` when given); ``unsub`` (ch); ``pub`` (ch, data, info?,
+tags?, ikey?, skip_history?); ``history`` (ch, limit, since?, reverse?); ``read`` (ch, offset,
+limit) returns the publications after ``offset`` for recovery.
+
+Both the edge and the origin import this module; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+LINK_PATH = "/link"
+
+OP_SUB = "sub"
+OP_UNSUB = "unsub"
+OP_PUB = "pub"
+OP_HISTORY = "history"
+OP_READ = "read"
+OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
+
+
+class LinkProtocolError(ValueError):
+    """A frame that does not follow the edge-link format."""
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    return orjson.dumps(message)
+
+
+def join_frame(messages: list[bytes]) -> bytes:
+    return b"\n".join(messages)
+
+
+def decode_frame(frame: bytes) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for line in frame.split(b"\n"):
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise LinkProtocolError("malformed JSON in edge-link frame") from None
+        if not isinstance(message, dict):
+            raise LinkProtocolError("edge-link message must be an object")
+        out.append(message)
+    return out
+
+
+def result(req_id: int, body: dict[str, Any]) -> bytes:
+    return orjson.dumps({"id": req_id, "result": body})
+
+
+def error(req_id: int, code: int, message: str, temporary: bool = False) -> bytes:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if temporary:
+        err["temporary"] = True
+    return orjson.dumps({"id": req_id, "error": err})
+
+
+def pub_push(channel: str, epoch: str, pub: dict[str, Any]) -> bytes:
+    return orjson.dumps({"push": {"ch": channel, "epoch": epoch, "pub": pub}})

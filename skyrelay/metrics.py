@@ -1,0 +1,55 @@
+"""Prometheus metrics of one process, exposed at ``/metrics``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class EdgeMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge(
+            "skyrelay_edge_connections", "Client connections open", registry=r
+        )
+        self.subscriptions = Gauge(
+            "skyrelay_edge_subscriptions", "Client subscriptions held", registry=r
+        )
+        self.upstream_subscriptions = Gauge(
+            "skyrelay_edge_upstream_subscriptions",
+            "Channels this edge process is subscribed to on their shard (one per channel)",
+            registry=r,
+        )
+        self.upstream_subscribes = Counter(
+            "skyrelay_edge_upstream_subscribes",
+            "Upstream subscribe requests sent to shards",
+            registry=r,
+        )
+        self.publications = Counter(
+            "skyrelay_edge_publications",
+            "Publications received from shards for fan-out",
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "skyrelay_edge_deliveries", "Publications queued to clients", registry=r
+        )
+        self.disconnects = Counter(
+            "skyrelay_edge_disconnects", "Connections closed, by code", ["code"], registry=r
+        )
+        self.recoveries = Counter(
+            "skyrelay_edge_recoveries", "Subscribe recoveries, by outcome", ["outcome"], registry=r
+        )
+        self.link_reconnects = Counter(
+            "skyrelay_edge_link_reconnects", "Edge link (re)connections to shards", ["shard"],
+            registry=r,
+        )
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    async def handle(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handle

@@ -1,0 +1,66 @@
+"""Running an aiohttp application as a server process: uvloop, explicit socket settings, and a
+graceful stop on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger("skyrelay")
+
+
+def install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve_until_stopped(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    backlog: int,
+    reuse_port: bool = False,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    shutdown_timeout: float = 5.0,
+) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        host,
+        port,
+        backlog=backlog,
+        reuse_port=reuse_port,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("listening on http://%s:%d", host, port)
+    print(f"ready http://{host}:{port}", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        if on_stop is not None:
+            await on_stop()
+        await runner.cleanup()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
