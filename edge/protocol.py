@@ -111,7 +111,9 @@ def pub_push(channel: str, pub: dict[str, Any]) -> bytes:
 
 
 def unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
-    return orjson.dumps({"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}})
+    return orjson.dumps(
+        {"push": {"channel": channel, "unsubscribe": {"code": code, "reason": reason}}}
+    )
 
 
 def disconnect_push(code: int, reason: str) -> bytes:

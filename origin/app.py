@@ -32,7 +32,9 @@ class ShardCollector(Collector):
             value=shard.published,
         )
         yield GaugeMetricFamily(
-            "skyrelay_origin_channels", "Channel streams held by this shard", value=len(shard.streams)
+            "skyrelay_origin_channels",
+            "Channel streams held by this shard",
+            value=len(shard.streams),
         )
         yield GaugeMetricFamily(
             "skyrelay_origin_edge_links", "Edge links connected", value=len(self._app[PEERS_KEY])

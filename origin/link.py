@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 
 from origin.shard import Shard
 from skyrelay import edgelink
+from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.link")
 
@@ -41,7 +42,7 @@ class PeerWriter:
         if self._size > self.limit:
             log.warning("edge link %s is not reading; closing it", self.name)
             self._queue.clear()
-            asyncio.ensure_future(self._ws.close(code=1013, message=b"too slow"))
+            spawn(self._ws.close(code=1013, message=b"too slow"))
             return
         self._wake.set()
 

@@ -67,7 +67,9 @@ class Shard:
             if not isinstance(channel, str) or not channel:
                 raise RequestError(_BAD_REQUEST, "ch must be a non-empty string")
             if op == edgelink.OP_SUB:
-                return Outcome(edgelink.result(req_id, self._subscribe(peer, channel, message, now)))
+                return Outcome(
+                    edgelink.result(req_id, self._subscribe(peer, channel, message, now))
+                )
             if op == edgelink.OP_UNSUB:
                 self._unsubscribe(peer, channel)
                 return Outcome(edgelink.result(req_id, {}))

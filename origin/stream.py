@@ -50,9 +50,7 @@ class ChannelStream:
 
     __slots__ = ("_entries", "epoch", "size", "top", "ttl")
 
-    def __init__(
-        self, size: int, ttl: float, epoch_factory: Callable[[], str] = new_epoch
-    ) -> None:
+    def __init__(self, size: int, ttl: float, epoch_factory: Callable[[], str] = new_epoch) -> None:
         self.size = size
         self.ttl = ttl
         self.epoch = epoch_factory()

@@ -239,9 +239,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:
         raise ConfigError("shards: at least one [[shards]] entry is required")
-    shards = tuple(
-        _build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards)
-    )
+    shards = tuple(_build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards))
     _check_ids("shards", [s.id for s in shards])
     for i, shard in enumerate(shards):
         parts = urlsplit(shard.url)

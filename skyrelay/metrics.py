@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 
 
 class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.connections = Gauge(
-            "skyrelay_edge_connections", "Client connections open", registry=r
-        )
+        self.connections = Gauge("skyrelay_edge_connections", "Client connections open", registry=r)
         self.subscriptions = Gauge(
             "skyrelay_edge_subscriptions", "Client subscriptions held", registry=r
         )
@@ -42,7 +46,9 @@ class EdgeMetrics:
             "skyrelay_edge_recoveries", "Subscribe recoveries, by outcome", ["outcome"], registry=r
         )
         self.link_reconnects = Counter(
-            "skyrelay_edge_link_reconnects", "Edge link (re)connections to shards", ["shard"],
+            "skyrelay_edge_link_reconnects",
+            "Edge link (re)connections to shards",
+            ["shard"],
             registry=r,
         )
 

@@ -17,7 +17,7 @@ log = logging.getLogger("skyrelay")
 
 def install_uvloop() -> None:
     with contextlib.suppress(ImportError):
-        import uvloop
+        import uvloop  # noqa: PLC0415 - optional speed-up
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 

@@ -1,0 +1,103 @@
+"""The edge process: client transports, the server API, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aiohttp
+from aiohttp import web
+
+from edge.api import api_handler
+from edge.auth import TokenVerifier
+from edge.codes import DisconnectCode
+from edge.hub import Hub
+from edge.node import EdgeNode
+from edge.outbox import Flusher
+from edge.pinger import PingWheel, run_wheel
+from edge.router import Router
+from edge.ws import NODE_KEY, websocket_handler
+from skyrelay.config import ClusterConfig, ConfigError
+from skyrelay.metrics import EdgeMetrics, metrics_handler
+from skyrelay.serve import serve_until_stopped
+
+SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
+WHEEL_TASK_KEY = web.AppKey("wheel_task", asyncio.Task[None])
+
+
+async def health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    down = [link.id for link in node.router.links.values() if link.state.value != "up"]
+    status = 200 if not down else 503
+    return web.json_response({"ready": not down, "links_down": down}, status=status)
+
+
+def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
+    if not config.token_secret:
+        raise ConfigError("token_secret: set SKYRELAY_TOKEN_SECRET to verify client tokens")
+    app = web.Application(client_max_size=config.edge.api_max_body)
+    metrics = EdgeMetrics()
+    router = Router(config)
+    node = EdgeNode(
+        id=edge_id,
+        config=config,
+        verifier=TokenVerifier(config.token_secret),
+        router=router,
+        hub=Hub(router, metrics),
+        flusher=Flusher(asyncio.get_event_loop()),
+        wheel=PingWheel(config.edge.ping_interval, config.edge.pong_timeout),
+        metrics=metrics,
+    )
+    app[NODE_KEY] = node
+    app.router.add_get("/connection/websocket", websocket_handler)
+    app.router.add_post("/api/{method}", api_handler)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+    return app
+
+
+async def _start(app: web.Application) -> None:
+    node = app[NODE_KEY]
+    node.flusher = Flusher(asyncio.get_running_loop())
+    session = aiohttp.ClientSession()
+    app[SESSION_KEY] = session
+    hub = node.hub
+    node.router.start_links(node.id, session, hub.on_push, hub.on_link_up, hub.on_link_down)
+    app[WHEEL_TASK_KEY] = asyncio.create_task(run_wheel(node.wheel, time.time))
+
+
+async def _stop(app: web.Application) -> None:
+    task = app[WHEEL_TASK_KEY]
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await app[NODE_KEY].router.close()
+    await app[SESSION_KEY].close()
+
+
+async def drain(app: web.Application) -> None:
+    """Tell every client to reconnect elsewhere, then let the closes go out."""
+    node = app[NODE_KEY]
+    for client in list(node.clients.values()):
+        client.close(DisconnectCode.SHUTDOWN)
+    await asyncio.sleep(0)
+
+
+async def run_edge(config: ClusterConfig, edge_id: str | None = None) -> None:
+    edge = config.edge_by_id(edge_id)
+    app = build_app(config, edge.id)
+    await serve_until_stopped(
+        app,
+        edge.host,
+        edge.port,
+        backlog=config.edge.listen_backlog,
+        on_stop=lambda: drain(app),
+    )

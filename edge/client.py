@@ -1,0 +1,352 @@
+"""One client connection: runs commands in order and talks to the hub. Transport-neutral:
+a transport adapter feeds it messages and gives it a ``Sink`` to write to."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from edge import protocol
+from edge.auth import ExpiredToken, InvalidToken
+from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
+from edge.hub import Channel
+from edge.node import VERSION, EdgeNode
+from edge.outbox import Outgoing
+from edge.recovery import decide_recovery
+from edge.session import (
+    SessionState,
+    allowed,
+    channel_param,
+    history_query,
+    history_result,
+    subscribe_options,
+    subscribe_result,
+)
+from skyrelay import edgelink
+from skyrelay.config import NamespaceConfig
+
+log = logging.getLogger("skyrelay.edge.client")
+
+# Seconds past token expiry before an unrefreshed connection is closed with 3005.
+EXPIRED_CLOSE_DELAY = 25.0
+
+
+class Sink(Protocol):
+    def send(self, payload: bytes) -> None: ...  # pragma: no cover
+    def deliver(self, message: Outgoing) -> None: ...  # pragma: no cover
+    def close(self, code: int, reason: str) -> None: ...  # pragma: no cover
+
+
+Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None]]
+
+
+class Client:
+    __slots__ = (
+        "awaiting_pong",
+        "expires_at",
+        "id",
+        "info",
+        "node",
+        "ping_slot",
+        "sink",
+        "state",
+        "subs",
+        "user",
+    )
+
+    def __init__(self, node: EdgeNode, sink: Sink) -> None:
+        self.id = str(uuid.uuid4())
+        self.node = node
+        self.sink = sink
+        self.state = SessionState.CONNECTING
+        self.user = ""
+        self.info: Any = None
+        self.expires_at = 0
+        # channel -> hub channel; None while the upstream subscription is being set up.
+        self.subs: dict[str, Channel | None] = {}
+        self.awaiting_pong = False
+        self.ping_slot = -1
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    # Called by the hub and the ping wheel (synchronous, no await).
+
+    def deliver(self, message: Outgoing) -> None:
+        self.sink.deliver(message)
+
+    def lost_channel(self, channel: str, code: int, reason: str) -> None:
+        if self.subs.pop(channel, None) is not None:
+            self.node.metrics.subscriptions.dec()
+            self.sink.send(protocol.unsubscribe_push(channel, code, reason))
+
+    def ping(self) -> None:
+        if self.state is SessionState.CONNECTED:
+            self.awaiting_pong = True
+            self.sink.send(protocol.PING)
+
+    def check_pong(self, now: float) -> None:
+        if self.awaiting_pong:
+            self.close(DisconnectCode.NO_PONG)
+        elif self.expires_at and now > self.expires_at + EXPIRED_CLOSE_DELAY:
+            self.close(DisconnectCode.EXPIRED)
+
+    # Driven by the transport.
+
+    async def handle(self, data: bytes | str) -> None:
+        """Run every command of one transport message, in order."""
+        try:
+            commands = protocol.decode_commands(data)
+        except Disconnect as exc:
+            self.close(exc.code, exc.reason)
+            return
+        for command in commands:
+            if self.state is SessionState.CLOSED:
+                return
+            if isinstance(command, protocol.Pong):
+                self.awaiting_pong = False
+                continue
+            if not await self._run(command):
+                return
+
+    async def _run(self, command: protocol.Command) -> bool:
+        """Run one command; False stops the rest of the message."""
+        try:
+            if self.state is SessionState.CONNECTING and command.method != "connect":
+                raise Disconnect(DisconnectCode.BAD_REQUEST, "connect first")
+            handler = _HANDLERS[command.method]
+            result = await handler(self, command)
+            if result is not None and not self.closed:
+                self.sink.send(protocol.reply(command.id, command.method, result))
+        except ReplyError as exc:
+            if not self.closed:
+                self.sink.send(
+                    protocol.error_reply(command.id, exc.code, exc.message, exc.temporary)
+                )
+            return command.method != "connect"
+        except Disconnect as exc:
+            self.close(exc.code, exc.reason)
+            return False
+        except Exception:
+            log.exception("command %s failed", command.method)
+            self.close(DisconnectCode.SERVER_ERROR)
+            return False
+        return True
+
+    def close(self, code: int, reason: str | None = None) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self._cleanup()
+        self.node.metrics.disconnects.labels(code=str(code)).inc()
+        self.sink.close(code, reason or Disconnect(code).reason)
+
+    def transport_closed(self) -> None:
+        if self.state is not SessionState.CLOSED:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        was_connected = self.state is SessionState.CONNECTED
+        self.state = SessionState.CLOSED
+        node = self.node
+        node.wheel.remove(self)
+        node.clients.pop(self.id, None)
+        if was_connected:
+            node.metrics.connections.dec()
+        subs, self.subs = self.subs, {}
+        for channel in subs.values():
+            if channel is not None:
+                node.hub.release(channel, self)
+                node.metrics.subscriptions.dec()
+
+    # Commands.
+
+    async def _connect(self, command: protocol.Command) -> dict[str, Any]:
+        if self.state is not SessionState.CONNECTING:
+            raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
+        token = command.params.get("token", "")
+        if not isinstance(token, str):
+            raise Disconnect(DisconnectCode.BAD_REQUEST, "token must be a string")
+        now = time.time()
+        try:
+            credentials = self.node.verifier.verify_connection(token, now)
+        except ExpiredToken:
+            raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
+        except InvalidToken:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        self.user = credentials.user
+        self.info = credentials.info
+        self.expires_at = credentials.expires_at
+        self.state = SessionState.CONNECTED
+        node = self.node
+        node.clients[self.id] = self
+        node.wheel.add(self)
+        node.metrics.connections.inc()
+        result: dict[str, Any] = {
+            "client": self.id,
+            "version": VERSION,
+            "ping": node.config.edge.ping_interval,
+            "pong": True,
+        }
+        if self.expires_at:
+            result["expires"] = True
+            result["ttl"] = max(1, int(self.expires_at - now))
+        return result
+
+    def _namespace(self, channel: str) -> NamespaceConfig:
+        ns = self.node.config.namespace(channel)
+        if ns is None:
+            raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)
+        return ns
+
+    def _subscribed(self, channel: str) -> bool:
+        return self.subs.get(channel) is not None
+
+    async def _subscribe(self, command: protocol.Command) -> dict[str, Any] | None:
+        channel = channel_param(command.params)
+        ns = self._namespace(channel)
+        if not allowed(ns.allow_subscribe, self.user, True):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if channel in self.subs:
+            raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
+        settings = self.node.config.edge
+        if len(self.subs) >= settings.max_subscriptions_per_connection:
+            raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
+        options = subscribe_options(ns, command.params)
+        hub = self.node.hub
+        self.subs[channel] = None
+        try:
+            held = await hub.acquire(channel)
+        except BaseException:
+            self.subs.pop(channel, None)
+            raise
+        if self.closed:
+            hub.release(held, self)
+            return None
+        self.subs[channel] = held
+        self.node.metrics.subscriptions.inc()
+        if not options.recover:
+            hub.add_live(held, self)
+            return subscribe_result(options, held.epoch, held.offset)
+
+        limit = settings.recovery_max_publications
+        hub.start_join(held, self)
+        try:
+            page = await hub.read(held, options.offset, limit + 1)
+        except ReplyError:
+            if self.subs.get(channel) is held:
+                self._drop(channel, held)
+            raise
+        if self.state is SessionState.CLOSED:  # closed while the history was read
+            return None
+        if self.subs.get(channel) is not held:
+            raise ReplyError(ErrorCode.INTERNAL, "channel moved, retry", temporary=True)
+        top = int(page.get("offset", 0))
+        outcome = decide_recovery(
+            options.offset,
+            options.epoch,
+            page.get("publications") or [],
+            str(page.get("epoch", "")),
+            top,
+            limit,
+        )
+        buffered = hub.finish_join(held, self)
+        self.node.metrics.recoveries.labels(
+            outcome="recovered" if outcome.recovered else "failed"
+        ).inc()
+        if not outcome.recovered and options.reject_unrecovered:
+            self._drop(channel, held)
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        self.sink.send(
+            protocol.reply(command.id, "subscribe", subscribe_result(options, "", 0, outcome))
+        )
+        for pub in buffered:
+            if pub.get("offset", 0) > top:
+                self.sink.send(protocol.pub_push(channel, pub))
+        return None
+
+    def _drop(self, channel: str, held: Channel) -> None:
+        self.subs.pop(channel, None)
+        self.node.hub.release(held, self)
+        self.node.metrics.subscriptions.dec()
+
+    async def _unsubscribe(self, command: protocol.Command) -> dict[str, Any]:
+        channel = channel_param(command.params)
+        held = self.subs.get(channel)
+        if held is not None:
+            self._drop(channel, held)
+        return {}
+
+    async def _publish(self, command: protocol.Command) -> dict[str, Any]:
+        channel = channel_param(command.params)
+        ns = self._namespace(channel)
+        if not allowed(ns.allow_publish, self.user, self._subscribed(channel)):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if "data" not in command.params:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+        info: dict[str, Any] = {"user": self.user, "client": self.id}
+        if self.info is not None:
+            info["conn_info"] = self.info
+        link = self.node.router.link_for(channel)
+        await link.request(
+            edgelink.OP_PUB, {"ch": channel, "data": command.params["data"], "info": info}
+        )
+        return {}
+
+    async def _history(self, command: protocol.Command) -> dict[str, Any]:
+        channel = channel_param(command.params)
+        ns = self._namespace(channel)
+        if not allowed(ns.allow_history, self.user, self._subscribed(channel)):
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+        if ns.history_size == 0:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE)
+        query = history_query(command.params, self.node.config.edge.history_max_publications)
+        request: dict[str, Any] = {"ch": channel, "limit": query.limit}
+        if query.since_offset is not None:
+            request["since"] = query.since_offset
+        if query.reverse:
+            request["reverse"] = True
+        result = await self.node.router.link_for(channel).request(edgelink.OP_HISTORY, request)
+        return history_result(query, result)
+
+    async def _refresh(self, command: protocol.Command) -> dict[str, Any]:
+        token = command.params.get("token", "")
+        if not isinstance(token, str):
+            raise Disconnect(DisconnectCode.BAD_REQUEST, "token must be a string")
+        now = time.time()
+        try:
+            credentials = self.node.verifier.verify_connection(token, now)
+        except ExpiredToken:
+            raise Disconnect(DisconnectCode.EXPIRED) from None
+        except InvalidToken:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        if credentials.user != self.user:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN, "user mismatch")
+        self.expires_at = credentials.expires_at
+        if not self.expires_at:
+            return {}
+        return {"expires": True, "ttl": max(1, int(self.expires_at - now))}
+
+    async def _not_available(self, command: protocol.Command) -> dict[str, Any]:
+        raise ReplyError(ErrorCode.NOT_AVAILABLE)
+
+    async def _send(self, command: protocol.Command) -> None:
+        return None  # async messages go to the RPC backend, which is not configured
+
+
+_HANDLERS: dict[str, Handler] = {
+    "connect": Client._connect,
+    "subscribe": Client._subscribe,
+    "unsubscribe": Client._unsubscribe,
+    "publish": Client._publish,
+    "history": Client._history,
+    "refresh": Client._refresh,
+    "presence": Client._not_available,
+    "presence_stats": Client._not_available,
+    "rpc": Client._not_available,
+    "sub_refresh": Client._not_available,
+    "send": Client._send,
+}

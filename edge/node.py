@@ -1,0 +1,32 @@
+"""What every connection on one edge process shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from edge.auth import TokenVerifier
+from edge.hub import Hub
+from edge.outbox import Flusher
+from edge.pinger import PingWheel
+from edge.router import Router
+from skyrelay.config import ClusterConfig
+from skyrelay.metrics import EdgeMetrics
+
+if TYPE_CHECKING:
+    from edge.client import Client
+
+VERSION = "0.1.0"
+
+
+@dataclass(slots=True)
+class EdgeNode:
+    id: str
+    config: ClusterConfig
+    verifier: TokenVerifier
+    router: Router
+    hub: Hub
+    flusher: Flusher
+    wheel: PingWheel
+    metrics: EdgeMetrics
+    clients: dict[str, Client] = field(default_factory=dict)

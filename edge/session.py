@@ -1,0 +1,136 @@
+"""Pure rules of a client session: command validation, permissions, subscribe options and
+reply shapes. The async orchestration in ``edge.client`` calls these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
+from edge.recovery import RecoveryOutcome
+from skyrelay.config import NamespaceConfig, Permission
+
+# Subscribe flag bit 2: answer error 112 instead of `recovered: false`.
+FLAG_REJECT_UNRECOVERED = 2
+MAX_CHANNEL_LENGTH = 255
+
+
+class SessionState(Enum):
+    CONNECTING = "connecting"  # transport open, waiting for `connect`
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+def channel_param(params: dict[str, Any]) -> str:
+    channel = params.get("channel")
+    if not isinstance(channel, str) or not channel:
+        raise Disconnect(DisconnectCode.BAD_REQUEST, "channel required")
+    if len(channel) > MAX_CHANNEL_LENGTH or not channel.isprintable():
+        raise ReplyError(ErrorCode.BAD_REQUEST, "invalid channel name")
+    return channel
+
+
+def allowed(permission: Permission, user: str, subscribed: bool) -> bool:
+    if permission == "anonymous":
+        return True
+    if permission == "client":
+        return bool(user)
+    if permission == "subscriber":
+        return subscribed
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeOptions:
+    recoverable: bool
+    positioned: bool
+    recover: bool
+    offset: int
+    epoch: str
+    reject_unrecovered: bool
+
+
+def subscribe_options(ns: NamespaceConfig, params: dict[str, Any]) -> SubscribeOptions:
+    """What the subscribe asks for, within what the namespace allows."""
+    history_on = ns.history_size > 0
+    recoverable = history_on and (ns.force_recovery or params.get("recoverable") is True)
+    positioned = recoverable or (history_on and params.get("positioned") is True)
+    recover = recoverable and params.get("recover") is True
+    offset = params.get("offset", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "offset must be a non-negative integer")
+    epoch = params.get("epoch", "")
+    if not isinstance(epoch, str):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "epoch must be a string")
+    flag = params.get("flag", 0)
+    reject = isinstance(flag, int) and bool(flag & FLAG_REJECT_UNRECOVERED)
+    return SubscribeOptions(recoverable, positioned, recover, offset, epoch, reject)
+
+
+def subscribe_result(
+    options: SubscribeOptions,
+    epoch: str,
+    offset: int,
+    outcome: RecoveryOutcome | None = None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if options.recoverable:
+        result["recoverable"] = True
+    if options.positioned:
+        result["positioned"] = True
+        result["epoch"] = epoch
+        result["offset"] = offset
+    if outcome is not None:
+        result["was_recovering"] = True
+        result["epoch"] = outcome.epoch
+        result["offset"] = outcome.offset
+        if outcome.recovered:
+            result["recovered"] = True
+        if outcome.publications:
+            result["publications"] = outcome.publications
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    limit: int
+    since_offset: int | None
+    since_epoch: str
+    reverse: bool
+
+
+def history_query(params: dict[str, Any], max_publications: int) -> HistoryQuery:
+    limit = params.get("limit", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "limit must be an integer")
+    if limit < 0 or limit > max_publications:
+        limit = max_publications
+    reverse = params.get("reverse") is True
+    since = params.get("since")
+    since_offset: int | None = None
+    since_epoch = ""
+    if since is not None:
+        if not isinstance(since, dict):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "since must be an object")
+        raw_offset = since.get("offset", 0)
+        since_epoch = since.get("epoch", "")
+        if isinstance(raw_offset, bool) or not isinstance(raw_offset, int) or raw_offset < 0:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer")
+        if not isinstance(since_epoch, str):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "since.epoch must be a string")
+        since_offset = raw_offset
+        if reverse and since_offset == 0:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "reverse history needs since.offset")
+    return HistoryQuery(limit, since_offset, since_epoch, reverse)
+
+
+def history_result(query: HistoryQuery, result: dict[str, Any]) -> dict[str, Any]:
+    epoch = str(result.get("epoch", ""))
+    if query.since_epoch and query.since_epoch != epoch:
+        raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+    return {
+        "publications": result.get("publications") or [],
+        "epoch": epoch,
+        "offset": int(result.get("offset", 0)),
+    }

@@ -1,0 +1,114 @@
+"""The bidirectional WebSocket transport, ``/connection/websocket`` (JSON in text frames)."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from collections.abc import Iterable
+
+from aiohttp import WSMsgType, web
+
+from edge.client import Client
+from edge.codes import DisconnectCode
+from edge.node import EdgeNode
+from edge.outbox import FrameOutbox, Outgoing, WriteTransport
+from edge.wsframe import text_frame
+from skyrelay.tasks import spawn
+
+log = logging.getLogger("skyrelay.edge.ws")
+
+NODE_KEY = web.AppKey("node", EdgeNode)
+
+# Seconds to wait for the client's close frame after ours before the socket is dropped.
+CLOSE_TIMEOUT = 2.0
+# aiohttp's own writes (close frames, pongs) only; data bypasses its writer.
+WRITER_LIMIT = 64 * 1024
+
+
+def origin_allowed(origin: str | None, patterns: Iterable[str]) -> bool:
+    """Requests without Origin (native apps, servers) are allowed; browsers must match."""
+    if origin is None:
+        return True
+    return any(fnmatch.fnmatchcase(origin, pattern) for pattern in patterns)
+
+
+class WebSocketSink:
+    __slots__ = ("_closing", "_outbox", "_transport", "_ws")
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: WriteTransport,
+        outbox: FrameOutbox,
+    ) -> None:
+        self._ws = ws
+        self._transport = transport
+        self._outbox = outbox
+        self._closing = False
+
+    def send(self, payload: bytes) -> None:
+        self._outbox.push(text_frame(payload))
+
+    def deliver(self, message: Outgoing) -> None:
+        self._outbox.push(message.ws_frame)
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        slow = self._outbox.closed
+        self._outbox.flush()
+        self._outbox.close()
+        spawn(self._ws.close(code=code, message=reason.encode()))
+        if slow:
+            # A client that stopped reading will not read our close frame either.
+            abort = getattr(self._transport, "abort", None)
+            if abort is not None:
+                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, abort)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    settings = node.config.edge
+    if not origin_allowed(request.headers.get("Origin"), settings.allowed_origins):
+        return web.json_response(
+            {"error": "origin not allowed", "origin": request.headers.get("Origin")}, status=403
+        )
+    ws = web.WebSocketResponse(
+        timeout=CLOSE_TIMEOUT,
+        autoping=True,
+        heartbeat=None,
+        compress=settings.websocket_compression,
+        max_msg_size=settings.max_message_size,
+        writer_limit=WRITER_LIMIT,
+    )
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:
+        return ws
+    client: Client | None = None
+
+    def on_overflow() -> None:
+        if client is not None:
+            client.close(DisconnectCode.SLOW)
+
+    outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
+    client = Client(node, WebSocketSink(ws, transport, outbox))
+    stale = asyncio.get_running_loop().call_later(settings.connect_timeout, _close_stale, client)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                await client.handle(msg.data)
+            elif msg.type is WSMsgType.ERROR:
+                break
+    finally:
+        stale.cancel()
+        client.transport_closed()
+        outbox.close()
+    return ws
+
+
+def _close_stale(client: Client) -> None:
+    if client.state.value == "connecting":
+        client.close(DisconnectCode.STALE)

@@ -1,0 +1,3 @@
+from skyrelay.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""The ``skyrelay`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from skyrelay.config import TOKEN_SECRET_ENV, ConfigError, load_config
+
+# Lifetime of the demo token `skyrelay up` prints, in seconds.
+DEMO_TOKEN_TTL = 24 * 3600
+# Sample channels used by `ring show` and `ring plan` to measure placement.
+RING_SAMPLE = 10_000
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skyrelay", description="Skyrelay real-time relay")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run a whole local cluster")
+    up.add_argument("--origins", type=int, default=3)
+    up.add_argument("--edges", type=int, default=2)
+    up.add_argument("--replication", type=int, default=3)
+    up.add_argument("--port", type=int, default=8000)
+
+    origin = sub.add_parser("origin", help="run one origin shard")
+    origin.add_argument("--config", required=True)
+    origin.add_argument("--id", required=True)
+    origin.add_argument("--log-level", default="INFO")
+
+    edge = sub.add_parser("edge", help="run one edge relay")
+    edge.add_argument("--config", required=True)
+    edge.add_argument("--id", default=None, help="edge id in the config (default: the first)")
+    edge.add_argument("--log-level", default="INFO")
+
+    token = sub.add_parser("token", help="mint a development token")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds; 0 = no expiry")
+    token.add_argument("--channel", default=None, help="make a subscription token")
+
+    ring = sub.add_parser("ring", help="placement of channels on shards")
+    ring.add_argument("action", choices=("show", "plan"))
+    ring.add_argument("--config", required=True)
+    ring.add_argument("--add", default=None, help="plan: shard id[=weight] to add")
+    ring.add_argument("--remove", default=None, help="plan: shard id to remove")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        if args.command == "origin":
+            return _serve_origin(args)
+        if args.command == "edge":
+            return _serve_edge(args)
+        if args.command == "token":
+            return _token(args)
+        if args.command == "ring":
+            return _ring(args)
+    except ConfigError as exc:
+        print(f"skyrelay: config error: {exc}", file=sys.stderr)
+        return 2
+    return 1  # pragma: no cover
+
+
+def _serve_origin(args: argparse.Namespace) -> int:
+    from origin.app import run_origin  # noqa: PLC0415 - only the command that runs it pays
+    from skyrelay.serve import configure_logging, install_uvloop  # noqa: PLC0415
+
+    config = load_config(args.config)
+    config.shard(args.id)
+    configure_logging(args.log_level)
+    install_uvloop()
+    asyncio.run(run_origin(config, args.id))
+    return 0
+
+
+def _serve_edge(args: argparse.Namespace) -> int:
+    from edge.app import run_edge  # noqa: PLC0415
+    from skyrelay.serve import configure_logging, install_uvloop  # noqa: PLC0415
+
+    config = load_config(args.config)
+    config.edge_by_id(args.id)
+    if not config.token_secret:
+        raise ConfigError(f"token_secret: set {TOKEN_SECRET_ENV}")
+    configure_logging(args.log_level)
+    install_uvloop()
+    asyncio.run(run_edge(config, args.id))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from edge.auth import mint_token  # noqa: PLC0415
+
+    secret = os.environ.get(TOKEN_SECRET_ENV)
+    if not secret:
+        print(f"skyrelay: set {TOKEN_SECRET_ENV} to the cluster's token secret", file=sys.stderr)
+        return 2
+    extra = {"channel": args.channel} if args.channel else None
+    print(mint_token(secret, args.sub, now=time.time(), ttl=args.ttl or None, extra=extra))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from edge.auth import mint_token  # noqa: PLC0415
+    from skyrelay.cluster import ClusterSpec, LocalCluster, cluster_secrets  # noqa: PLC0415
+
+    for name in ("origins", "edges", "replication"):
+        if getattr(args, name) < 1:
+            print(f"skyrelay: --{name} must be at least 1", file=sys.stderr)
+            return 2
+    spec = ClusterSpec(args.origins, args.edges, args.replication, args.port)
+    token_secret, api_key, generated = cluster_secrets(dict(os.environ))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="skyrelay-up-") as workdir:
+        cluster = LocalCluster(spec, Path(workdir), token_secret, api_key)
+        cluster.start()
+        try:
+            print("\nSkyrelay local cluster is up.")
+            for i in range(spec.edges):
+                print(f"  edge e{i}    {cluster.ws_url(i)}   API {cluster.edge_url(i)}/api")
+            for i in range(spec.origins):
+                print(f"  origin o{i}  {cluster.origin_url(i)}")
+            print(f"  config      {cluster.config_path}")
+            origin_note = " (generated)" if generated else " (from the environment)"
+            print(f"  {TOKEN_SECRET_ENV}={token_secret}{origin_note}")
+            print(f"  SKYRELAY_API_KEY={api_key}")
+            demo = mint_token(token_secret, "demo", now=time.time(), ttl=DEMO_TOKEN_TTL)
+            print(f"  demo token (user demo, 24 h): {demo}")
+            print("Press Ctrl+C to stop.", flush=True)
+            while not stop.wait(0.5):
+                for name, proc in cluster.processes.items():
+                    if proc.poll() is not None and not getattr(proc, "_reported", False):
+                        print(f"skyrelay: {name} exited with code {proc.returncode}", flush=True)
+                        proc._reported = True  # type: ignore[attr-defined]
+        finally:
+            cluster.stop()
+            print("Skyrelay local cluster stopped.", flush=True)
+    return 0
+
+
+def _ring(args: argparse.Namespace) -> int:
+    from ring import Member, Ring, moved_channels  # noqa: PLC0415
+
+    config = load_config(args.config)
+    members = [Member(s.id, s.weight) for s in config.shards]
+    ring = Ring(members, config.replication)
+    sample = [f"channel-{i}" for i in range(RING_SAMPLE)]
+    if args.action == "show":
+        counts = dict.fromkeys(ring.member_ids(), 0)
+        for ch in sample:
+            counts[ring.owner(ch)] += 1
+        print(f"replication {ring.replication}, {len(members)} shards")
+        for shard in config.shards:
+            share = counts[shard.id] / RING_SAMPLE
+            print(f"  {shard.id:<12} {shard.url:<28} weight {shard.weight:<3} primary {share:6.1%}")
+        return 0
+    if bool(args.add) == bool(args.remove):
+        print("skyrelay: ring plan needs exactly one of --add or --remove", file=sys.stderr)
+        return 2
+    if args.add:
+        ident, _, weight = args.add.partition("=")
+        after = [*members, Member(ident, int(weight or 1))]
+    else:
+        after = [m for m in members if m.id != args.remove]
+        if len(after) == len(members):
+            print(f"skyrelay: no shard {args.remove!r}", file=sys.stderr)
+            return 2
+    moved = moved_channels(ring, Ring(after, config.replication), sample)
+    ideal = 1 / max(len(after), len(members))
+    print(
+        f"{moved} of {RING_SAMPLE} sample channels change replica set "
+        f"({moved / RING_SAMPLE:.1%}); primaries alone would ideally move {ideal:.1%}"
+    )
+    return 0
