@@ -1,0 +1,73 @@
+"""Real clusters on free loopback ports, started the way `skyrelay up` starts them."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.auth import mint_token
+from skyrelay.cluster import ClusterSpec, LocalCluster
+
+TOKEN_SECRET = "integration-token-secret-0123456789abcdef"
+API_KEY = "integration-api-key"
+
+# Namespaces the tests use besides the default one.
+TEST_NAMESPACES = """
+[namespaces.short]
+history_size = 5
+history_ttl = 300
+allow_publish = "client"
+allow_history = "client"
+"""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_spec(origins: int = 3, edges: int = 2, replication: int = 3) -> ClusterSpec:
+    """A spec whose edge and origin ports are all free right now."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        spec = ClusterSpec(origins, edges, replication, base, extra_toml=TEST_NAMESPACES)
+        ports = [spec.edge_port(i) for i in range(edges)]
+        ports += [spec.origin_port(i) for i in range(origins)]
+        if all(_port_free(p) for p in ports):
+            return spec
+    raise RuntimeError("no free port range found")
+
+
+def start_cluster(workdir: Path, **kwargs: int) -> LocalCluster:
+    for attempt in range(3):
+        cluster = LocalCluster(
+            free_spec(**kwargs), workdir, TOKEN_SECRET, API_KEY, log_dir=workdir / "logs"
+        )
+        try:
+            cluster.start()
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            continue  # a port was taken between the check and the bind
+        return cluster
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.stop()
+
+
+def token(user: str = "alice", ttl: float | None = 3600, **extra: object) -> str:
+    return mint_token(TOKEN_SECRET, user, now=time.time(), ttl=ttl, extra=dict(extra) or None)
