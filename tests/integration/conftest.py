@@ -13,7 +13,7 @@ import pytest
 from edge.auth import mint_token
 from skyrelay.cluster import ClusterSpec, LocalCluster
 
-TOKEN_SECRET = "integration-token-secret-0123456789abcdef"
+TOKEN_SECRET = "integration-token-secret-" + "0123456789abcdef" * 4
 API_KEY = "integration-api-key"
 
 # Namespaces the tests use besides the default one.

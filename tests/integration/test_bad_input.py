@@ -31,7 +31,10 @@ async def _connect(session: aiohttp.ClientSession, url: str, tok: str) -> RawCli
 @pytest.mark.parametrize(
     "bad_token",
     [
-        pytest.param(jwt.encode({"sub": "x"}, "wrong-secret-0123456789abcdef0123", "HS256"), id="wrong-signature"),
+        pytest.param(
+            jwt.encode({"sub": "x"}, "wrong-secret-0123456789abcdef0123", "HS256"),
+            id="wrong-signature",
+        ),
         pytest.param("not.a.jwt", id="garbage"),
         pytest.param("", id="empty"),
         pytest.param(jwt.encode({"sub": "x"}, None, "none"), id="alg-none"),

@@ -71,7 +71,9 @@ async def test_two_edges_receive_100_publications_in_the_same_order(
         assert got_a.pubs == got_b.pubs
         assert [off for off, _ in got_a.pubs] == list(range(1, 101))
         assert sorted(r.offset for r in sent) == list(range(1, 101))
-        assert {tuple(sorted(d.items())) for _, d in got_a.pubs} == {(("n", n),) for n in range(100)}
+        assert {tuple(sorted(d.items())) for _, d in got_a.pubs} == {
+            (("n", n),) for n in range(100)
+        }
     finally:
         await a.disconnect()
         await b.disconnect()
@@ -108,6 +110,9 @@ async def test_ten_subscribers_share_one_upstream_subscription(
     await api.publish(PublishRequest(channel=ch, data={"x": 1}))
     for raw in clients:
         pushes = await raw.wait_pushes(1)
-        assert pushes[0] == {"channel": ch, "pub": {"data": {"x": 1}, "offset": 1, "time": pushes[0]["pub"]["time"]}}
+        assert pushes[0] == {
+            "channel": ch,
+            "pub": {"data": {"x": 1}, "offset": 1, "time": pushes[0]["pub"]["time"]},
+        }
     for raw in clients:
         await raw.ws.close()

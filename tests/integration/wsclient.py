@@ -22,7 +22,9 @@ class RawClient:
     async def send_raw(self, data: str) -> None:
         await self.ws.send_str(data)
 
-    async def command(self, method: str, params: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+    async def command(
+        self, method: str, params: dict[str, Any], timeout: float = 10
+    ) -> dict[str, Any]:
         cmd_id = next(self._ids)
         await self.ws.send_str(orjson.dumps({"id": cmd_id, method: params}).decode())
         return await self.reply(cmd_id, timeout)
@@ -49,7 +51,11 @@ class RawClient:
 
     async def _read_one(self) -> bool:
         msg = await self.ws.receive()
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+        ):
             self.close_code = self.ws.close_code
             self.close_reason = str(msg.extra or "")
             return False

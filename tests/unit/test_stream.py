@@ -1,0 +1,83 @@
+"""The channel stream: position, bounded history, TTL. No sockets, an explicit clock."""
+
+from __future__ import annotations
+
+from origin.stream import ChannelStream
+
+
+def stream(size: int = 5, ttl: float = 60.0) -> ChannelStream:
+    return ChannelStream(size, ttl, epoch_factory=lambda: "ep")
+
+
+def test_offsets_increase_by_one_per_publication() -> None:
+    s = stream()
+    pubs = [s.publish({"n": n}, now=100.0) for n in range(3)]
+    assert [p.offset for p in pubs] == [1, 2, 3]
+    assert (s.epoch, s.top) == ("ep", 3)
+    assert pubs[0].to_wire() == {"data": {"n": 0}, "offset": 1, "time": 100000}
+
+
+def test_history_is_bounded_by_size_but_the_position_keeps_going() -> None:
+    s = stream(size=5)
+    for n in range(12):
+        s.publish(n, now=0.0)
+    assert len(s) == 5
+    page = s.history(-1, now=0.0)
+    assert [p.offset for p in page.publications] == [8, 9, 10, 11, 12]
+    assert page.offset == 12
+
+
+def test_history_expires_after_ttl() -> None:
+    s = stream(ttl=10.0)
+    s.publish("old", now=0.0)
+    s.publish("new", now=8.0)
+    assert [p.data for p in s.history(-1, now=12.0).publications] == ["new"]
+    assert s.history(-1, now=20.0).publications == []
+    assert s.top == 2
+
+
+def test_since_returns_what_follows_an_offset() -> None:
+    s = stream(size=10)
+    for n in range(6):
+        s.publish(n, now=0.0)
+    assert [p.offset for p in s.since(3, limit=-1, now=0.0).publications] == [4, 5, 6]
+    assert [p.offset for p in s.since(3, limit=2, now=0.0).publications] == [4, 5]
+    assert s.since(6, limit=-1, now=0.0).publications == []
+    assert s.since(0, limit=-1, now=0.0).publications[0].offset == 1
+
+
+def test_since_a_trimmed_offset_starts_at_the_oldest_kept() -> None:
+    s = stream(size=3)
+    for n in range(10):
+        s.publish(n, now=0.0)
+    assert [p.offset for p in s.since(2, limit=-1, now=0.0).publications] == [8, 9, 10]
+
+
+def test_history_command_limits_since_and_reverse() -> None:
+    s = stream(size=10)
+    for n in range(6):
+        s.publish(n, now=0.0)
+    assert s.history(0, now=0.0).publications == []
+    assert [p.offset for p in s.history(2, now=0.0).publications] == [1, 2]
+    assert [p.offset for p in s.history(2, now=0.0, since=4).publications] == [5, 6]
+    assert [p.offset for p in s.history(2, now=0.0, reverse=True).publications] == [6, 5]
+    assert [p.offset for p in s.history(-1, now=0.0, since=3, reverse=True).publications] == [2, 1]
+
+
+def test_skip_history_and_disabled_history_give_no_offset() -> None:
+    s = stream()
+    assert s.publish("x", now=0.0, skip_history=True).offset == 0
+    assert stream(size=0).publish("x", now=0.0).offset == 0
+    assert s.top == 0
+
+
+def test_clear_keeps_the_position() -> None:
+    s = stream()
+    s.publish(1, now=0.0)
+    s.clear()
+    assert len(s) == 0
+    assert s.publish(2, now=0.0).offset == 2
+
+
+def test_each_stream_gets_its_own_epoch() -> None:
+    assert ChannelStream(1, 1).epoch != ChannelStream(1, 1).epoch
