@@ -34,6 +34,8 @@ class ClusterSpec:
     host: str = "127.0.0.1"
     # Extra TOML appended to the generated config (namespaces, limits) for tests and demos.
     extra_toml: str = ""
+    # Extra lines for the generated [edge] table, e.g. "ping_interval = 2".
+    edge_toml: str = ""
 
     def edge_port(self, index: int) -> int:
         return self.port + index
@@ -50,6 +52,7 @@ def render_config(spec: ClusterSpec) -> str:
         "",
         "[edge]",
         'allowed_origins = ["http://127.0.0.1:*", "http://localhost:*"]',
+        spec.edge_toml.strip(),
         "",
         "[namespaces.default]",
         "history_size = 100",

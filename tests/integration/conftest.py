@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,11 +36,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_spec(origins: int = 3, edges: int = 2, replication: int = 3) -> ClusterSpec:
+def free_spec(
+    origins: int = 3, edges: int = 2, replication: int = 3, edge_toml: str = ""
+) -> ClusterSpec:
     """A spec whose edge and origin ports are all free right now."""
     for _ in range(200):
         base = random.randrange(20000, 60000, 10)
-        spec = ClusterSpec(origins, edges, replication, base, extra_toml=TEST_NAMESPACES)
+        spec = ClusterSpec(
+            origins, edges, replication, base, extra_toml=TEST_NAMESPACES, edge_toml=edge_toml
+        )
         ports = [spec.edge_port(i) for i in range(edges)]
         ports += [spec.origin_port(i) for i in range(origins)]
         if all(_port_free(p) for p in ports):
@@ -47,7 +52,7 @@ def free_spec(origins: int = 3, edges: int = 2, replication: int = 3) -> Cluster
     raise RuntimeError("no free port range found")
 
 
-def start_cluster(workdir: Path, **kwargs: int) -> LocalCluster:
+def start_cluster(workdir: Path, **kwargs: Any) -> LocalCluster:
     for attempt in range(3):
         cluster = LocalCluster(
             free_spec(**kwargs), workdir, TOKEN_SECRET, API_KEY, log_dir=workdir / "logs"

@@ -18,6 +18,8 @@ class RawClient:
         self.replies: dict[int, dict[str, Any]] = {}
         self.close_code: int | None = None
         self.close_reason = ""
+        self.answer_pings = True
+        self.pings = 0
 
     async def send_raw(self, data: str) -> None:
         await self.ws.send_str(data)
@@ -68,7 +70,9 @@ class RawClient:
             elif "push" in obj:
                 self.pushes.append(obj["push"])
             else:
-                await self.ws.send_str("{}")  # ping -> pong
+                self.pings += 1
+                if self.answer_pings:
+                    await self.ws.send_str("{}")
         return True
 
 
