@@ -1,0 +1,113 @@
+"""Publish-to-deliver latency through a local cluster.
+
+Starts a real cluster (3 origins, 2 edges), subscribes a WebSocket client on edge 0, publishes
+through the server API of edge 1 at a fixed rate, and reports p50/p99/max of the time from
+sending the publish request to receiving the publication.
+
+    python -m benchmarks.latency [--messages 1000] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from edge.auth import mint_token
+from skyrelay.cluster import ClusterSpec, LocalCluster
+
+SECRET = "bench-secret-" + "0" * 48
+API_KEY = "bench-api-key"
+# Deadline for the whole run, whatever the message count.
+RUN_TIMEOUT = 300.0
+
+
+async def measure(cluster: LocalCluster, messages: int, rate: float) -> list[float]:
+    latencies: list[float] = []
+    sent_at: dict[int, float] = {}
+    done = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(cluster.ws_url(0))
+        token = mint_token(SECRET, "bench", now=time.time(), ttl=3600)
+        await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
+        await ws.receive()
+        await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": "latency"}}))
+        await ws.receive()
+
+        async def receive() -> None:
+            async for msg in ws:
+                for line in msg.data.split("\n"):
+                    obj = orjson.loads(line)
+                    pub = obj.get("push", {}).get("pub")
+                    if pub is None:
+                        if not obj:
+                            await ws.send_str("{}")
+                        continue
+                    n = pub["data"]["n"]
+                    latencies.append(time.perf_counter() - sent_at[n])
+                    if len(latencies) == messages:
+                        done.set()
+                        return
+
+        reader = asyncio.create_task(receive())
+        url = f"{cluster.edge_url(1)}/api/publish"
+        headers = {"X-API-Key": API_KEY}
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        for n in range(messages):
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[n] = time.perf_counter()
+            async with session.post(
+                url, json={"channel": "latency", "data": {"n": n}}, headers=headers
+            ) as r:
+                await r.read()
+        await asyncio.wait_for(done.wait(), 30)
+        reader.cancel()
+        await ws.close()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0, help="publications per second")
+    parser.add_argument("--port", type=int, default=27000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        cluster = LocalCluster(
+            ClusterSpec(port=args.port), Path(workdir), SECRET, API_KEY, log_dir=Path(workdir)
+        )
+        cluster.start()
+        try:
+            lat = asyncio.run(
+                asyncio.wait_for(measure(cluster, args.messages, args.rate), RUN_TIMEOUT)
+            )
+        finally:
+            cluster.stop()
+    ms = [v * 1000 for v in lat]
+    path = "publish (API, edge 1) -> deliver (WebSocket, edge 0)"
+    print(f"{path}, {len(ms)} messages at {args.rate:.0f}/s")
+    print(
+        f"p50 {percentile(ms, 0.50):.2f} ms   p99 {percentile(ms, 0.99):.2f} ms   "
+        f"max {max(ms):.2f} ms   mean {statistics.fmean(ms):.2f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
