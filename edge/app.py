@@ -49,7 +49,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
         verifier=TokenVerifier(config.token_secret),
         router=router,
         hub=Hub(router, metrics),
-        flusher=Flusher(asyncio.get_event_loop()),
+        flusher=Flusher(),
         wheel=PingWheel(config.edge.ping_interval, config.edge.pong_timeout),
         metrics=metrics,
     )
@@ -66,7 +66,6 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
 
 async def _start(app: web.Application) -> None:
     node = app[NODE_KEY]
-    node.flusher = Flusher(asyncio.get_running_loop())
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
     hub = node.hub

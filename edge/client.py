@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from edge import protocol
 from edge.auth import ExpiredToken, InvalidToken
-from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
+from edge.codes import DISCONNECT_REASONS, Disconnect, DisconnectCode, ErrorCode, ReplyError
 from edge.hub import Channel
 from edge.node import VERSION, EdgeNode
 from edge.outbox import Outgoing
@@ -142,7 +142,7 @@ class Client:
             return
         self._cleanup()
         self.node.metrics.disconnects.labels(code=str(code)).inc()
-        self.sink.close(code, reason or Disconnect(code).reason)
+        self.sink.close(code, reason or DISCONNECT_REASONS.get(code, "disconnect"))
 
     def transport_closed(self) -> None:
         if self.state is not SessionState.CLOSED:

@@ -8,10 +8,13 @@ receives at most one write per tick however many messages were queued for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from edge.wsframe import text_frame
+
+log = logging.getLogger("skyrelay.edge.outbox")
 
 
 class Outgoing:
@@ -46,7 +49,9 @@ class Flusher:
 
     __slots__ = ("_dirty", "_loop", "_scheduled", "flushes", "ticks")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        # None: the running loop, looked up on the first write (the flusher may be built
+        # before the server's loop runs).
         self._loop = loop
         self._dirty: list[Flushable] = []
         self._scheduled = False
@@ -57,7 +62,10 @@ class Flusher:
         self._dirty.append(outbox)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -65,7 +73,10 @@ class Flusher:
         self.ticks += 1
         self.flushes += len(dirty)
         for outbox in dirty:
-            outbox.flush()
+            try:
+                outbox.flush()
+            except Exception:  # one broken socket must not stop the others' writes
+                log.exception("flush failed")
 
 
 class FrameOutbox:

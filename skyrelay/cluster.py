@@ -176,6 +176,21 @@ class LocalCluster:
             time.sleep(0.05)
         raise TimeoutError(f"{name} was not ready at {url} within {START_TIMEOUT:.0f} s")
 
+    def restart(self, name: str) -> None:
+        """Start a stopped (or killed) process again with the same arguments."""
+        proc = self.processes[name]
+        if proc.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        index = int(name[1:])
+        kind = "origin" if name.startswith("o") else "edge"
+        self.start_process(name, [kind, "--id", name])
+        url = (
+            self.origin_url(index) + "/health"
+            if kind == "origin"
+            else self.edge_url(index) + "/ready"
+        )
+        self._wait_ready(name, url, time.monotonic() + START_TIMEOUT)
+
     def signal(self, name: str, sig: signal.Signals) -> None:
         proc = self.processes[name]
         if proc.poll() is None:
