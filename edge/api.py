@@ -12,7 +12,7 @@ from aiohttp import web
 
 from edge.codes import ErrorCode, ReplyError
 from edge.node import EdgeNode
-from edge.session import HistoryQuery, history_query, history_result
+from edge.session import HistoryQuery, history_query, history_request, history_result
 from edge.ws import NODE_KEY
 from skyrelay import edgelink
 
@@ -83,12 +83,8 @@ async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     if ns.history_size == 0:
         raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
     query: HistoryQuery = history_query(params, node.config.edge.history_max_publications)
-    request: dict[str, Any] = {"ch": channel, "limit": query.limit}
-    if query.since_offset is not None:
-        request["since"] = query.since_offset
-    if query.reverse:
-        request["reverse"] = True
-    result = await node.router.link_for(channel).request(edgelink.OP_HISTORY, request)
+    link = node.router.link_for(channel)
+    result = await link.request(edgelink.OP_HISTORY, history_request(channel, query))
     return history_result(query, result)
 
 

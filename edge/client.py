@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from edge import protocol
-from edge.auth import ExpiredToken, InvalidToken
+from edge.auth import Credentials, ExpiredToken, InvalidToken
 from edge.codes import DISCONNECT_REASONS, Disconnect, DisconnectCode, ErrorCode, ReplyError
 from edge.hub import Channel
 from edge.node import VERSION, EdgeNode
@@ -20,10 +20,13 @@ from edge.session import (
     SessionState,
     allowed,
     channel_param,
+    expiry_fields,
     history_query,
+    history_request,
     history_result,
     subscribe_options,
     subscribe_result,
+    token_param,
 )
 from skyrelay import edgelink
 from skyrelay.config import NamespaceConfig
@@ -167,16 +170,8 @@ class Client:
     async def _connect(self, command: protocol.Command) -> dict[str, Any]:
         if self.state is not SessionState.CONNECTING:
             raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
-        token = command.params.get("token", "")
-        if not isinstance(token, str):
-            raise Disconnect(DisconnectCode.BAD_REQUEST, "token must be a string")
         now = time.time()
-        try:
-            credentials = self.node.verifier.verify_connection(token, now)
-        except ExpiredToken:
-            raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
-        except InvalidToken:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        credentials = self._verify(command, now, ReplyError(ErrorCode.TOKEN_EXPIRED))
         self.user = credentials.user
         self.info = credentials.info
         self.expires_at = credentials.expires_at
@@ -191,10 +186,17 @@ class Client:
             "ping": node.config.edge.ping_interval,
             "pong": True,
         }
-        if self.expires_at:
-            result["expires"] = True
-            result["ttl"] = max(1, int(self.expires_at - now))
+        result.update(expiry_fields(self.expires_at, now))
         return result
+
+    def _verify(self, command: protocol.Command, now: float, expired: Exception) -> Credentials:
+        """Verify the command's token: invalid disconnects with 3500, expired raises ``expired``."""
+        try:
+            return self.node.verifier.verify_connection(token_param(command.params), now)
+        except ExpiredToken:
+            raise expired from None
+        except InvalidToken:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
 
     def _namespace(self, channel: str) -> NamespaceConfig:
         ns = self.node.config.namespace(channel)
@@ -304,31 +306,17 @@ class Client:
         if ns.history_size == 0:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
         query = history_query(command.params, self.node.config.edge.history_max_publications)
-        request: dict[str, Any] = {"ch": channel, "limit": query.limit}
-        if query.since_offset is not None:
-            request["since"] = query.since_offset
-        if query.reverse:
-            request["reverse"] = True
-        result = await self.node.router.link_for(channel).request(edgelink.OP_HISTORY, request)
+        link = self.node.router.link_for(channel)
+        result = await link.request(edgelink.OP_HISTORY, history_request(channel, query))
         return history_result(query, result)
 
     async def _refresh(self, command: protocol.Command) -> dict[str, Any]:
-        token = command.params.get("token", "")
-        if not isinstance(token, str):
-            raise Disconnect(DisconnectCode.BAD_REQUEST, "token must be a string")
         now = time.time()
-        try:
-            credentials = self.node.verifier.verify_connection(token, now)
-        except ExpiredToken:
-            raise Disconnect(DisconnectCode.EXPIRED) from None
-        except InvalidToken:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        credentials = self._verify(command, now, Disconnect(DisconnectCode.EXPIRED))
         if credentials.user != self.user:
             raise Disconnect(DisconnectCode.INVALID_TOKEN, "user mismatch")
         self.expires_at = credentials.expires_at
-        if not self.expires_at:
-            return {}
-        return {"expires": True, "ttl": max(1, int(self.expires_at - now))}
+        return expiry_fields(self.expires_at, now)
 
     async def _not_available(self, command: protocol.Command) -> dict[str, Any]:
         raise ReplyError(ErrorCode.NOT_AVAILABLE)

@@ -125,6 +125,30 @@ def history_query(params: dict[str, Any], max_publications: int) -> HistoryQuery
     return HistoryQuery(limit, since_offset, since_epoch, reverse)
 
 
+def history_request(channel: str, query: HistoryQuery) -> dict[str, Any]:
+    """The edge-link ``history`` request for a validated query."""
+    request: dict[str, Any] = {"ch": channel, "limit": query.limit}
+    if query.since_offset is not None:
+        request["since"] = query.since_offset
+    if query.reverse:
+        request["reverse"] = True
+    return request
+
+
+def token_param(params: dict[str, Any]) -> str:
+    token = params.get("token", "")
+    if not isinstance(token, str):
+        raise Disconnect(DisconnectCode.BAD_REQUEST, "token must be a string")
+    return token
+
+
+def expiry_fields(expires_at: int, now: float) -> dict[str, Any]:
+    """``expires``/``ttl`` of connect and refresh replies; empty for a token without expiry."""
+    if not expires_at:
+        return {}
+    return {"expires": True, "ttl": max(1, int(expires_at - now))}
+
+
 def history_result(query: HistoryQuery, result: dict[str, Any]) -> dict[str, Any]:
     epoch = str(result.get("epoch", ""))
     if query.since_epoch and query.since_epoch != epoch:

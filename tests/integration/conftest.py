@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from cent import AsyncClient
 
 from edge.auth import mint_token
 from skyrelay.cluster import ClusterSpec, LocalCluster
@@ -76,3 +78,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 def token(user: str = "alice", ttl: float | None = 3600, **extra: object) -> str:
     return mint_token(TOKEN_SECRET, user, now=time.time(), ttl=ttl, extra=dict(extra) or None)
+
+
+@pytest.fixture
+async def api(cluster: LocalCluster) -> AsyncIterator[AsyncClient]:
+    """The server API through edge 1, with the real `cent` client."""
+    client = AsyncClient(f"{cluster.edge_url(1)}/api", API_KEY)
+    yield client
+    await client._session.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import jwt
@@ -13,12 +12,6 @@ from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, token
 from tests.integration.helpers import channel
 from tests.integration.wsclient import RawClient, connect_raw
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def _connect(session: aiohttp.ClientSession, url: str, tok: str) -> RawClient:

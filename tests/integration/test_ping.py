@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -23,12 +23,6 @@ def fast_ping_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
     )
     yield c
     c.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_pinged_client_that_answers_stays_connected(

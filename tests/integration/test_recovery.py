@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
-import pytest
 from cent import AsyncClient, PublishRequest
 from centrifuge import Client
 
 from skyrelay.cluster import LocalCluster
-from tests.integration.conftest import API_KEY, token
+from tests.integration.conftest import token
 from tests.integration.helpers import Collector, channel, until
 from tests.integration.wsclient import connect_raw
-
-
-@pytest.fixture
-async def api(cluster: LocalCluster) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(f"{cluster.edge_url(1)}/api", API_KEY)
-    yield client
-    await client._session.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_reconnect_recovers_exactly_the_missed_publications(

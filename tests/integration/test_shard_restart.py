@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -24,12 +24,6 @@ def small_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     c = start_cluster(tmp_path_factory.mktemp("restart"), origins=1, edges=1, replication=1)
     yield c
     c.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_lost_stream_is_signalled_and_the_client_resubscribes_unrecovered(
