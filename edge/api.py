@@ -12,6 +12,7 @@ from aiohttp import web
 
 from edge.codes import ErrorCode, ReplyError
 from edge.node import EdgeNode
+from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
 from edge.session import HistoryQuery, history_query, history_request, history_result
 from edge.ws import NODE_KEY
 from skyrelay import edgelink
@@ -58,6 +59,8 @@ async def api_publish(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     _check_namespace(node, channel)
     if "data" not in params:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data is required")
+    if not data_depth_ok(params["data"]):
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"data nested deeper than {MAX_DATA_DEPTH} levels")
     request: dict[str, Any] = {"ch": channel, "data": params["data"]}
     key = params.get("idempotency_key")
     if key is not None:

@@ -289,6 +289,8 @@ class Client:
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
         if "data" not in command.params:
             raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+        if not protocol.data_depth_ok(command.params["data"]):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
         info: dict[str, Any] = {"user": self.user, "client": self.id}
         if self.info is not None:
             info["conn_info"] = self.info

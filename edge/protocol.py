@@ -26,6 +26,9 @@ METHODS = (
     "sub_refresh",
 )
 _MAX_ID = 2**32 - 1
+# Deepest nesting accepted in publication data. JSON encoders stop at a fixed depth (orjson at
+# 255) and every hop wraps the data a few levels deeper, so the edge refuses deep data up front.
+MAX_DATA_DEPTH = 64
 
 PING = b"{}"
 
@@ -88,6 +91,23 @@ def decode_commands(data: bytes | str) -> list[Command | Pong]:
 
 def _raise_empty() -> Command | Pong:
     raise _bad("empty line")
+
+
+def data_depth_ok(value: Any, limit: int = MAX_DATA_DEPTH) -> bool:
+    """True when ``value`` nests objects and arrays at most ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def encode(obj: dict[str, Any]) -> bytes:

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from origin.shard import Shard
+from origin.shard import Outcome, Shard
 from skyrelay import edgelink
 from skyrelay.tasks import spawn
 
@@ -64,6 +65,18 @@ class PeerWriter:
             await self._task
 
 
+def _handle(shard: Shard, peer: PeerWriter, message: dict[str, Any], now: float) -> Outcome:
+    """Run one request; a bug in one request answers 100 instead of dropping the link."""
+    try:
+        return shard.handle(peer, message, now)
+    except edgelink.LinkProtocolError:
+        raise
+    except Exception:
+        log.exception("request %s failed", message.get("op"))
+        req_id = message.get("id")
+        return Outcome(edgelink.error(req_id if isinstance(req_id, int) else 0, 100, "internal"))
+
+
 SHARD_KEY = web.AppKey("shard", Shard)
 PEERS_KEY = web.AppKey("peers", set[PeerWriter])
 
@@ -88,7 +101,7 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
                 messages = edgelink.decode_frame(msg.data)
                 now = time.time()
                 for message in messages:
-                    out = shard.handle(peer, message, now)
+                    out = _handle(shard, peer, message, now)
                     peer.send(out.response)
                     if out.push is not None:
                         for other in out.push_to:

@@ -140,3 +140,26 @@ async def test_server_api_names_missing_fields(
     ) as r:
         assert r.status == 404
         assert (await r.json())["error"]["code"] == 104
+
+
+async def test_deeply_nested_data_is_refused_and_the_link_survives(
+    cluster: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    deep = "[" * 300 + "]" * 300
+    client, _ = await connect_raw(session, cluster.ws_url(0), token())
+    ch = channel()
+    assert "subscribe" in await client.command("subscribe", {"channel": ch})
+    await client.send_raw(f'{{"id":9,"publish":{{"channel":"{ch}","data":{deep}}}}}')
+    reply = await client.reply(9)
+    assert reply["error"]["code"] == 107
+    async with session.post(
+        f"{cluster.edge_url(0)}/api/publish",
+        data=f'{{"channel":"{ch}","data":{deep}}}',
+        headers={"X-API-Key": API_KEY},
+    ) as resp:
+        assert (await resp.json())["error"]["code"] == 107
+    # The connection and the edge link still work.
+    assert "publish" in await client.command("publish", {"channel": ch, "data": {"ok": 1}})
+    pushes = await client.wait_pushes(1)
+    assert pushes[0]["pub"]["data"] == {"ok": 1}
+    await client.ws.close()

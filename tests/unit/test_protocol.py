@@ -95,3 +95,16 @@ def test_batched_replies_have_no_empty_lines() -> None:
     out = protocol.join_batch([protocol.reply(1, "connect", {"client": "c"}), protocol.PING])
     assert out == b'{"id":1,"connect":{"client":"c"}}\n{}'
     assert [orjson.loads(line) for line in out.split(b"\n")][1] == {}
+
+
+def test_data_depth_limit() -> None:
+    def nested(depth: int) -> object:
+        value: object = 1
+        for _ in range(depth):
+            value = {"a": [value]} if depth % 2 else [value]
+        return value
+
+    assert protocol.data_depth_ok({"a": [1, {"b": 2}]})
+    assert protocol.data_depth_ok("scalar")
+    assert protocol.data_depth_ok(nested(protocol.MAX_DATA_DEPTH))
+    assert not protocol.data_depth_ok(nested(protocol.MAX_DATA_DEPTH + 1))
