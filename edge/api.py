@@ -75,7 +75,7 @@ async def api_publish(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
         request["tags"] = tags
     if params.get("skip_history") is True:
         request["skip_history"] = True
-    return await node.router.link_for(channel).request(edgelink.OP_PUB, request)
+    return (await node.router.request(channel, edgelink.OP_PUB, request))[1]
 
 
 async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +86,8 @@ async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     if ns.history_size == 0:
         raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
     query: HistoryQuery = history_query(params, node.config.edge.history_max_publications)
-    link = node.router.link_for(channel)
-    result = await link.request(edgelink.OP_HISTORY, history_request(channel, query))
+    request = history_request(channel, query)
+    _, result = await node.router.request(channel, edgelink.OP_HISTORY, request)
     return history_result(query, result)
 
 

@@ -20,10 +20,11 @@ from edge.router import Router
 from edge.ws import NODE_KEY, websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError
 from skyrelay.metrics import EdgeMetrics, metrics_handler
+from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
 
 SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
-WHEEL_TASK_KEY = web.AppKey("wheel_task", asyncio.Task[None])
+TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
 
 
 async def health(_: web.Request) -> web.Response:
@@ -32,7 +33,7 @@ async def health(_: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    down = [link.id for link in node.router.links.values() if link.state.value != "up"]
+    down = [link.id for link in node.router.links.values() if not link.is_up]
     status = 200 if not down else 503
     return web.json_response({"ready": not down, "links_down": down}, status=status)
 
@@ -69,15 +70,22 @@ async def _start(app: web.Application) -> None:
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
     hub = node.hub
-    node.router.start_links(node.id, session, hub.on_push, hub.on_link_up, hub.on_link_down)
-    app[WHEEL_TASK_KEY] = asyncio.create_task(run_wheel(node.wheel, time.time))
+    router = node.router
+    router.start_links(node.id, session, hub.on_push, hub.on_link_up, hub.on_link_down)
+    urls = {s.id: s.url for s in node.config.shards}
+    app[TASKS_KEY] = [
+        asyncio.create_task(run_wheel(node.wheel, time.time)),
+        asyncio.create_task(
+            run_prober(router.health, lambda: urls, session, lambda *_: hub.on_health_change())
+        ),
+    ]
 
 
 async def _stop(app: web.Application) -> None:
-    task = app[WHEEL_TASK_KEY]
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in app[TASKS_KEY]:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[NODE_KEY].router.close()
     await app[SESSION_KEY].close()
 

@@ -294,9 +294,8 @@ class Client:
         info: dict[str, Any] = {"user": self.user, "client": self.id}
         if self.info is not None:
             info["conn_info"] = self.info
-        link = self.node.router.link_for(channel)
-        await link.request(
-            edgelink.OP_PUB, {"ch": channel, "data": command.params["data"], "info": info}
+        await self.node.router.request(
+            channel, edgelink.OP_PUB, {"ch": channel, "data": command.params["data"], "info": info}
         )
         return {}
 
@@ -308,8 +307,8 @@ class Client:
         if ns.history_size == 0:
             raise ReplyError(ErrorCode.NOT_AVAILABLE)
         query = history_query(command.params, self.node.config.edge.history_max_publications)
-        link = self.node.router.link_for(channel)
-        result = await link.request(edgelink.OP_HISTORY, history_request(channel, query))
+        request = history_request(channel, query)
+        _, result = await self.node.router.request(channel, edgelink.OP_HISTORY, request)
         return history_result(query, result)
 
     async def _refresh(self, command: protocol.Command) -> dict[str, Any]:

@@ -4,41 +4,12 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-
-class ErrorCode(IntEnum):
-    INTERNAL = 100
-    UNAUTHORIZED = 101
-    UNKNOWN_CHANNEL = 102
-    PERMISSION_DENIED = 103
-    METHOD_NOT_FOUND = 104
-    ALREADY_SUBSCRIBED = 105
-    LIMIT_EXCEEDED = 106
-    BAD_REQUEST = 107
-    NOT_AVAILABLE = 108
-    TOKEN_EXPIRED = 109
-    EXPIRED = 110
-    TOO_MANY_REQUESTS = 111
-    UNRECOVERABLE_POSITION = 112
-
-
-ERROR_MESSAGES: dict[int, str] = {
-    ErrorCode.INTERNAL: "internal server error",
-    ErrorCode.UNAUTHORIZED: "unauthorized",
-    ErrorCode.UNKNOWN_CHANNEL: "unknown channel",
-    ErrorCode.PERMISSION_DENIED: "permission denied",
-    ErrorCode.METHOD_NOT_FOUND: "method not found",
-    ErrorCode.ALREADY_SUBSCRIBED: "already subscribed",
-    ErrorCode.LIMIT_EXCEEDED: "limit exceeded",
-    ErrorCode.BAD_REQUEST: "bad request",
-    ErrorCode.NOT_AVAILABLE: "not available",
-    ErrorCode.TOKEN_EXPIRED: "token expired",
-    ErrorCode.EXPIRED: "expired",
-    ErrorCode.TOO_MANY_REQUESTS: "too many requests",
-    ErrorCode.UNRECOVERABLE_POSITION: "unrecoverable position",
-}
-
-# Errors the client may retry as they are.
-TEMPORARY_ERRORS = frozenset({ErrorCode.INTERNAL, ErrorCode.TOO_MANY_REQUESTS})
+from skyrelay.errors import (
+    ERROR_MESSAGES,
+    TEMPORARY_ERRORS,
+    ErrorCode,
+    ReplyError,
+)
 
 
 class DisconnectCode(IntEnum):
@@ -94,16 +65,6 @@ class UnsubscribeCode(IntEnum):
     EXPIRED = 2501
 
 
-class ReplyError(Exception):
-    """A command failed with a protocol error code; the connection stays open."""
-
-    def __init__(self, code: int, message: str | None = None, temporary: bool | None = None):
-        self.code = int(code)
-        self.message = message or ERROR_MESSAGES.get(code, "error")
-        self.temporary = code in TEMPORARY_ERRORS if temporary is None else temporary
-        super().__init__(f"{self.code}: {self.message}")
-
-
 class Disconnect(Exception):
     """The connection must close with a disconnect code."""
 
@@ -111,3 +72,15 @@ class Disconnect(Exception):
         self.code = int(code)
         self.reason = (reason or DISCONNECT_REASONS.get(code, "disconnect"))[:123]
         super().__init__(f"{self.code}: {self.reason}")
+
+
+__all__ = [
+    "DISCONNECT_REASONS",
+    "ERROR_MESSAGES",
+    "TEMPORARY_ERRORS",
+    "Disconnect",
+    "DisconnectCode",
+    "ErrorCode",
+    "ReplyError",
+    "UnsubscribeCode",
+]

@@ -1,8 +1,11 @@
-"""Channels with local subscribers: one upstream subscription each, and the fan-out.
+"""Channels with local subscribers: one upstream subscription each, the fan-out, and moving a
+subscription to another shard when the leader changes.
 
 A publication from a shard is encoded once (JSON and WebSocket frame) and queued to every local
 subscriber without an await. Subscribers joining with recovery are buffered until their
-subscribe reply is out, so no publication is lost or duplicated across the join.
+subscribe reply is out, so no publication is lost or duplicated across the join. When a
+channel moves (failover, takeover, link loss), the hub resubscribes at the new leader from the
+last offset it delivered and hands the missed publications over: clients see no gap.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ from edge import protocol
 from edge.codes import ErrorCode, ReplyError, UnsubscribeCode
 from edge.outbox import Outgoing
 from edge.router import Router
-from edge.upstream import ShardLink
 from skyrelay import edgelink
+from skyrelay.linkclient import LinkClient
 from skyrelay.metrics import EdgeMetrics
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.hub")
+
+# Backoff between attempts to move a channel to its new leader, in seconds.
+MOVE_RETRY_FIRST = 0.05
+MOVE_RETRY_MAX = 1.0
 
 
 class Subscriber(Protocol):
@@ -31,9 +38,9 @@ class Subscriber(Protocol):
 
 
 class ChannelState(Enum):
-    SUBSCRIBING = "subscribing"  # upstream subscribe in flight
-    LIVE = "live"  # publications flow
-    RESYNCING = "resyncing"  # link lost; catching up from the last offset once it is back
+    SUBSCRIBING = "subscribing"  # first upstream subscribe in flight
+    LIVE = "live"  # publications flow from ``link``
+    MOVING = "moving"  # resubscribing at the (new) leader from the last offset
     GONE = "gone"  # dropped from the hub
 
 
@@ -43,16 +50,19 @@ class Channel:
         "holds",
         "joining",
         "link",
+        "mover",
         "name",
         "offset",
         "ready",
         "state",
         "subscribers",
+        "target",
+        "wanted",
     )
 
-    def __init__(self, name: str, link: ShardLink, ready: asyncio.Future[None]) -> None:
+    def __init__(self, name: str, ready: asyncio.Future[None]) -> None:
         self.name = name
-        self.link = link
+        self.link: LinkClient | None = None
         self.state = ChannelState.SUBSCRIBING
         self.ready = ready
         self.epoch = ""
@@ -62,6 +72,16 @@ class Channel:
         self.subscribers: dict[Subscriber, None] = {}
         # Subscribers whose reply is not out yet -> publications pushed meanwhile.
         self.joining: dict[Subscriber, list[dict[str, Any]]] = {}
+        # The shard a redirect or a moved push named, for the next move attempt.
+        self.target: str | None = None
+        # A move was asked for since the current attempt started.
+        self.wanted = False
+        self.mover: asyncio.Task[None] | None = None
+
+
+def _state(channel: Channel) -> ChannelState:
+    """The state now (it changes across awaits, which type checkers cannot see)."""
+    return channel.state
 
 
 class Hub:
@@ -69,13 +89,13 @@ class Hub:
         self.router = router
         self.metrics = metrics
         self.channels: dict[str, Channel] = {}
+        self.moves = 0
 
     async def acquire(self, name: str) -> Channel:
         """Hold ``name`` and wait until its upstream subscription is live."""
         channel = self.channels.get(name)
         if channel is None:
-            loop = asyncio.get_running_loop()
-            channel = Channel(name, self.router.link_for(name), loop.create_future())
+            channel = Channel(name, asyncio.get_running_loop().create_future())
             self.channels[name] = channel
             spawn(self._subscribe_upstream(channel))
         channel.holds += 1
@@ -93,10 +113,15 @@ class Hub:
         channel.holds -= 1
         if channel.holds > 0 or self.channels.get(channel.name) is not channel:
             return
-        del self.channels[channel.name]
-        if channel.state is ChannelState.LIVE:
-            channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
+        self._drop(channel)
+
+    def _drop(self, channel: Channel) -> None:
+        if self.channels.get(channel.name) is channel:
+            del self.channels[channel.name]
+        if channel.state in (ChannelState.LIVE, ChannelState.MOVING):
             self.metrics.upstream_subscriptions.dec()
+            if channel.link is not None:
+                channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
         channel.state = ChannelState.GONE
 
     def add_live(self, channel: Channel, subscriber: Subscriber) -> None:
@@ -113,40 +138,49 @@ class Hub:
         return buffered
 
     async def read(self, channel: Channel, offset: int, limit: int) -> dict[str, Any]:
-        return await channel.link.request(
-            edgelink.OP_READ, {"ch": channel.name, "offset": offset, "limit": limit}
-        )
+        params = {"ch": channel.name, "offset": offset, "limit": limit}
+        shard = channel.link.id if channel.link is not None else None
+        return (await self.router.request(channel.name, edgelink.OP_READ, params, shard))[1]
 
     async def _subscribe_upstream(self, channel: Channel) -> None:
         self.metrics.upstream_subscribes.inc()
         try:
-            result = await channel.link.request(edgelink.OP_SUB, {"ch": channel.name})
+            link, result = await self.router.request(
+                channel.name, edgelink.OP_SUB, {"ch": channel.name}
+            )
         except ReplyError as exc:
             if self.channels.get(channel.name) is channel:
                 del self.channels[channel.name]
             channel.state = ChannelState.GONE
             channel.ready.set_exception(exc)
             return
+        channel.link = link
         channel.epoch = str(result.get("epoch", ""))
         channel.offset = int(result.get("offset", 0))
         if self.channels.get(channel.name) is not channel:
-            channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
+            link.send(edgelink.OP_UNSUB, {"ch": channel.name})
             channel.ready.set_exception(ReplyError(ErrorCode.INTERNAL, temporary=True))
             return
         channel.state = ChannelState.LIVE
         self.metrics.upstream_subscriptions.inc()
         channel.ready.set_result(None)
+        if self.router.primary(channel.name) != link.id:
+            self.move(channel)  # the leader changed while we subscribed
 
-    def on_push(self, push: dict[str, Any]) -> None:
-        """A publication from a shard, in the shard's order."""
+    def on_push(self, link: LinkClient, push: dict[str, Any]) -> None:
+        """A push from a shard, in the shard's order."""
         name = push.get("ch")
         if not isinstance(name, str):
             return
         channel = self.channels.get(name)
-        if channel is None or channel.state is not ChannelState.LIVE:
+        if channel is None or channel.link is not link:
+            return  # from a shard this channel has moved away from
+        if push.get("moved"):
+            leader = push.get("leader")
+            self.move(channel, leader if isinstance(leader, str) else None)
             return
         pub = push.get("pub")
-        if not isinstance(pub, dict):
+        if channel.state is not ChannelState.LIVE or not isinstance(pub, dict):
             return
         offset = pub.get("offset", 0)
         if offset:
@@ -169,61 +203,88 @@ class Hub:
         for buffered in channel.joining.values():
             buffered.append(pub)
 
-    def on_link_down(self, link: ShardLink) -> None:
-        for channel in self.channels.values():
-            if channel.link is link and channel.state is ChannelState.LIVE:
-                channel.state = ChannelState.RESYNCING
+    # Moving channels between shards.
 
-    def on_link_up(self, link: ShardLink) -> None:
+    def on_link_down(self, link: LinkClient) -> None:
+        tracker = self.router.health.trackers.get(link.id)
+        if tracker is not None:
+            tracker.lost()
         for channel in list(self.channels.values()):
-            if channel.link is link and channel.state is ChannelState.RESYNCING:
-                spawn(self._resync(channel))
+            if channel.link is link:
+                self.move(channel)
 
-    async def _resync(self, channel: Channel) -> None:
-        """Resubscribe from the last offset seen; deliver what was missed, or say it is lost."""
-        try:
-            result = await channel.link.request(
-                edgelink.OP_SUB, {"ch": channel.name, "since": channel.offset}
-            )
-        except ReplyError:
-            return  # the link went down again; the next on_link_up retries
-        if channel.state is not ChannelState.RESYNCING:
-            if channel.state is ChannelState.GONE:
-                channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
+    def on_link_up(self, link: LinkClient) -> None:
+        pass  # health checks decide when a shard serves again
+
+    def on_health_change(self) -> None:
+        """Channels whose preferred leader changed follow it."""
+        for channel in list(self.channels.values()):
+            link = channel.link
+            if link is not None and self.router.primary(channel.name) != link.id:
+                self.move(channel)
+
+    def move(self, channel: Channel, target: str | None = None) -> None:
+        if channel.state not in (ChannelState.LIVE, ChannelState.MOVING):
             return
+        channel.state = ChannelState.MOVING
+        channel.target = target
+        channel.wanted = True
+        if channel.mover is None:
+            channel.mover = spawn(self._move(channel))
+
+    async def _move(self, channel: Channel) -> None:
+        """Resubscribe at the leader from the last offset; hand over what was missed."""
+        delay = MOVE_RETRY_FIRST
+        name = channel.name
+        try:
+            while channel.state is ChannelState.MOVING:
+                target, channel.target = channel.target, None
+                channel.wanted = False
+                params = {"ch": name, "since": channel.offset}
+                try:
+                    link, result = await self.router.request(name, edgelink.OP_SUB, params, target)
+                except ReplyError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MOVE_RETRY_MAX)
+                    continue
+                if _state(channel) is not ChannelState.MOVING:
+                    link.send(edgelink.OP_UNSUB, {"ch": name})
+                    return
+                old, channel.link = channel.link, link
+                if old is not None and old is not link:
+                    old.send(edgelink.OP_UNSUB, {"ch": name})
+                self._continue(channel, link, result)
+                if _state(channel) is ChannelState.LIVE and channel.wanted:
+                    channel.state = ChannelState.MOVING  # asked to move again meanwhile
+        finally:
+            channel.mover = None
+
+    def _continue(self, channel: Channel, link: LinkClient, result: dict[str, Any]) -> None:
         pubs = result.get("publications") or []
         epoch = str(result.get("epoch", ""))
         top = int(result.get("offset", 0))
-        contiguous = epoch == channel.epoch and (
-            (not pubs and top == channel.offset)
-            or (
-                pubs
-                and pubs[0].get("offset") == channel.offset + 1
-                and pubs[-1].get("offset") == top
-            )
-        )
-        if not contiguous:
-            channel.state = ChannelState.LIVE
+        if pubs:
+            first, last = pubs[0].get("offset"), pubs[-1].get("offset")
+            contiguous = first == channel.offset + 1 and last == top
+        else:
+            contiguous = top == channel.offset
+        channel.state = ChannelState.LIVE
+        if not contiguous or epoch != channel.epoch:
             self._invalidate(channel, "stream position lost")
             return
-        channel.state = ChannelState.LIVE
         for pub in pubs:
             channel.offset = int(pub["offset"])
             self._fan_out(channel, pub)
-        log.info("channel %s resynchronised (%d missed)", channel.name, len(pubs))
+        self.moves += 1
+        log.info("channel %s now on shard %s (%d handed over)", channel.name, link.id, len(pubs))
 
     def _invalidate(self, channel: Channel, reason: str) -> None:
         """The channel's position cannot be continued: subscribers resubscribe and recover."""
         log.warning("channel %s: %s; asking subscribers to resubscribe", channel.name, reason)
-        if self.channels.get(channel.name) is channel:
-            del self.channels[channel.name]
-        if channel.state is ChannelState.LIVE:
-            channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
-            self.metrics.upstream_subscriptions.dec()
-        channel.state = ChannelState.GONE
         victims = list(channel.subscribers) + list(channel.joining)
         channel.subscribers.clear()
         channel.joining.clear()
+        self._drop(channel)
         for subscriber in victims:
             with contextlib.suppress(Exception):
                 subscriber.lost_channel(

@@ -1,27 +1,35 @@
-"""Routes a channel to the link of the shard that serves it, through the ring."""
+"""Routes a channel to the shard that leads it: the first healthy member of its replica set,
+or the shard a redirect names."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from edge.upstream import ShardLink
 from ring import Member, Ring
+from ring.health import HealthView
 from skyrelay.config import ClusterConfig
+from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay.linkclient import LinkClient, LinkSettings, unavailable
 
-PushHandler = Callable[[dict[str, Any]], None]
-LinkHandler = Callable[[ShardLink], None]
+PushHandler = Callable[[LinkClient, dict[str, Any]], None]
+LinkHandler = Callable[[LinkClient], None]
+
+# Redirects (NOT_LEADER) followed for one request before it fails as temporary.
+MAX_REDIRECTS = 2
+# How often a request waiting for a shard re-checks where to go, in seconds.
+REROUTE_POLL = 0.05
 
 
 class Router:
-    """Each channel is served by the first shard of its replica set."""
-
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
-        self.links: dict[str, ShardLink] = {}
+        self.health = HealthView((s.id for s in config.shards), config.health)
+        self.links: dict[str, LinkClient] = {}
 
     def start_links(
         self,
@@ -31,13 +39,50 @@ class Router:
         on_up: LinkHandler,
         on_down: LinkHandler,
     ) -> None:
+        edge = self.config.edge
+        settings = LinkSettings(
+            request_timeout=edge.upstream_timeout,
+            reconnect_delay=edge.link_reconnect_delay,
+            max_frame=edge.link_max_frame,
+            heartbeat=max(self.config.health.interval, 1.0),
+        )
         for shard in self.config.shards:
-            link = ShardLink(shard, edge_id, session, self.config.edge, on_push, on_up, on_down)
+            link = LinkClient(
+                shard.id, shard.url, edge_id, session, settings, on_push, on_up, on_down
+            )
             self.links[shard.id] = link
             link.start()
 
-    def link_for(self, channel: str) -> ShardLink:
-        return self.links[self.ring.owner(channel)]
+    def primary(self, channel: str) -> str:
+        """The shard that should lead ``channel``: its first healthy replica."""
+        replicas = self.ring.replicas(channel)
+        return self.health.first_up(replicas) or replicas[0]
+
+    async def request(
+        self, channel: str, op: str, params: dict[str, Any], shard: str | None = None
+    ) -> tuple[LinkClient, dict[str, Any]]:
+        """Send to the channel's leader, following redirects and waiting out a failover."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.edge.upstream_timeout
+        target = shard or self.primary(channel)
+        redirects = 0
+        while True:
+            link = self.links[target]
+            while not link.is_up:
+                if loop.time() >= deadline:
+                    raise unavailable(target, "is unreachable")
+                await asyncio.sleep(REROUTE_POLL)
+                if shard is None or not self.health.is_up(target):
+                    target = self.primary(channel)
+                    link = self.links[target]
+            try:
+                return link, await link.request(op, params, max(0.0, deadline - loop.time()))
+            except ReplyError as exc:
+                if exc.code != ErrorCode.NOT_LEADER or redirects >= MAX_REDIRECTS:
+                    raise
+                redirects += 1
+                hinted = exc.leader if exc.leader in self.links else None
+                target = hinted or self.primary(channel)
 
     async def close(self) -> None:
         for link in self.links.values():

@@ -1,21 +1,33 @@
-"""The origin shard process: edge links, health, metrics."""
+"""The origin shard process: edge links, links to the other shards, health, metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
+from typing import Any
 
+import aiohttp
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from origin.link import PEERS_KEY, SHARD_KEY, PeerWriter, link_handler
 from origin.shard import Shard
+from ring import Member, Ring
+from ring.health import HealthView
 from skyrelay import edgelink
 from skyrelay.config import ClusterConfig
+from skyrelay.linkclient import LinkClient, LinkSettings
 from skyrelay.metrics import metrics_handler
+from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
+
+LINKS_KEY = web.AppKey("peer_links", dict[str, LinkClient])
+HEALTH_KEY = web.AppKey("health", HealthView)
+TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
+SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 
 
 class ShardCollector(Collector):
@@ -26,18 +38,31 @@ class ShardCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         shard = self._app[SHARD_KEY]
+        replicator = shard.replicator
         yield CounterMetricFamily(
             "skyrelay_origin_publications",
-            "Publications ordered by this shard",
+            "Publications committed (or pushed) by this shard as leader",
             value=shard.published,
         )
         yield GaugeMetricFamily(
             "skyrelay_origin_channels",
-            "Channel streams held by this shard",
-            value=len(shard.streams),
+            "Channel replicas held by this shard",
+            value=len(replicator.replicas),
         )
         yield GaugeMetricFamily(
-            "skyrelay_origin_edge_links", "Edge links connected", value=len(self._app[PEERS_KEY])
+            "skyrelay_origin_leading_channels",
+            "Channels this shard leads",
+            value=replicator.leading(),
+        )
+        yield CounterMetricFamily(
+            "skyrelay_origin_takeovers",
+            "Channels this shard took the lead of",
+            value=replicator.takeovers,
+        )
+        yield GaugeMetricFamily(
+            "skyrelay_origin_edge_links",
+            "Links connected to this shard",
+            value=len(self._app[PEERS_KEY]),
         )
 
 
@@ -45,18 +70,103 @@ async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def ready(request: web.Request) -> web.Response:
+    """Ready once every shard that is up is linked, so claims can reach a quorum."""
+    view = request.app[HEALTH_KEY]
+    links = request.app[LINKS_KEY]
+    waiting = [i for i, link in links.items() if not link.is_up and view.is_up(i)]
+    return web.json_response(
+        {"ready": not waiting, "waiting_for": waiting}, status=200 if not waiting else 503
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    """Leadership and peer health, for operators and tests."""
+    shard = request.app[SHARD_KEY]
+    replicator = shard.replicator
+    channels: dict[str, Any] = {}
+    for name, rep in replicator.replicas.items():
+        channels[name] = {
+            "role": rep.role.value,
+            "term": rep.term,
+            "leader": rep.leader,
+            "top": rep.stream.top if rep.stream else 0,
+            "committed": rep.stream.committed if rep.stream else 0,
+            "epoch": rep.stream.epoch if rep.stream else "",
+        }
+    return web.json_response(
+        {"id": shard.id, "peers": request.app[HEALTH_KEY].snapshot(), "channels": channels}
+    )
+
+
 def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app = web.Application()
-    app[SHARD_KEY] = Shard(config, shard_id)
+    ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+    view = HealthView((s.id for s in config.shards), config.health, self_id=shard_id)
+    links: dict[str, LinkClient] = {}
+    app[LINKS_KEY] = links
+    app[HEALTH_KEY] = view
+    app[SHARD_KEY] = Shard(config, shard_id, ring, view, links)
     app[PEERS_KEY] = set[PeerWriter]()
+    app[TASKS_KEY] = []
     registry = CollectorRegistry()
     registry.register(ShardCollector(app))
-    handler: Handler = metrics_handler(registry)
     app.router.add_get(edgelink.LINK_PATH, link_handler)
     app.router.add_get("/health", health)
-    app.router.add_get("/ready", health)
-    app.router.add_get("/metrics", handler)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics_handler(registry))
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
     return app
+
+
+async def _start(app: web.Application) -> None:
+    shard = app[SHARD_KEY]
+    config = shard.config
+    view = app[HEALTH_KEY]
+    links = app[LINKS_KEY]
+    session = aiohttp.ClientSession()
+    app[SESSION_KEY] = session
+    settings = LinkSettings(
+        request_timeout=config.origin.replication_timeout,
+        reconnect_delay=config.edge.link_reconnect_delay,
+        max_frame=config.origin.link_max_frame,
+        heartbeat=max(config.health.interval, 1.0),
+    )
+
+    def on_change(shard_id: str, up: bool) -> None:
+        shard.replicator.peer_changed(shard_id, up)
+
+    def on_down(link: LinkClient) -> None:
+        tracker = view.trackers.get(link.id)
+        if tracker is not None and tracker.lost():
+            on_change(link.id, False)
+
+    def on_up(link: LinkClient) -> None:
+        if view.is_up(link.id):
+            shard.replicator.peer_changed(link.id, True)
+
+    for peer in config.shards:
+        if peer.id == shard.id:
+            continue
+        link = LinkClient(
+            peer.id, peer.url, shard.id, session, settings, lambda *_: None, on_up, on_down
+        )
+        links[peer.id] = link
+        link.start()
+    urls = {s.id: s.url for s in config.shards if s.id != shard.id}
+    app[TASKS_KEY].append(asyncio.create_task(run_prober(view, lambda: urls, session, on_change)))
+
+
+async def _stop(app: web.Application) -> None:
+    for task in app[TASKS_KEY]:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for link in app[LINKS_KEY].values():
+        await link.close()
+    await app[SESSION_KEY].close()
 
 
 async def run_origin(config: ClusterConfig, shard_id: str) -> None:

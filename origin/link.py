@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from origin.shard import Outcome, Shard
+from origin.shard import Shard
 from skyrelay import edgelink
 from skyrelay.tasks import spawn
 
@@ -65,16 +64,18 @@ class PeerWriter:
             await self._task
 
 
-def _handle(shard: Shard, peer: PeerWriter, message: dict[str, Any], now: float) -> Outcome:
-    """Run one request; a bug in one request answers 100 instead of dropping the link."""
+async def _respond(shard: Shard, peer: PeerWriter, message: dict[str, Any]) -> None:
+    """Run one request that may wait (leadership, replication); answer when done."""
     try:
-        return shard.handle(peer, message, now)
+        response = await shard.handle(peer, message)
     except edgelink.LinkProtocolError:
-        raise
+        log.warning("edge link %s sent a request without id", peer.name)
+        return
     except Exception:
         log.exception("request %s failed", message.get("op"))
         req_id = message.get("id")
-        return Outcome(edgelink.error(req_id if isinstance(req_id, int) else 0, 100, "internal"))
+        response = edgelink.error(req_id if isinstance(req_id, int) else 0, 100, "internal")
+    peer.send(response)
 
 
 SHARD_KEY = web.AppKey("shard", Shard)
@@ -88,25 +89,21 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=settings.link_max_frame, compress=False, autoping=True, heartbeat=None
     )
     await ws.prepare(request)
-    name = request.query.get("edge", request.remote or "?")
+    name = request.query.get("peer", request.remote or "?")
     peer = PeerWriter(ws, settings.link_write_limit, name)
     peers = request.app[PEERS_KEY]
     peers.add(peer)
-    log.info("edge link up: %s", name)
+    log.info("link from %s up", name)
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.BINARY:
                 continue
             try:
-                messages = edgelink.decode_frame(msg.data)
-                now = time.time()
-                for message in messages:
-                    out = _handle(shard, peer, message, now)
-                    peer.send(out.response)
-                    if out.push is not None:
-                        for other in out.push_to:
-                            assert isinstance(other, PeerWriter)
-                            other.send(out.push)
+                for message in edgelink.decode_frame(msg.data):
+                    if shard.is_immediate(message):
+                        peer.send(shard.handle_now(peer, message))
+                    else:
+                        spawn(_respond(shard, peer, message))
             except edgelink.LinkProtocolError as exc:
                 log.warning("edge link %s sent a bad frame: %s", name, exc)
                 await ws.close(code=1002, message=b"bad frame")
@@ -115,5 +112,5 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
         peers.discard(peer)
         shard.drop_peer(peer)
         await peer.close()
-        log.info("edge link down: %s", name)
+        log.info("link from %s down", name)
     return ws

@@ -1,170 +1,184 @@
-"""A shard's channels and the edge links subscribed to them. Pure: messages in, bytes out.
-
-The link adapter feeds each decoded edge-link request to ``Shard.handle`` and writes back the
-response and the pushes it returns; publication pushes are encoded once for all edges.
-"""
+"""A shard: serves edge-link requests for the channels it leads, and replication requests
+from the other shards. Publications are pushed, encoded once, to every subscribed edge when
+they commit."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from collections.abc import Hashable, Mapping
+from typing import Any, Protocol
 
-from origin.idempotency import IdempotencyCache
-from origin.stream import ChannelStream, HistoryPage, Publication
+from origin.replication import Replicator
+from origin.stream import HistoryPage, Publication
+from ring import Ring
+from ring.health import HealthView
 from skyrelay import edgelink
 from skyrelay.config import ClusterConfig
-
-# Error codes shared with the client protocol.
-_BAD_REQUEST = 107
-_UNKNOWN_CHANNEL = 102
-_NOT_AVAILABLE = 108
+from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay.linkclient import LinkClient
 
 
-class RequestError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(message)
+class Peer(Hashable, Protocol):
+    """An edge (or shard) connected to this shard's link endpoint."""
 
-
-@dataclass(slots=True)
-class Outcome:
-    """What handling one request produced: the response, and pushes for subscribed edges."""
-
-    response: bytes
-    push: bytes | None = None
-    push_to: list[Hashable] = field(default_factory=list)
+    def send(self, message: bytes) -> None: ...  # pragma: no cover
 
 
 class Shard:
-    __slots__ = ("_idempotency", "config", "id", "published", "streams", "subscribers")
-
-    def __init__(self, config: ClusterConfig, shard_id: str) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        shard_id: str,
+        ring: Ring,
+        health: HealthView,
+        links: Mapping[str, LinkClient],
+    ) -> None:
         self.config = config
         self.id = shard_id
-        self.streams: dict[str, ChannelStream] = {}
-        self.subscribers: dict[str, dict[Hashable, None]] = {}
-        self._idempotency: dict[str, IdempotencyCache] = {}
+        self.replicator = Replicator(config, shard_id, ring, health, links, self._push, self._moved)
+        # channel -> edges subscribed to it here (only while this shard leads it)
+        self.subscribers: dict[str, dict[Peer, None]] = {}
         self.published = 0
 
-    def stream(self, channel: str) -> ChannelStream:
-        found = self.streams.get(channel)
-        if found is None:
-            ns = self.config.namespace(channel)
-            if ns is None:
-                raise RequestError(_UNKNOWN_CHANNEL, f"unknown namespace in channel {channel!r}")
-            found = self.streams[channel] = ChannelStream(ns.history_size, ns.history_ttl)
-        return found
+    @staticmethod
+    def is_immediate(message: dict[str, Any]) -> bool:
+        """Requests answered without waiting: replication and unsubscribe. The link runs
+        them in arrival order, which replication relies on."""
+        op = message.get("op")
+        return op in edgelink.PEER_OPS or op == edgelink.OP_UNSUB
 
-    def handle(self, peer: Hashable, message: dict[str, Any], now: float) -> Outcome:
-        req_id = message.get("id")
-        if isinstance(req_id, bool) or not isinstance(req_id, int):
-            raise edgelink.LinkProtocolError("request without an integer id")
+    def handle_now(self, peer: Peer, message: dict[str, Any]) -> bytes:
+        req_id = _request_id(message)
         try:
-            op = message.get("op")
-            channel = message.get("ch")
-            if not isinstance(channel, str) or not channel:
-                raise RequestError(_BAD_REQUEST, "ch must be a non-empty string")
-            if op == edgelink.OP_SUB:
-                return Outcome(
-                    edgelink.result(req_id, self._subscribe(peer, channel, message, now))
-                )
+            channel = _channel(message)
+            op = str(message.get("op"))
             if op == edgelink.OP_UNSUB:
                 self._unsubscribe(peer, channel)
-                return Outcome(edgelink.result(req_id, {}))
-            if op == edgelink.OP_PUB:
-                return self._publish(req_id, channel, message, now)
-            if op == edgelink.OP_HISTORY:
-                return Outcome(edgelink.result(req_id, self._history(channel, message, now)))
-            if op == edgelink.OP_READ:
-                offset = _int_field(message, "offset", 0)
-                limit = _int_field(message, "limit", -1)
-                page = self.stream(channel).since(offset, limit, now)
-                return Outcome(edgelink.result(req_id, _page(page)))
-            raise RequestError(_BAD_REQUEST, f"unknown op {op!r}")
-        except RequestError as exc:
-            return Outcome(edgelink.error(req_id, exc.code, exc.message))
+                return edgelink.result(req_id, {})
+            return edgelink.result(req_id, self.replicator.on_peer(op, message))
+        except ReplyError as exc:
+            return edgelink.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
+        except (KeyError, TypeError, ValueError) as exc:
+            return edgelink.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
 
-    def drop_peer(self, peer: Hashable) -> None:
-        """Forget a link that went away."""
-        for channel in [ch for ch, peers in self.subscribers.items() if peer in peers]:
-            self._unsubscribe(peer, channel)
+    async def handle(self, peer: Peer, message: dict[str, Any]) -> bytes:
+        req_id = _request_id(message)
+        try:
+            return edgelink.result(req_id, await self._run(peer, message))
+        except ReplyError as exc:
+            return edgelink.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
+        except (KeyError, TypeError, ValueError) as exc:
+            return edgelink.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
 
-    def _subscribe(
-        self, peer: Hashable, channel: str, message: dict[str, Any], now: float
-    ) -> dict[str, Any]:
-        stream = self.stream(channel)
-        self.subscribers.setdefault(channel, {})[peer] = None
+    async def _run(self, peer: Peer, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        channel = _channel(message)
+        now = time.time()
+        if op == edgelink.OP_PUB:
+            return await self._publish(channel, message, now)
+        if op not in (edgelink.OP_SUB, edgelink.OP_HISTORY, edgelink.OP_READ):
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown op {op!r}")
+        rep = await self.replicator.lead(channel)
+        stream = rep.stream
+        assert stream is not None
+        # No await from here on: registering and reading the position happen together, so
+        # every push that follows the answer continues right after it.
+        if op == edgelink.OP_SUB:
+            self.subscribers.setdefault(channel, {})[peer] = None
+            since = message.get("since")
+            if since is None:
+                return {"epoch": stream.epoch, "offset": stream.committed, "publications": []}
+            return _page(
+                stream.since(_int(since, "since"), _int(message.get("limit", -1), "limit"), now)
+            )
+        if op == edgelink.OP_READ:
+            offset = _int(message.get("offset", 0), "offset")
+            return _page(stream.since(offset, _int(message.get("limit", -1), "limit"), now))
+        ns = self.config.namespace(channel)
+        if ns is not None and ns.history_size == 0:
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
         since = message.get("since")
-        if since is None:
-            return {"epoch": stream.epoch, "offset": stream.top, "publications": []}
-        if isinstance(since, bool) or not isinstance(since, int):
-            raise RequestError(_BAD_REQUEST, "since must be an integer")
-        limit = _int_field(message, "limit", -1)
-        return _page(stream.since(since, limit, now))
+        page = stream.history(
+            _int(message.get("limit", 0), "limit"),
+            now,
+            since=None if since is None else _int(since, "since"),
+            reverse=bool(message.get("reverse")),
+        )
+        return _page(page)
 
-    def _unsubscribe(self, peer: Hashable, channel: str) -> None:
+    async def _publish(self, channel: str, message: dict[str, Any], now: float) -> dict[str, Any]:
+        if "data" not in message:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "data is required")
+        key = message.get("ikey")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a non-empty string")
+        info = message.get("info")
+        tags = message.get("tags")
+        info = info if isinstance(info, dict) else None
+        tags = tags if isinstance(tags, dict) else None
+        ns = self.config.namespace(channel)
+        if message.get("skip_history") or (ns is not None and ns.history_size == 0):
+            # Not kept, so nothing to replicate: order it on the leader and push it.
+            await self.replicator.lead(channel)
+            self._push(channel, [Publication(0, message["data"], int(now * 1000), info, tags)])
+            self.published += 1
+            return {}
+        rep, pub = await self.replicator.publish(
+            channel, message["data"], now, info=info, tags=tags, ikey=key
+        )
+        assert rep.stream is not None
+        return {"offset": pub.offset, "epoch": rep.stream.epoch}
+
+    def _unsubscribe(self, peer: Peer, channel: str) -> None:
         peers = self.subscribers.get(channel)
         if peers is not None:
             peers.pop(peer, None)
             if not peers:
                 del self.subscribers[channel]
 
-    def _publish(self, req_id: int, channel: str, message: dict[str, Any], now: float) -> Outcome:
-        if "data" not in message:
-            raise RequestError(_BAD_REQUEST, "data is required")
-        stream = self.stream(channel)
-        key = message.get("ikey")
-        cache: IdempotencyCache | None = None
-        if key is not None:
-            if not isinstance(key, str) or not key:
-                raise RequestError(_BAD_REQUEST, "idempotency_key must be a non-empty string")
-            cache = self._idempotency.get(channel)
-            if cache is None:
-                settings = self.config.origin
-                cache = self._idempotency[channel] = IdempotencyCache(
-                    settings.idempotency_window, settings.idempotency_max_keys
-                )
-            earlier = cache.get(key, now)
-            if earlier is not None:
-                return Outcome(edgelink.result(req_id, earlier))
-        info = message.get("info")
-        tags = message.get("tags")
-        pub = stream.publish(
-            message["data"],
-            now,
-            info=info if isinstance(info, dict) else None,
-            tags=tags if isinstance(tags, dict) else None,
-            skip_history=bool(message.get("skip_history")),
-        )
-        self.published += 1
-        body = {"offset": pub.offset, "epoch": stream.epoch} if pub.offset else {}
-        if cache is not None and key is not None:
-            cache.put(key, body, now)
+    def drop_peer(self, peer: Peer) -> None:
+        """Forget a link that went away."""
+        for channel in [ch for ch, peers in self.subscribers.items() if peer in peers]:
+            self._unsubscribe(peer, channel)
+
+    def _push(self, channel: str, pubs: list[Publication]) -> None:
+        """Committed publications, in order, to every subscribed edge: encoded once each."""
+        self.published += sum(1 for p in pubs if p.offset)
         peers = self.subscribers.get(channel)
         if not peers:
-            return Outcome(edgelink.result(req_id, body))
-        push = edgelink.pub_push(channel, stream.epoch, pub.to_wire())
-        return Outcome(edgelink.result(req_id, body), push, list(peers))
+            return
+        rep = self.replicator.replicas.get(channel)
+        epoch = rep.stream.epoch if rep is not None and rep.stream is not None else ""
+        for pub in pubs:
+            push = edgelink.pub_push(channel, epoch, pub.to_wire())
+            for peer in peers:
+                peer.send(push)
 
-    def _history(self, channel: str, message: dict[str, Any], now: float) -> dict[str, Any]:
-        stream = self.stream(channel)
-        ns = self.config.namespace(channel)
-        if ns is not None and ns.history_size == 0:
-            raise RequestError(_NOT_AVAILABLE, "history is off in this namespace")
-        limit = _int_field(message, "limit", 0)
-        since = message.get("since")
-        if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-            raise RequestError(_BAD_REQUEST, "since must be an integer")
-        page = stream.history(limit, now, since=since, reverse=bool(message.get("reverse")))
-        return _page(page)
+    def _moved(self, channel: str, leader: str | None) -> None:
+        peers = self.subscribers.pop(channel, None)
+        if peers:
+            push = edgelink.moved_push(channel, leader)
+            for peer in peers:
+                peer.send(push)
 
 
-def _int_field(message: dict[str, Any], name: str, default: int) -> int:
-    value = message.get(name, default)
+def _request_id(message: dict[str, Any]) -> int:
+    req_id = message.get("id")
+    if isinstance(req_id, bool) or not isinstance(req_id, int):
+        raise edgelink.LinkProtocolError("request without an integer id")
+    return req_id
+
+
+def _channel(message: dict[str, Any]) -> str:
+    channel = message.get("ch")
+    if not isinstance(channel, str) or not channel:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "ch must be a non-empty string")
+    return channel
+
+
+def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(_BAD_REQUEST, f"{name} must be an integer")
+        raise ReplyError(ErrorCode.BAD_REQUEST, f"{name} must be an integer")
     return value
 
 
@@ -174,6 +188,3 @@ def _page(page: HistoryPage) -> dict[str, Any]:
         "epoch": page.epoch,
         "offset": page.offset,
     }
-
-
-__all__ = ["Outcome", "Publication", "RequestError", "Shard"]

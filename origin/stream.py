@@ -1,4 +1,8 @@
-"""One channel's stream: its position (epoch, offset) and its bounded history. Pure code."""
+"""One channel's stream: its position (epoch, offset) and its bounded history. Pure code.
+
+Publications enter at ``top``; readers only see them once ``committed`` reaches them, which the
+replication layer advances when enough shards hold them.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,15 @@ def new_epoch() -> str:
 
 @dataclass(slots=True)
 class Publication:
-    """A publication as stored and sent on the edge link (``offset`` 0 = not in history)."""
+    """A publication as stored (``offset`` 0 = not in history)."""
 
     offset: int
     data: Any
     time: int = 0
     info: dict[str, Any] | None = None
     tags: dict[str, str] | None = None
+    # Idempotency key of the publish that made it; replicated, never sent to clients.
+    ikey: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The client-protocol Publication object, zero values omitted."""
@@ -37,6 +43,24 @@ class Publication:
             out["time"] = self.time
         return out
 
+    def to_record(self) -> dict[str, Any]:
+        """The replicated form: the wire form plus the idempotency key."""
+        out = self.to_wire()
+        if self.ikey is not None:
+            out["ikey"] = self.ikey
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Publication:
+        return cls(
+            offset=int(record.get("offset", 0)),
+            data=record.get("data"),
+            time=int(record.get("time", 0)),
+            info=record.get("info"),
+            tags=record.get("tags"),
+            ikey=record.get("ikey"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
@@ -48,15 +72,16 @@ class HistoryPage:
 class ChannelStream:
     """Orders a channel's publications and keeps the last ``size`` of them for ``ttl`` seconds."""
 
-    __slots__ = ("_entries", "epoch", "size", "top", "ttl")
+    __slots__ = ("_entries", "committed", "epoch", "size", "top", "ttl")
 
     def __init__(self, size: int, ttl: float, epoch_factory: Callable[[], str] = new_epoch) -> None:
         self.size = size
         self.ttl = ttl
         self.epoch = epoch_factory()
-        self.top = 0
-        # (publication, expires_at) oldest first; offsets are consecutive.
-        self._entries: deque[tuple[Publication, float]] = deque()
+        self.top = 0  # offset of the newest publication held
+        self.committed = 0  # offset of the newest publication readers may see
+        # Oldest first; offsets are consecutive.
+        self._entries: deque[Publication] = deque()
 
     def publish(
         self,
@@ -66,46 +91,73 @@ class ChannelStream:
         info: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
+        ikey: str | None = None,
+        commit: bool = True,
     ) -> Publication:
-        """Assign the next offset and keep the publication in history."""
+        """Assign the next offset and keep the publication (committed at once unless told)."""
         time_ms = int(now * 1000)
         if skip_history or self.size == 0:
-            return Publication(0, data, time_ms, info, tags)
-        self.top += 1
-        pub = Publication(self.top, data, time_ms, info, tags)
-        self._entries.append((pub, now + self.ttl))
+            return Publication(0, data, time_ms, info, tags, ikey)
+        pub = Publication(self.top + 1, data, time_ms, info, tags, ikey)
+        self.append(pub)
+        if commit:
+            self.committed = pub.offset
+        return pub
+
+    def append(self, pub: Publication) -> None:
+        """Add the publication that follows ``top`` (a replica applying its leader's log)."""
+        if pub.offset != self.top + 1:
+            raise ValueError(f"offset {pub.offset} does not follow {self.top}")
+        self.top = pub.offset
+        self._entries.append(pub)
         if len(self._entries) > self.size:
             self._entries.popleft()
-        return pub
+
+    def commit(self, offset: int) -> list[Publication]:
+        """Advance ``committed`` to ``offset``; returns the publications that became visible."""
+        offset = min(offset, self.top)
+        if offset <= self.committed:
+            return []
+        first = self.committed + 1
+        self.committed = offset
+        return [p for p in self._entries if first <= p.offset <= offset]
+
+    @property
+    def pending(self) -> int:
+        """Publications held but not committed yet."""
+        return self.top - self.committed
 
     def trim(self, now: float) -> None:
         entries = self._entries
-        while entries and entries[0][1] <= now:
+        horizon_ms = (now - self.ttl) * 1000
+        while entries and entries[0].time <= horizon_ms and entries[0].offset <= self.committed:
             entries.popleft()
 
+    def _visible(self, now: float) -> list[Publication]:
+        self.trim(now)
+        committed = self.committed
+        return [p for p in self._entries if p.offset <= committed]
+
     def since(self, offset: int, limit: int, now: float) -> HistoryPage:
-        """Publications after ``offset``, oldest first, at most ``limit`` of them.
+        """Committed publications after ``offset``, oldest first, at most ``limit`` of them.
 
         The caller decides whether the page is a gapless continuation (see recovery).
         """
-        self.trim(now)
-        entries = self._entries
-        if not entries or offset >= self.top:
-            return HistoryPage([], self.epoch, self.top)
-        first = entries[0][0].offset
-        start = max(offset + 1 - first, 0)
-        stop = min(start + limit, len(entries)) if limit >= 0 else len(entries)
-        pubs = [entries[i][0] for i in range(start, stop)]
-        return HistoryPage(pubs, self.epoch, self.top)
+        if offset >= self.committed:
+            self.trim(now)
+            return HistoryPage([], self.epoch, self.committed)
+        pubs = [p for p in self._visible(now) if p.offset > offset]
+        if limit >= 0:
+            pubs = pubs[:limit]
+        return HistoryPage(pubs, self.epoch, self.committed)
 
     def history(
         self, limit: int, now: float, *, since: int | None = None, reverse: bool = False
     ) -> HistoryPage:
         """The history command: ``limit`` 0 = position only, negative = all that is kept."""
-        self.trim(now)
+        pubs = self._visible(now)
         if limit == 0:
-            return HistoryPage([], self.epoch, self.top)
-        pubs = [entry[0] for entry in self._entries]
+            return HistoryPage([], self.epoch, self.committed)
         if reverse:
             if since is not None:
                 pubs = [p for p in pubs if p.offset < since]
@@ -114,11 +166,45 @@ class ChannelStream:
             pubs = [p for p in pubs if p.offset > since]
         if limit > 0:
             pubs = pubs[:limit]
-        return HistoryPage(pubs, self.epoch, self.top)
+        return HistoryPage(pubs, self.epoch, self.committed)
+
+    def records_after(self, offset: int) -> list[dict[str, Any]] | None:
+        """Replicated records of every publication after ``offset`` (committed or not);
+        None when some of them are no longer held (the follower needs a whole install)."""
+        if offset >= self.top:
+            return []
+        entries = self._entries
+        if not entries or entries[0].offset > offset + 1:
+            return None
+        return [p.to_record() for p in entries if p.offset > offset]
+
+    def find_ikey(self, ikey: str) -> Publication | None:
+        for pub in reversed(self._entries):
+            if pub.ikey == ikey:
+                return pub
+        return None
 
     def clear(self) -> None:
         """Drop the publications but keep the position (history_remove)."""
         self._entries.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a replica needs to continue this stream."""
+        return {
+            "epoch": self.epoch,
+            "top": self.top,
+            "committed": self.committed,
+            "pubs": [p.to_record() for p in self._entries],
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], size: int, ttl: float) -> ChannelStream:
+        stream = cls(size, ttl, epoch_factory=lambda: str(state["epoch"]))
+        stream.top = int(state["top"])
+        stream.committed = int(state.get("committed", 0))
+        pubs = [Publication.from_record(r) for r in state.get("pubs", [])]
+        stream._entries.extend(pubs[-size:] if size else [])
+        return stream
 
     def __len__(self) -> int:
         return len(self._entries)

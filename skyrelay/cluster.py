@@ -134,7 +134,7 @@ class LocalCluster:
                 self.start_process(f"e{i}", ["edge", "--id", f"e{i}"])
             deadline = time.monotonic() + START_TIMEOUT
             for i in range(self.spec.origins):
-                self._wait_ready(f"o{i}", self.origin_url(i) + "/health", deadline)
+                self._wait_ready(f"o{i}", self.origin_url(i) + "/ready", deadline)
             for i in range(self.spec.edges):
                 self._wait_ready(f"e{i}", self.edge_url(i) + "/ready", deadline)
         except BaseException:
@@ -185,7 +185,7 @@ class LocalCluster:
         kind = "origin" if name.startswith("o") else "edge"
         self.start_process(name, [kind, "--id", name])
         url = (
-            self.origin_url(index) + "/health"
+            self.origin_url(index) + "/ready"
             if kind == "origin"
             else self.edge_url(index) + "/ready"
         )

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from ring.health import HealthSettings
+
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
 API_KEY_ENV = "SKYRELAY_API_KEY"
 
@@ -118,8 +120,12 @@ class OriginSettings:
     idempotency_window: float = 300.0
     # Keys remembered per channel at most (oldest forgotten first).
     idempotency_max_keys: int = 10000
-    # Bytes buffered for one edge link before the origin stops reading from it (backpressure).
+    # Bytes buffered for one edge link before the origin drops it as too slow.
     link_write_limit: int = 8 << 20
+    # Seconds a publish waits for min_copies shards to hold it; then it fails as temporary.
+    replication_timeout: float = 2.0
+    # Seconds a shard waits for the other members' answers when it claims a channel.
+    claim_timeout: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,7 @@ class ClusterConfig:
     )
     edge: EdgeSettings = EdgeSettings()
     origin: OriginSettings = OriginSettings()
+    health: HealthSettings = field(default_factory=HealthSettings)
     token_secret: str = ""
     api_key: str = ""
 
@@ -163,7 +170,7 @@ class ClusterConfig:
     @property
     def effective_min_copies(self) -> int:
         size = min(self.replication, len(self.shards))
-        return self.min_copies or size // 2 + 1
+        return min(self.min_copies or size // 2 + 1, size)
 
 
 def _check_value(key: str, value: Any, hint: Any) -> Any:
@@ -225,6 +232,7 @@ _TOP_LEVEL = {
     "namespaces",
     "edge",
     "origin",
+    "health",
     "token_secret",
     "api_key",
 }
@@ -273,6 +281,11 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
     origin = _build(OriginSettings, "origin", data.get("origin", {}))
+    health = _build(HealthSettings, "health", data.get("health", {}))
+    if health.fall < 1 or health.rise < 1:
+        raise ConfigError("health.fall: fall and rise must be at least 1")
+    if health.interval <= 0 or health.timeout <= 0:
+        raise ConfigError("health.interval: interval and timeout must be positive")
     token_secret = env.get(TOKEN_SECRET_ENV) or _check_value(
         "token_secret", data.get("token_secret", ""), str
     )
@@ -285,6 +298,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         namespaces=types.MappingProxyType(namespaces),
         edge=edge,
         origin=origin,
+        health=health,
         token_secret=token_secret,
         api_key=api_key,
     )

@@ -8,10 +8,18 @@ JSON messages separated by ``\\n`` so that either side can batch. Messages:
   ``{"id": n, "error": {"code", "message", "temporary"?}}``
 - push (origin -> edge): ``{"push": {"ch": channel, "epoch": e, "pub": Publication}}``
 
+A push ``{"push": {"ch", "moved": true, "leader"?}}`` tells an edge that the shard stopped
+leading the channel (a takeover); the edge resubscribes where the channel is led now.
+
 Ops: ``sub`` (ch, since?, limit) subscribes the link to a channel and returns its position
 (with the publications after ``since`` when given); ``unsub`` (ch); ``pub`` (ch, data, info?,
 tags?, ikey?, skip_history?); ``history`` (ch, limit, since?, reverse?); ``read`` (ch, offset,
 limit) returns the publications after ``offset`` for recovery.
+
+Between shards: ``claim`` (ch, term, from) asks for a term and the member's stream;
+``append`` (ch, term, from, prev, pubs, commit) and ``install`` (ch, term, from, state)
+replicate. A request for a channel this shard does not lead fails with code 5000 and
+``leader``, the shard to ask instead.
 
 Both the edge and the origin import this module; neither imports the other.
 """
@@ -29,7 +37,12 @@ OP_UNSUB = "unsub"
 OP_PUB = "pub"
 OP_HISTORY = "history"
 OP_READ = "read"
-OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
+# Between shards (replication): claim a term, append publications, install a whole stream.
+OP_CLAIM = "claim"
+OP_APPEND = "append"
+OP_INSTALL = "install"
+EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
+PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_INSTALL})
 
 
 class LinkProtocolError(ValueError):
@@ -61,12 +74,24 @@ def result(req_id: int, body: dict[str, Any]) -> bytes:
     return orjson.dumps({"id": req_id, "result": body})
 
 
-def error(req_id: int, code: int, message: str, temporary: bool = False) -> bytes:
+def error(
+    req_id: int, code: int, message: str, temporary: bool = False, leader: str | None = None
+) -> bytes:
     err: dict[str, Any] = {"code": code, "message": message}
     if temporary:
         err["temporary"] = True
+    if leader is not None:
+        err["leader"] = leader
     return orjson.dumps({"id": req_id, "error": err})
 
 
 def pub_push(channel: str, epoch: str, pub: dict[str, Any]) -> bytes:
     return orjson.dumps({"push": {"ch": channel, "epoch": epoch, "pub": pub}})
+
+
+def moved_push(channel: str, leader: str | None) -> bytes:
+    """This shard stopped leading ``channel``; ``leader`` leads it now, when known."""
+    body: dict[str, Any] = {"ch": channel, "moved": True}
+    if leader is not None:
+        body["leader"] = leader
+    return orjson.dumps({"push": body})

@@ -1,4 +1,7 @@
-"""The edge side of the edge link: one persistent, multiplexed WebSocket to one shard."""
+"""The client side of a link: one persistent, multiplexed WebSocket to one shard.
+
+Edges use it to reach shards, and shards use it to reach each other (replication).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,16 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import aiohttp
 
-from edge.codes import ErrorCode, ReplyError
 from skyrelay import edgelink
-from skyrelay.config import EdgeSettings, ShardConfig
+from skyrelay.errors import ErrorCode, ReplyError
 
-log = logging.getLogger("skyrelay.edge.upstream")
-
-# Seconds between WebSocket pings on an idle link; a missed pong counts as a link failure.
-LINK_HEARTBEAT = 5.0
+log = logging.getLogger("skyrelay.link")
 
 
 class LinkState(Enum):
@@ -28,27 +28,46 @@ class LinkState(Enum):
     CLOSED = "closed"
 
 
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    # Seconds a request may wait for the link to come up, then for its answer.
+    request_timeout: float = 5.0
+    # First delay between reconnect attempts; doubles up to 10x.
+    reconnect_delay: float = 0.2
+    # Largest frame accepted from the peer.
+    max_frame: int = 64 << 20
+    # Seconds between WebSocket pings on the link; a missed pong drops it.
+    heartbeat: float = 5.0
+
+
 def unavailable(shard_id: str, why: str) -> ReplyError:
     return ReplyError(ErrorCode.INTERNAL, f"shard {shard_id} {why}", temporary=True)
 
 
-class ShardLink:
+def _expire(future: asyncio.Future[dict[str, Any]], peer_id: str) -> None:
+    if not future.done():
+        future.set_exception(unavailable(peer_id, "did not answer in time"))
+
+
+class LinkClient:
     """Requests are pipelined and batched into one frame per loop turn; pushes go to
     ``on_push`` in the order the shard sent them. The link reconnects by itself and calls
-    ``on_up`` / ``on_down`` so that the hub can resynchronise its channels."""
+    ``on_up`` / ``on_down`` so that its owner can resynchronise."""
 
     def __init__(
         self,
-        shard: ShardConfig,
-        edge_id: str,
+        peer_id: str,
+        url: str,
+        client_id: str,
         session: aiohttp.ClientSession,
-        settings: EdgeSettings,
-        on_push: Callable[[dict[str, Any]], None],
-        on_up: Callable[[ShardLink], None],
-        on_down: Callable[[ShardLink], None],
+        settings: LinkSettings,
+        on_push: Callable[[LinkClient, dict[str, Any]], None],
+        on_up: Callable[[LinkClient], None],
+        on_down: Callable[[LinkClient], None],
     ) -> None:
-        self.shard = shard
-        self.edge_id = edge_id
+        self.peer_id = peer_id
+        self.url = url
+        self.client_id = client_id
         self.state = LinkState.CONNECTING
         self.connects = 0
         self._session = session
@@ -65,10 +84,14 @@ class ShardLink:
 
     @property
     def id(self) -> str:
-        return self.shard.id
+        return self.peer_id
+
+    @property
+    def is_up(self) -> bool:
+        return self.state is LinkState.UP
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"link-{self.shard.id}")
+        self._task = asyncio.create_task(self._run(), name=f"link-{self.peer_id}")
 
     async def close(self) -> None:
         self.state = LinkState.CLOSED
@@ -77,24 +100,41 @@ class ShardLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def request(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and wait for its result; failures raise a temporary ReplyError."""
-        timeout = self._settings.upstream_timeout
+    async def request(
+        self, op: str, params: dict[str, Any], deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Send one request and wait (``deadline`` seconds at most) for its result; failures
+        raise a temporary ReplyError."""
+        limit = self._settings.request_timeout if deadline is None else deadline
         if not self._up.is_set():
             try:
-                await asyncio.wait_for(self._up.wait(), timeout)
+                await asyncio.wait_for(self._up.wait(), limit)
             except TimeoutError:
                 raise unavailable(self.id, "is unreachable") from None
+        return await self.call(op, params, limit)
+
+    def call(
+        self, op: str, params: dict[str, Any], timeout: float | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Send one request now; the future fails at once if the link is down, or after
+        ``timeout``. No task is created, so callers can attach callbacks cheaply."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not self._up.is_set():
+            future.set_exception(unavailable(self.id, "is unreachable"))
+            return future
         req_id = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
         self._enqueue({"id": req_id, "op": op, **params})
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise unavailable(self.id, "did not answer in time") from None
-        finally:
+        limit = self._settings.request_timeout if timeout is None else timeout
+        timer = loop.call_later(limit, _expire, future, self.id)
+
+        def done(_: asyncio.Future[dict[str, Any]]) -> None:
+            timer.cancel()
             self._pending.pop(req_id, None)
+
+        future.add_done_callback(done)
+        return future
 
     def send(self, op: str, params: dict[str, Any]) -> None:
         """Fire and forget (unsubscribe): the response is ignored, the order is kept."""
@@ -106,16 +146,16 @@ class ShardLink:
         self._wake.set()
 
     async def _run(self) -> None:
-        base = self._settings.link_reconnect_delay
+        base = self._settings.reconnect_delay
         delay = base
-        url = f"{self.shard.url.rstrip('/')}{edgelink.LINK_PATH}"
+        url = f"{self.url.rstrip('/')}{edgelink.LINK_PATH}"
         while self.state is not LinkState.CLOSED:
             try:
                 ws = await self._session.ws_connect(
                     url,
-                    params={"edge": self.edge_id},
-                    max_msg_size=self._settings.link_max_frame,
-                    heartbeat=LINK_HEARTBEAT,
+                    params={"peer": self.client_id},
+                    max_msg_size=self._settings.max_frame,
+                    heartbeat=self._settings.heartbeat,
                     compress=0,
                     autoping=True,
                 )
@@ -131,7 +171,7 @@ class ShardLink:
         self.connects += 1
         self._queue.clear()
         self._up.set()
-        log.info("edge link to shard %s up", self.id)
+        log.info("link to %s up", self.id)
         writer = asyncio.create_task(self._write(ws))
         try:
             self._on_up(self)
@@ -149,25 +189,30 @@ class ShardLink:
             if self.state is LinkState.UP:
                 self.state = LinkState.CONNECTING
             self._fail_pending()
-            log.warning("edge link to shard %s down", self.id)
+            log.warning("link to %s down", self.id)
             self._on_down(self)
 
     def _dispatch(self, frame: bytes) -> None:
         for message in edgelink.decode_frame(frame):
             push = message.get("push")
             if push is not None:
-                self._on_push(push)
+                try:
+                    self._on_push(self, push)
+                except Exception:  # a bug in one handler must not take the link down
+                    log.exception("push handler failed")
                 continue
             future = self._pending.get(message.get("id", 0))
             if future is None or future.done():
                 continue
             error = message.get("error")
             if error is not None:
+                leader = error.get("leader")
                 future.set_exception(
                     ReplyError(
                         int(error.get("code", ErrorCode.INTERNAL)),
                         str(error.get("message", "")),
                         bool(error.get("temporary", False)),
+                        leader=leader if isinstance(leader, str) else None,
                     )
                 )
             else:

@@ -1,0 +1,345 @@
+"""Leadership and replication of channels between shards (the async driver of ``replica``).
+
+Claims, installs and appends go over the same links the edges use. Appends are pipelined: each
+one is sent as soon as the publication is ordered, without waiting for the previous answer,
+and the link batches whatever is queued in one loop turn into one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from origin.replica import ChannelReplica, Role, best_state, election_quorum
+from origin.stream import Publication
+from ring import Ring
+from ring.health import HealthView
+from skyrelay import edgelink
+from skyrelay.config import ClusterConfig
+from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay.linkclient import LinkClient
+
+log = logging.getLogger("skyrelay.origin.replication")
+
+# Claims retried with a higher term before the request fails as temporary.
+CLAIM_ATTEMPTS = 3
+# How often a claim waiting for links to other members checks again, in seconds.
+LINK_WAIT_POLL = 0.05
+
+CommitHandler = Callable[[str, list[Publication]], None]
+StepDownHandler = Callable[[str, str | None], None]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def temporary(message: str) -> ReplyError:
+    return ReplyError(ErrorCode.INTERNAL, message, temporary=True)
+
+
+class Replicator:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        shard_id: str,
+        ring: Ring,
+        health: HealthView,
+        links: Mapping[str, LinkClient],
+        on_commit: CommitHandler,
+        on_step_down: StepDownHandler,
+    ) -> None:
+        self.config = config
+        self.id = shard_id
+        self.ring = ring
+        self.health = health
+        self.links = links
+        self._on_commit = on_commit
+        self._on_step_down = on_step_down
+        self.replicas: dict[str, ChannelReplica] = {}
+        self._claims: dict[str, asyncio.Future[None]] = {}
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        # Terms start at boot time: a restarted shard never re-grants a term it promised.
+        self.boot_term = now_ms()
+        self.takeovers = 0
+
+    def members(self, channel: str) -> list[str]:
+        return list(self.ring.replicas(channel))
+
+    def replica(self, channel: str) -> ChannelReplica:
+        found = self.replicas.get(channel)
+        if found is None:
+            ns = self.config.namespace(channel)
+            if ns is None:
+                raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace in {channel!r}")
+            size = len(self.members(channel))
+            min_copies = min(self.config.effective_min_copies, size)
+            found = ChannelReplica(
+                channel, self.id, ns.history_size, ns.history_ttl, min_copies, self.boot_term
+            )
+            self.replicas[channel] = found
+        return found
+
+    def _reachable(self, shard_id: str) -> bool:
+        link = self.links.get(shard_id)
+        return self.health.is_up(shard_id) and link is not None and link.is_up
+
+    # Leadership.
+
+    async def lead(self, channel: str) -> ChannelReplica:
+        """This shard's replica of ``channel``, leading; or NOT_LEADER naming who should."""
+        rep = self.replica(channel)
+        if rep.is_leader:
+            return rep
+        members = self.members(channel)
+        preferred = self.health.first_up(members)
+        if preferred != self.id:
+            raise ReplyError(ErrorCode.NOT_LEADER, leader=preferred or members[0])
+        claim = self._claims.get(channel)
+        if claim is None:
+            claim = asyncio.ensure_future(self._claim(channel))
+            self._claims[channel] = claim
+            claim.add_done_callback(lambda _: self._claims.pop(channel, None))
+        await asyncio.shield(claim)
+        if rep.role is not Role.LEADER:
+            raise temporary("leadership lost during the claim")
+        return rep
+
+    async def _claim(self, channel: str) -> None:
+        rep = self.replica(channel)
+        members = self.members(channel)
+        quorum = election_quorum(len(members), rep.min_copies)
+        term = max(rep.term + 1, now_ms())
+        timeout = self.config.origin.claim_timeout
+        for _ in range(CLAIM_ATTEMPTS):
+            rep.start_claim(term)
+            others = await self._reachable_members(members, quorum - 1, timeout)
+            params = {"ch": channel, "term": term, "from": self.id}
+            answers = await asyncio.gather(
+                *(self._ask(m, edgelink.OP_CLAIM, params, timeout) for m in others)
+            )
+            if rep.role is not Role.CANDIDATE or rep.term != term:
+                raise temporary("a newer claim won")
+            granted: list[tuple[int, dict[str, Any] | None]] = []
+            higher = 0
+            for answer in answers:
+                if answer is None:
+                    continue
+                if answer.get("granted"):
+                    granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
+                else:
+                    higher = max(higher, int(answer.get("term", 0)))
+            if 1 + len(granted) >= quorum:
+                best = best_state([(rep.accepted_term, rep.state()), *granted])
+                rep.become_leader(term, best, members)
+                self.takeovers += 1
+                log.info(
+                    "leading %s at term %d (top %d)",
+                    channel,
+                    term,
+                    rep.stream.top if rep.stream else 0,
+                )
+                for follower in rep.followers:
+                    self.replicate(channel, follower)
+                return
+            term = max(higher + 1, term + 1, now_ms())
+        rep.role = Role.FOLLOWER
+        raise temporary(f"no quorum to lead {channel}")
+
+    async def _reachable_members(self, members: list[str], needed: int, limit: float) -> list[str]:
+        """The other members we can talk to; waits a little for links still connecting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while True:
+            others = [m for m in members if m != self.id and self._reachable(m)]
+            if len(others) >= needed or loop.time() >= deadline:
+                return others
+            await asyncio.sleep(LINK_WAIT_POLL)
+
+    async def _ask(
+        self, shard_id: str, op: str, params: dict[str, Any], limit: float
+    ) -> dict[str, Any] | None:
+        try:
+            return await self.links[shard_id].call(op, params, limit)
+        except ReplyError:
+            return None
+
+    # Replication (leader side).
+
+    def replicate(self, channel: str, follower: str) -> None:
+        """Send the follower what it lacks: an install first, then appends."""
+        rep = self.replicas.get(channel)
+        if rep is None or not rep.is_leader or rep.stream is None:
+            return
+        progress = rep.followers.get(follower)
+        if progress is None or progress.installing:
+            return
+        if not self._reachable(follower):
+            progress.sent = None
+            return
+        stream = rep.stream
+        base = {"ch": channel, "term": rep.term, "from": self.id}
+        records = None if progress.sent is None else stream.records_after(progress.sent)
+        if records is None:
+            progress.installing = True
+            progress.sent = stream.top
+            self._send(rep, follower, edgelink.OP_INSTALL, {**base, "state": stream.snapshot()})
+        elif records:
+            prev, progress.sent = progress.sent, stream.top
+            params = {**base, "prev": prev, "pubs": records, "commit": stream.committed}
+            self._send(rep, follower, edgelink.OP_APPEND, params)
+
+    def _send(self, rep: ChannelReplica, follower: str, op: str, params: dict[str, Any]) -> None:
+        future = self.links[follower].call(op, params)
+        term = rep.term
+        future.add_done_callback(lambda f: self._answered(rep, follower, term, op, f))
+
+    def _answered(
+        self,
+        rep: ChannelReplica,
+        follower: str,
+        term: int,
+        op: str,
+        future: asyncio.Future[dict[str, Any]],
+    ) -> None:
+        if not rep.is_leader or rep.term != term:
+            if not future.cancelled():
+                future.exception()  # retrieved, nothing to do
+            return
+        progress = rep.followers.get(follower)
+        if progress is None:
+            return
+        try:
+            answer = future.result()
+        except ReplyError:
+            progress.sent = None  # resend everything (an install) when it is back
+            progress.installing = False
+            return
+        if op == edgelink.OP_INSTALL:
+            progress.installing = False
+        if answer.get("ok"):
+            self._commit(rep, rep.on_ack(follower, int(answer.get("top", 0))))
+            self.replicate(rep.channel, follower)
+        elif answer.get("install"):
+            progress.sent = None
+            self.replicate(rep.channel, follower)
+        elif int(answer.get("term", 0)) > rep.term:
+            self.step_down(rep.channel, int(answer["term"]), None)
+
+    def _commit(self, rep: ChannelReplica, pubs: list[Publication]) -> None:
+        if not pubs or rep.stream is None:
+            return
+        committed = rep.stream.committed
+        waiters = self._waiters.get(rep.channel)
+        if waiters:
+            still = []
+            for offset, future in waiters:
+                if offset <= committed:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    still.append((offset, future))
+            self._waiters[rep.channel] = still
+        self._on_commit(rep.channel, pubs)
+
+    def step_down(self, channel: str, term: int, leader: str | None) -> None:
+        rep = self.replicas.get(channel)
+        if rep is None:
+            return
+        was_leader = rep.is_leader
+        rep.step_down(term, leader)
+        if was_leader:
+            self.after_step_down(channel, leader)
+
+    def after_step_down(self, channel: str, leader: str | None) -> None:
+        log.warning("no longer leading %s (leader now %s)", channel, leader or "unknown")
+        for _, future in self._waiters.pop(channel, []):
+            if not future.done():
+                future.set_exception(temporary("leadership changed; retry"))
+        self._on_step_down(channel, leader)
+
+    # Publishing.
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        now: float,
+        *,
+        info: dict[str, Any] | None,
+        tags: dict[str, str] | None,
+        ikey: str | None,
+    ) -> tuple[ChannelReplica, Publication]:
+        """Order, replicate and wait until ``min_copies`` hold it; then it is acked."""
+        rep = await self.lead(channel)
+        stream = rep.stream
+        assert stream is not None
+        if ikey is not None:
+            earlier = stream.find_ikey(ikey)
+            if (
+                earlier is not None
+                and earlier.time / 1000 + self.config.origin.idempotency_window > now
+            ):
+                await self._wait_commit(rep, earlier.offset)
+                return rep, earlier
+        if stream.pending >= max(1, stream.size):
+            raise temporary("replication is behind; retry")
+        pub = rep.propose(data, now, info=info, tags=tags, ikey=ikey)
+        self._commit(rep, rep.advance_commit())
+        for follower in rep.followers:
+            self.replicate(channel, follower)
+        await self._wait_commit(rep, pub.offset)
+        return rep, pub
+
+    async def _wait_commit(self, rep: ChannelReplica, offset: int) -> None:
+        if rep.stream is not None and rep.stream.committed >= offset:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(rep.channel, []).append((offset, future))
+        try:
+            await asyncio.wait_for(future, self.config.origin.replication_timeout)
+        except TimeoutError:
+            raise temporary(f"fewer than {rep.min_copies} shards hold it; retry") from None
+
+    # Replication (follower side): requests from other shards.
+
+    def on_peer(self, op: str, message: dict[str, Any]) -> dict[str, Any]:
+        channel = str(message["ch"])
+        term = int(message["term"])
+        sender = str(message["from"])
+        rep = self.replica(channel)
+        was_leader = rep.is_leader
+        if op == edgelink.OP_CLAIM:
+            answer = rep.on_claim(term, sender)
+        elif op == edgelink.OP_APPEND:
+            answer = rep.on_append(
+                term,
+                sender,
+                int(message["prev"]),
+                list(message.get("pubs") or []),
+                int(message.get("commit", 0)),
+            )
+        else:
+            answer = rep.on_install(term, sender, dict(message["state"]))
+        if was_leader and not rep.is_leader:
+            self.after_step_down(channel, sender)
+        return answer
+
+    # Membership changes.
+
+    def peer_changed(self, shard_id: str, up: bool) -> None:
+        """A shard came back (or went away): bring it up to date where we lead."""
+        for channel, rep in self.replicas.items():
+            progress = rep.followers.get(shard_id) if rep.is_leader else None
+            if progress is None:
+                continue
+            progress.sent = None
+            progress.installing = False
+            if up:
+                self.replicate(channel, shard_id)
+
+    def leading(self) -> int:
+        return sum(1 for rep in self.replicas.values() if rep.is_leader)
