@@ -48,6 +48,7 @@ class FollowerProgress:
 class ChannelReplica:
     __slots__ = (
         "accepted_term",
+        "adopted_top",
         "channel",
         "followers",
         "leader",
@@ -83,6 +84,9 @@ class ChannelReplica:
         self.leader: str | None = None
         self.role = Role.FOLLOWER
         self.followers: dict[str, FollowerProgress] = {}
+        # Top of the stream this replica took when it became leader: it serves once that is
+        # committed under its own term, so it never shows less than a previous leader did.
+        self.adopted_top = 0
 
     @property
     def is_leader(self) -> bool:
@@ -156,6 +160,7 @@ class ChannelReplica:
         self.accepted_term = term
         self.leader = self.self_id
         self.role = Role.LEADER
+        self.adopted_top = self.stream.top
         self.followers = {m: FollowerProgress() for m in members if m != self.self_id}
 
     def propose(

@@ -8,6 +8,7 @@ and the link batches whatever is queued in one loop turn into one frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from skyrelay import edgelink
 from skyrelay.config import ClusterConfig
 from skyrelay.errors import ErrorCode, ReplyError
 from skyrelay.linkclient import LinkClient
+from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.replication")
 
@@ -93,6 +95,8 @@ class Replicator:
         """This shard's replica of ``channel``, leading; or NOT_LEADER naming who should."""
         rep = self.replica(channel)
         if rep.is_leader:
+            if rep.stream is not None and rep.stream.committed < rep.adopted_top:
+                await self._wait_commit(rep, rep.adopted_top)
             return rep
         members = self.members(channel)
         preferred = self.health.first_up(members)
@@ -104,8 +108,9 @@ class Replicator:
             self._claims[channel] = claim
             claim.add_done_callback(lambda _: self._claims.pop(channel, None))
         await asyncio.shield(claim)
-        if rep.role is not Role.LEADER:
+        if rep.role is not Role.LEADER or rep.stream is None:
             raise temporary("leadership lost during the claim")
+        await self._wait_commit(rep, rep.adopted_top)
         return rep
 
     async def _claim(self, channel: str) -> None:
@@ -148,6 +153,10 @@ class Replicator:
             term = max(higher + 1, term + 1, now_ms())
         rep.role = Role.FOLLOWER
         raise temporary(f"no quorum to lead {channel}")
+
+    async def _reclaim(self, channel: str) -> None:
+        with contextlib.suppress(ReplyError):
+            await self.lead(channel)
 
     async def _reachable_members(self, members: list[str], needed: int, limit: float) -> list[str]:
         """The other members we can talk to; waits a little for links still connecting."""
@@ -227,7 +236,11 @@ class Replicator:
             progress.sent = None
             self.replicate(rep.channel, follower)
         elif int(answer.get("term", 0)) > rep.term:
+            # A member promised a higher term: a newer claim, or a restarted member whose
+            # terms start at its boot time. Stop leading; claim again if we should lead.
             self.step_down(rep.channel, int(answer["term"]), None)
+            if self.health.first_up(self.members(rep.channel)) == self.id:
+                spawn(self._reclaim(rep.channel))
 
     def _commit(self, rep: ChannelReplica, pubs: list[Publication]) -> None:
         if not pubs or rep.stream is None:

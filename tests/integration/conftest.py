@@ -21,6 +21,16 @@ API_KEY = "integration-api-key"
 
 # Namespaces the tests use besides the default one.
 TEST_NAMESPACES = """
+[health]
+interval = 0.2
+timeout = 0.3
+fall = 2
+rise = 2
+
+[namespaces.fo]
+history_size = 2000
+history_ttl = 600
+
 [namespaces.short]
 history_size = 5
 history_ttl = 300

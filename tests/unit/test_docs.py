@@ -17,6 +17,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.NamespaceConfig,
         config.EdgeSettings,
         config.OriginSettings,
+        config.HealthSettings,
     )
     missing = [
         f"{cls.__name__}.{f.name}"

@@ -1,4 +1,4 @@
-"""The origin shard's request handling and push routing, without sockets."""
+"""A single shard (replication 1) serving edge-link requests, without sockets."""
 
 from __future__ import annotations
 
@@ -8,93 +8,111 @@ import orjson
 import pytest
 
 from origin.shard import Shard
+from ring import Member, Ring
+from ring.health import HealthSettings, HealthView
 from skyrelay import edgelink
 from skyrelay.config import parse_config
 
 CONFIG = parse_config(
     {
         "shards": [{"id": "o0", "url": "http://127.0.0.1:9100"}],
+        "replication": 1,
         "namespaces": {"nohist": {"history_size": 0}},
     },
     env={},
 )
 
 
-def call(shard: Shard, peer: str, now: float = 0.0, **message: Any) -> dict[str, Any]:
-    out = shard.handle(peer, {"id": 1, **message}, now)
-    return orjson.loads(out.response)
+class FakeEdge:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, message: bytes) -> None:
+        self.sent.append(orjson.loads(message))
 
 
-def test_publish_orders_and_pushes_once_per_subscribed_edge() -> None:
-    shard = Shard(CONFIG, "o0")
-    assert call(shard, "edge-a", op="sub", ch="chat")["result"]["offset"] == 0
-    call(shard, "edge-b", op="sub", ch="chat")
-    call(shard, "edge-b", op="sub", ch="chat")  # idempotent per edge
-    out = shard.handle("api", {"id": 9, "op": "pub", "ch": "chat", "data": {"t": 1}}, 5.0)
-    result = orjson.loads(out.response)["result"]
+def new_shard() -> Shard:
+    ring = Ring([Member("o0")], 1)
+    return Shard(CONFIG, "o0", ring, HealthView(["o0"], HealthSettings(), self_id="o0"), {})
+
+
+async def call(shard: Shard, peer: FakeEdge, **message: Any) -> dict[str, Any]:
+    request = {"id": 1, **message}
+    if shard.is_immediate(request):
+        return orjson.loads(shard.handle_now(peer, request))
+    return orjson.loads(await shard.handle(peer, request))
+
+
+async def test_publish_orders_and_pushes_once_per_subscribed_edge() -> None:
+    shard = new_shard()
+    a, b, api = FakeEdge("a"), FakeEdge("b"), FakeEdge("api")
+    assert (await call(shard, a, op="sub", ch="chat"))["result"]["offset"] == 0
+    await call(shard, b, op="sub", ch="chat")
+    await call(shard, b, op="sub", ch="chat")  # idempotent per edge
+    result = (await call(shard, api, op="pub", ch="chat", data={"t": 1}))["result"]
     assert result["offset"] == 1
-    assert sorted(out.push_to) == ["edge-a", "edge-b"]
-    assert out.push is not None
-    push = orjson.loads(out.push)["push"]
-    assert push == {
-        "ch": "chat",
-        "epoch": result["epoch"],
-        "pub": {"data": {"t": 1}, "offset": 1, "time": 5000},
-    }
+    for edge in (a, b):
+        assert len(edge.sent) == 1
+        push = edge.sent[0]["push"]
+        assert push["ch"] == "chat" and push["epoch"] == result["epoch"]
+        assert push["pub"]["data"] == {"t": 1} and push["pub"]["offset"] == 1
+    assert api.sent == []
 
 
-def test_unsubscribed_and_dropped_edges_get_no_push() -> None:
-    shard = Shard(CONFIG, "o0")
-    call(shard, "a", op="sub", ch="c")
-    call(shard, "b", op="sub", ch="c")
-    call(shard, "a", op="unsub", ch="c")
-    shard.drop_peer("b")
-    out = shard.handle("x", {"id": 2, "op": "pub", "ch": "c", "data": 1}, 0.0)
-    assert out.push is None and out.push_to == []
+async def test_unsubscribed_and_dropped_edges_get_no_push() -> None:
+    shard = new_shard()
+    a, b, api = FakeEdge("a"), FakeEdge("b"), FakeEdge("api")
+    await call(shard, a, op="sub", ch="c")
+    await call(shard, b, op="sub", ch="c")
+    await call(shard, a, op="unsub", ch="c")
+    shard.drop_peer(b)
+    await call(shard, api, op="pub", ch="c", data=1)
+    assert a.sent == [] and b.sent == []
     assert shard.subscribers == {}
 
 
-def test_subscribe_since_returns_the_missed_publications() -> None:
-    shard = Shard(CONFIG, "o0")
+async def test_subscribe_since_returns_the_missed_publications() -> None:
+    shard = new_shard()
+    api, edge = FakeEdge("api"), FakeEdge("e")
     for n in range(4):
-        call(shard, "api", op="pub", ch="c", data=n)
-    result = call(shard, "edge", op="sub", ch="c", since=2)["result"]
+        await call(shard, api, op="pub", ch="c", data=n)
+    result = (await call(shard, edge, op="sub", ch="c", since=2))["result"]
     assert [p["offset"] for p in result["publications"]] == [3, 4]
     assert result["offset"] == 4
 
 
-def test_idempotency_key_returns_the_first_result_without_republishing() -> None:
-    shard = Shard(CONFIG, "o0")
-    call(shard, "e", op="sub", ch="c")
-    first = shard.handle("api", {"id": 1, "op": "pub", "ch": "c", "data": 1, "ikey": "k"}, 0.0)
-    again = shard.handle("api", {"id": 2, "op": "pub", "ch": "c", "data": 1, "ikey": "k"}, 1.0)
-    assert orjson.loads(again.response)["result"] == orjson.loads(first.response)["result"]
-    assert again.push is None
-    assert shard.streams["c"].top == 1
-    # After the window the key is forgotten.
-    late = shard.handle("api", {"id": 3, "op": "pub", "ch": "c", "data": 1, "ikey": "k"}, 1000.0)
-    assert orjson.loads(late.response)["result"]["offset"] == 2
+async def test_idempotency_key_returns_the_first_result_without_republishing() -> None:
+    shard = new_shard()
+    edge, api = FakeEdge("e"), FakeEdge("api")
+    await call(shard, edge, op="sub", ch="c")
+    first = await call(shard, api, op="pub", ch="c", data=1, ikey="k")
+    again = await call(shard, api, op="pub", ch="c", data=1, ikey="k")
+    assert again["result"] == first["result"]
+    assert len(edge.sent) == 1
 
 
-def test_history_read_and_errors() -> None:
-    shard = Shard(CONFIG, "o0")
+async def test_history_read_and_errors() -> None:
+    shard = new_shard()
+    e = FakeEdge("e")
     for n in range(3):
-        call(shard, "api", op="pub", ch="c", data=n)
-    history = call(shard, "e", op="history", ch="c", limit=2, reverse=True)["result"]
+        await call(shard, e, op="pub", ch="c", data=n)
+    history = (await call(shard, e, op="history", ch="c", limit=2, reverse=True))["result"]
     assert [p["offset"] for p in history["publications"]] == [3, 2]
-    read = call(shard, "e", op="read", ch="c", offset=1, limit=10)["result"]
+    read = (await call(shard, e, op="read", ch="c", offset=1, limit=10))["result"]
     assert [p["offset"] for p in read["publications"]] == [2, 3]
-    assert call(shard, "e", op="history", ch="nohist:x", limit=1)["error"]["code"] == 108
-    assert call(shard, "e", op="sub", ch="unknown:x")["error"]["code"] == 102
-    assert call(shard, "e", op="pub", ch="c")["error"]["code"] == 107
-    assert call(shard, "e", op="bogus", ch="c")["error"]["code"] == 107
-    assert call(shard, "e", op="sub", ch="")["error"]["code"] == 107
-    assert call(shard, "e", op="read", ch="c", offset="x")["error"]["code"] == 107
+    assert (await call(shard, e, op="history", ch="nohist:x", limit=1))["error"]["code"] == 108
+    assert (await call(shard, e, op="sub", ch="unknown:x"))["error"]["code"] == 102
+    assert (await call(shard, e, op="pub", ch="c"))["error"]["code"] == 107
+    assert (await call(shard, e, op="bogus", ch="c"))["error"]["code"] == 107
+    assert (await call(shard, e, op="sub", ch=""))["error"]["code"] == 107
+    assert (await call(shard, e, op="read", ch="c", offset="x"))["error"]["code"] == 107
+    assert (await call(shard, e, op="append", ch="c", term=1))["error"]["code"] == 107
 
 
-def test_request_without_id_is_a_link_protocol_error() -> None:
+async def test_request_without_id_is_a_link_protocol_error() -> None:
     with pytest.raises(edgelink.LinkProtocolError):
-        Shard(CONFIG, "o0").handle("e", {"op": "sub", "ch": "c"}, 0.0)
+        await new_shard().handle(FakeEdge("e"), {"op": "sub", "ch": "c"})
 
 
 def test_edge_link_frames_round_trip() -> None:
@@ -102,6 +120,9 @@ def test_edge_link_frames_round_trip() -> None:
     assert edgelink.decode_frame(frame) == [
         {"id": 1, "result": {}},
         {"push": {"ch": "c", "epoch": "e", "pub": {"data": 1}}},
+    ]
+    assert edgelink.decode_frame(edgelink.error(2, 5000, "x", True, "o1")) == [
+        {"id": 2, "error": {"code": 5000, "message": "x", "temporary": True, "leader": "o1"}}
     ]
     with pytest.raises(edgelink.LinkProtocolError):
         edgelink.decode_frame(b"{bad")

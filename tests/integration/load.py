@@ -1,0 +1,112 @@
+"""Publishers that retry with idempotency keys, and subscribers that record every delivery:
+the bookkeeping of the failover tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tests.integration.conftest import API_KEY
+from tests.integration.wsclient import RawClient
+
+
+@dataclass
+class Acks:
+    # channel -> offset -> data of every acknowledged publication
+    acked: dict[str, dict[int, Any]] = field(default_factory=dict)
+    temporary_errors: int = 0
+    other_errors: list[Any] = field(default_factory=list)
+
+
+async def publish(
+    session: aiohttp.ClientSession,
+    api_url: str,
+    channel: str,
+    data: Any,
+    key: str,
+    acks: Acks,
+    give_up_at: float,
+) -> dict[str, Any] | None:
+    """Publish until acked or ``give_up_at`` (loop time), retrying temporary errors."""
+    loop = asyncio.get_running_loop()
+    body = {"channel": channel, "data": data, "idempotency_key": key}
+    while loop.time() < give_up_at:
+        try:
+            async with session.post(
+                f"{api_url}/publish",
+                data=orjson.dumps(body),
+                headers={"X-API-Key": API_KEY},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp:
+                answer = await resp.json()
+        except (aiohttp.ClientError, TimeoutError):
+            acks.temporary_errors += 1
+            await asyncio.sleep(0.05)
+            continue
+        if "result" in answer:
+            result: dict[str, Any] = answer["result"]
+            acks.acked.setdefault(channel, {})[result["offset"]] = data
+            return result
+        error = answer.get("error", {})
+        if not error.get("temporary"):
+            acks.other_errors.append(answer)
+            return None
+        acks.temporary_errors += 1
+        await asyncio.sleep(0.05)
+    return None
+
+
+class Recorder:
+    """Reads a raw client's pushes into (channel, offset, data, arrival time)."""
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+        self.got: dict[str, list[tuple[int, Any, float]]] = {}
+        self.unsubscribed: list[Any] = []
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = len(self.client.pushes)
+            if not await self.client._read_one():
+                return
+            for push in self.client.pushes[before:]:
+                if "pub" in push:
+                    pub = push["pub"]
+                    self.got.setdefault(push["channel"], []).append(
+                        (pub.get("offset", 0), pub.get("data"), time.monotonic())
+                    )
+                elif "unsubscribe" in push:
+                    self.unsubscribed.append(push)
+
+    def offsets(self, channel: str) -> list[int]:
+        return [offset for offset, _, _ in self.got.get(channel, [])]
+
+    def has_all(self, acks: Acks) -> bool:
+        for channel, acked in acks.acked.items():
+            have = set(self.offsets(channel))
+            if not set(acked) <= have:
+                return False
+        return True
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await self.client.ws.close()
+
+
+def check_deliveries(recorder: Recorder, acks: Acks) -> None:
+    """Every acked publication arrived exactly once, in offset order, with its data."""
+    for channel, acked in acks.acked.items():
+        got = recorder.got.get(channel, [])
+        offsets = [offset for offset, _, _ in got]
+        assert offsets == list(range(1, len(offsets) + 1)), f"{channel}: gap or duplicate"
+        by_offset = {offset: data for offset, data, _ in got}
+        for offset, data in acked.items():
+            assert by_offset.get(offset) == data, (
+                f"{channel}@{offset}: {by_offset.get(offset)} != {data}"
+            )
