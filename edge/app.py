@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import aiohttp
@@ -18,10 +19,12 @@ from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
 from edge.router import Router
 from edge.ws import NODE_KEY, websocket_handler
-from skyrelay.config import ClusterConfig, ConfigError
+from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.metrics import EdgeMetrics, metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
+
+log = logging.getLogger("skyrelay.edge")
 
 SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
@@ -72,11 +75,14 @@ async def _start(app: web.Application) -> None:
     hub = node.hub
     router = node.router
     router.start_links(node.id, session, hub.on_push, hub.on_link_up, hub.on_link_down)
-    urls = {s.id: s.url for s in node.config.shards}
+
+    def urls() -> dict[str, str]:
+        return {s.id: s.url for s in node.config.shards}
+
     app[TASKS_KEY] = [
         asyncio.create_task(run_wheel(node.wheel, time.time)),
         asyncio.create_task(
-            run_prober(router.health, lambda: urls, session, lambda *_: hub.on_health_change())
+            run_prober(router.health, urls, session, lambda *_: hub.on_health_change())
         ),
     ]
 
@@ -98,7 +104,17 @@ async def drain(app: web.Application) -> None:
     await asyncio.sleep(0)
 
 
-async def run_edge(config: ClusterConfig, edge_id: str | None = None) -> None:
+def reload(app: web.Application, config: ClusterConfig) -> None:
+    """Apply a new config (SIGHUP): new shards are linked, channels follow the new ring."""
+    node = app[NODE_KEY]
+    node.config = config
+    node.router.reconfigure(config)
+    node.hub.on_health_change()
+    log.info("config reloaded: %d shards", len(config.shards))
+
+
+async def run_edge(config_path: str, edge_id: str | None = None) -> None:
+    config = load_config(config_path)
     edge = config.edge_by_id(edge_id)
     app = build_app(config, edge.id)
     await serve_until_stopped(
@@ -107,4 +123,5 @@ async def run_edge(config: ClusterConfig, edge_id: str | None = None) -> None:
         edge.port,
         backlog=config.edge.listen_backlog,
         on_stop=lambda: drain(app),
+        on_reload=lambda: reload(app, load_config(config_path)),
     )

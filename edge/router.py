@@ -30,6 +30,7 @@ class Router:
         self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
         self.health = HealthView((s.id for s in config.shards), config.health)
         self.links: dict[str, LinkClient] = {}
+        self._start: Callable[[str, str], None] | None = None
 
     def start_links(
         self,
@@ -46,12 +47,24 @@ class Router:
             max_frame=edge.link_max_frame,
             heartbeat=max(self.config.health.interval, 1.0),
         )
-        for shard in self.config.shards:
-            link = LinkClient(
-                shard.id, shard.url, edge_id, session, settings, on_push, on_up, on_down
-            )
-            self.links[shard.id] = link
+
+        def start(shard_id: str, url: str) -> None:
+            link = LinkClient(shard_id, url, edge_id, session, settings, on_push, on_up, on_down)
+            self.links[shard_id] = link
             link.start()
+
+        self._start = start
+        for shard in self.config.shards:
+            start(shard.id, shard.url)
+
+    def reconfigure(self, config: ClusterConfig) -> None:
+        """A new ring: link new shards (links to removed ones stay while channels move)."""
+        self.config = config
+        self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+        for shard in config.shards:
+            self.health.add(shard.id)
+            if shard.id not in self.links and self._start is not None:
+                self._start(shard.id, shard.url)
 
     def primary(self, channel: str) -> str:
         """The shard that should lead ``channel``: its first healthy replica."""

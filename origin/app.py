@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,11 +19,13 @@ from origin.shard import Shard
 from ring import Member, Ring
 from ring.health import HealthView
 from skyrelay import edgelink
-from skyrelay.config import ClusterConfig
+from skyrelay.config import ClusterConfig, load_config
 from skyrelay.linkclient import LinkClient, LinkSettings
 from skyrelay.metrics import metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
+
+log = logging.getLogger("skyrelay.origin")
 
 LINKS_KEY = web.AppKey("peer_links", dict[str, LinkClient])
 HEALTH_KEY = web.AppKey("health", HealthView)
@@ -121,42 +124,81 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     return app
 
 
+class PeerLinks:
+    """Links from this shard to the other shards, kept in step with the config."""
+
+    def __init__(self, app: web.Application, session: aiohttp.ClientSession) -> None:
+        self.app = app
+        self.session = session
+        self.urls: dict[str, str] = {}
+
+    def on_change(self, shard_id: str, up: bool) -> None:
+        self.app[SHARD_KEY].replicator.peer_changed(shard_id, up)
+
+    def on_down(self, link: LinkClient) -> None:
+        tracker = self.app[HEALTH_KEY].trackers.get(link.id)
+        if tracker is not None and tracker.lost():
+            self.on_change(link.id, False)
+
+    def on_up(self, link: LinkClient) -> None:
+        if self.app[HEALTH_KEY].is_up(link.id):
+            self.on_change(link.id, True)
+
+    def sync(self, config: ClusterConfig) -> None:
+        """Link to every shard of ``config``; links to removed shards stay while they move."""
+        shard = self.app[SHARD_KEY]
+        links = self.app[LINKS_KEY]
+        settings = LinkSettings(
+            request_timeout=config.origin.replication_timeout,
+            reconnect_delay=config.edge.link_reconnect_delay,
+            max_frame=config.origin.link_max_frame,
+            heartbeat=max(config.health.interval, 1.0),
+        )
+        for peer in config.shards:
+            if peer.id == shard.id or peer.id in links:
+                continue
+            self.app[HEALTH_KEY].add(peer.id)
+            self.urls[peer.id] = peer.url
+            link = LinkClient(
+                peer.id,
+                peer.url,
+                shard.id,
+                self.session,
+                settings,
+                lambda *_: None,
+                self.on_up,
+                self.on_down,
+            )
+            links[peer.id] = link
+            link.start()
+
+
+PEER_LINKS_KEY = web.AppKey("peer_link_manager", PeerLinks)
+
+
 async def _start(app: web.Application) -> None:
     shard = app[SHARD_KEY]
-    config = shard.config
-    view = app[HEALTH_KEY]
-    links = app[LINKS_KEY]
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
-    settings = LinkSettings(
-        request_timeout=config.origin.replication_timeout,
-        reconnect_delay=config.edge.link_reconnect_delay,
-        max_frame=config.origin.link_max_frame,
-        heartbeat=max(config.health.interval, 1.0),
+    peers = PeerLinks(app, session)
+    app[PEER_LINKS_KEY] = peers
+    peers.sync(shard.config)
+    app[TASKS_KEY].append(
+        asyncio.create_task(
+            run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change)
+        )
     )
 
-    def on_change(shard_id: str, up: bool) -> None:
-        shard.replicator.peer_changed(shard_id, up)
 
-    def on_down(link: LinkClient) -> None:
-        tracker = view.trackers.get(link.id)
-        if tracker is not None and tracker.lost():
-            on_change(link.id, False)
-
-    def on_up(link: LinkClient) -> None:
-        if view.is_up(link.id):
-            shard.replicator.peer_changed(link.id, True)
-
-    for peer in config.shards:
-        if peer.id == shard.id:
-            continue
-        link = LinkClient(
-            peer.id, peer.url, shard.id, session, settings, lambda *_: None, on_up, on_down
-        )
-        links[peer.id] = link
-        link.start()
-    urls = {s.id: s.url for s in config.shards if s.id != shard.id}
-    app[TASKS_KEY].append(asyncio.create_task(run_prober(view, lambda: urls, session, on_change)))
+def reload(app: web.Application, config: ClusterConfig) -> None:
+    """Apply a new config (SIGHUP): new shards are linked and the ring changes."""
+    shard = app[SHARD_KEY]
+    shard.config = config
+    shard.replicator.config = config
+    app[PEER_LINKS_KEY].sync(config)
+    ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+    shard.replicator.reconfigure(ring)
+    log.info("config reloaded: %d shards", len(config.shards))
 
 
 async def _stop(app: web.Application) -> None:
@@ -169,7 +211,14 @@ async def _stop(app: web.Application) -> None:
     await app[SESSION_KEY].close()
 
 
-async def run_origin(config: ClusterConfig, shard_id: str) -> None:
+async def run_origin(config_path: str, shard_id: str) -> None:
+    config = load_config(config_path)
     shard = config.shard(shard_id)
     app = build_app(config, shard_id)
-    await serve_until_stopped(app, shard.host, shard.port, backlog=config.origin.listen_backlog)
+    await serve_until_stopped(
+        app,
+        shard.host,
+        shard.port,
+        backlog=config.origin.listen_backlog,
+        on_reload=lambda: reload(app, load_config(config_path)),
+    )

@@ -61,6 +61,9 @@ class Replicator:
         self.links = links
         self._on_commit = on_commit
         self._on_step_down = on_step_down
+        # The ring before the last reconfiguration: claims also gather a quorum of the
+        # channel's previous members, which hold its history while it moves.
+        self.prev_ring: Ring | None = None
         self.replicas: dict[str, ChannelReplica] = {}
         self._claims: dict[str, asyncio.Future[None]] = {}
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -70,6 +73,16 @@ class Replicator:
 
     def members(self, channel: str) -> list[str]:
         return list(self.ring.replicas(channel))
+
+    def previous_members(self, channel: str) -> list[str]:
+        if self.prev_ring is None:
+            return self.members(channel)
+        return list(self.prev_ring.replicas(channel))
+
+    def _quorum_met(self, granted: set[str], members: list[str]) -> bool:
+        copies = min(self.config.effective_min_copies, len(members))
+        needed = election_quorum(len(members), copies)
+        return sum(1 for m in members if m in granted) >= needed
 
     def replica(self, channel: str) -> ChannelReplica:
         found = self.replicas.get(channel)
@@ -116,12 +129,17 @@ class Replicator:
     async def _claim(self, channel: str) -> None:
         rep = self.replica(channel)
         members = self.members(channel)
-        quorum = election_quorum(len(members), rep.min_copies)
+        previous = self.previous_members(channel)
+        asked_for = list(dict.fromkeys(members + previous))
         term = max(rep.term + 1, now_ms())
         timeout = self.config.origin.claim_timeout
         for _ in range(CLAIM_ATTEMPTS):
             rep.start_claim(term)
-            others = await self._reachable_members(members, quorum - 1, timeout)
+            others = await self._reachable_members(
+                asked_for,
+                lambda up: self._quorum_met(up, members) and self._quorum_met(up, previous),
+                timeout,
+            )
             params = {"ch": channel, "term": term, "from": self.id}
             answers = await asyncio.gather(
                 *(self._ask(m, edgelink.OP_CLAIM, params, timeout) for m in others)
@@ -129,15 +147,17 @@ class Replicator:
             if rep.role is not Role.CANDIDATE or rep.term != term:
                 raise temporary("a newer claim won")
             granted: list[tuple[int, dict[str, Any] | None]] = []
+            granters = {self.id}
             higher = 0
-            for answer in answers:
+            for member, answer in zip(others, answers, strict=True):
                 if answer is None:
                     continue
                 if answer.get("granted"):
                     granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
+                    granters.add(member)
                 else:
                     higher = max(higher, int(answer.get("term", 0)))
-            if 1 + len(granted) >= quorum:
+            if self._quorum_met(granters, members) and self._quorum_met(granters, previous):
                 best = best_state([(rep.accepted_term, rep.state()), *granted])
                 rep.become_leader(term, best, members)
                 self.takeovers += 1
@@ -158,13 +178,16 @@ class Replicator:
         with contextlib.suppress(ReplyError):
             await self.lead(channel)
 
-    async def _reachable_members(self, members: list[str], needed: int, limit: float) -> list[str]:
-        """The other members we can talk to; waits a little for links still connecting."""
+    async def _reachable_members(
+        self, members: list[str], enough: Callable[[set[str]], bool], limit: float
+    ) -> list[str]:
+        """The other members we can talk to; waits up to ``limit`` for links still
+        connecting until the reachable ones (with us) are ``enough``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while True:
             others = [m for m in members if m != self.id and self._reachable(m)]
-            if len(others) >= needed or loop.time() >= deadline:
+            if enough({self.id, *others}) or loop.time() >= deadline:
                 return others
             await asyncio.sleep(LINK_WAIT_POLL)
 
@@ -353,6 +376,35 @@ class Replicator:
             progress.installing = False
             if up:
                 self.replicate(channel, shard_id)
+
+    def reconfigure(self, ring: Ring) -> None:
+        """A new ring (shards added or removed): channels whose replica set changed move.
+
+        A leader that is no longer the channel's preferred shard steps down (its edges follow
+        the new leader) and nudges the new one, which claims the channel with a quorum of its
+        old and its new members, and so takes its history along.
+        """
+        self.prev_ring, self.ring = self.ring, ring
+        for channel, rep in list(self.replicas.items()):
+            before = list(self.prev_ring.replicas(channel))
+            after = list(ring.replicas(channel))
+            if before == after:
+                continue
+            rep.min_copies = min(self.config.effective_min_copies, len(after))
+            if not rep.is_leader:
+                continue
+            preferred = self.health.first_up(after)
+            rep.step_down(rep.term, preferred)
+            self.after_step_down(channel, preferred)
+            if preferred == self.id:
+                spawn(self._reclaim(channel))
+            elif preferred is not None:
+                spawn(self._nudge(preferred, channel))
+
+    async def _nudge(self, shard_id: str, channel: str) -> None:
+        link = self.links.get(shard_id)
+        if link is not None:
+            await self._ask(shard_id, edgelink.OP_READ, {"ch": channel, "limit": 0}, 5.0)
 
     def leading(self) -> int:
         return sum(1 for rep in self.replicas.values() if rep.is_leader)

@@ -81,7 +81,7 @@ def _serve_origin(args: argparse.Namespace) -> int:
     config.shard(args.id)
     configure_logging(args.log_level)
     install_uvloop()
-    asyncio.run(run_origin(config, args.id))
+    asyncio.run(run_origin(args.config, args.id))
     return 0
 
 
@@ -95,7 +95,7 @@ def _serve_edge(args: argparse.Namespace) -> int:
         raise ConfigError(f"token_secret: set {TOKEN_SECRET_ENV}")
     configure_logging(args.log_level)
     install_uvloop()
-    asyncio.run(run_edge(config, args.id))
+    asyncio.run(run_edge(args.config, args.id))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ctypes
 import os
 import secrets
@@ -175,6 +176,23 @@ class LocalCluster:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"{name} was not ready at {url} within {START_TIMEOUT:.0f} s")
+
+    def add_shard(self) -> str:
+        """Grow the ring by one shard under traffic: start it with the new config, then
+        SIGHUP every other process so that it reloads the config."""
+        name = f"o{self.spec.origins}"
+        self.spec = dataclasses.replace(self.spec, origins=self.spec.origins + 1)
+        self.config_path.write_text(render_config(self.spec))
+        self.start_process(name, ["origin", "--id", name])
+        self._wait_ready(
+            name,
+            self.origin_url(self.spec.origins - 1) + "/ready",
+            time.monotonic() + START_TIMEOUT,
+        )
+        for other, proc in self.processes.items():
+            if other != name and proc.poll() is None:
+                proc.send_signal(signal.SIGHUP)
+        return name
 
     def restart(self, name: str) -> None:
         """Start a stopped (or killed) process again with the same arguments."""

@@ -30,9 +30,11 @@ async def serve_until_stopped(
     backlog: int,
     reuse_port: bool = False,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    on_reload: Callable[[], None] | None = None,
     shutdown_timeout: float = 5.0,
 ) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener."""
+    """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener.
+    SIGHUP calls ``on_reload`` (re-read the config: ring changes)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
@@ -48,6 +50,8 @@ async def serve_until_stopped(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if on_reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, _guarded(on_reload))
     log.info("listening on http://%s:%d", host, port)
     print(f"ready http://{host}:{port}", file=sys.stderr, flush=True)
     try:
@@ -56,6 +60,16 @@ async def serve_until_stopped(
         if on_stop is not None:
             await on_stop()
         await runner.cleanup()
+
+
+def _guarded(reload: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            reload()
+        except Exception as exc:  # a bad new config must not take the process down
+            log.error("reload failed, keeping the running config: %s", exc)
+
+    return run
 
 
 def configure_logging(level: str = "INFO") -> None:

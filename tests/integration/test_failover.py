@@ -51,7 +51,7 @@ async def status(session: aiohttp.ClientSession, cluster: LocalCluster, i: int) 
 async def leaders(session: aiohttp.ClientSession, cluster: LocalCluster) -> dict[str, str]:
     """channel -> shard that leads it, from the shards still running."""
     found: dict[str, str] = {}
-    for i in range(3):
+    for i in range(cluster.spec.origins):
         if cluster.processes[f"o{i}"].poll() is not None:
             continue
         for channel, state in (await status(session, cluster, i))["channels"].items():
