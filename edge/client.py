@@ -35,6 +35,8 @@ log = logging.getLogger("skyrelay.edge.client")
 
 # Seconds past token expiry before an unrefreshed connection is closed with 3005.
 EXPIRED_CLOSE_DELAY = 25.0
+# Longest idempotency key a client publish may carry (an extension of the protocol).
+MAX_IDEMPOTENCY_KEY = 128
 
 
 class Sink(Protocol):
@@ -294,9 +296,14 @@ class Client:
         info: dict[str, Any] = {"user": self.user, "client": self.id}
         if self.info is not None:
             info["conn_info"] = self.info
-        await self.node.router.request(
-            channel, edgelink.OP_PUB, {"ch": channel, "data": command.params["data"], "info": info}
-        )
+        request = {"ch": channel, "data": command.params["data"], "info": info}
+        key = command.params.get("idempotency_key")
+        if key is not None:
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+                raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
+            # Scoped to the user, so one user's key never suppresses another's publication.
+            request["ikey"] = f"client:{self.user}:{key}"
+        await self.node.router.request(channel, edgelink.OP_PUB, request)
         return {}
 
     async def _history(self, command: protocol.Command) -> dict[str, Any]:

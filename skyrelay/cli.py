@@ -19,6 +19,8 @@ from skyrelay.config import TOKEN_SECRET_ENV, ConfigError, load_config
 DEMO_TOKEN_TTL = 24 * 3600
 # Sample channels used by `ring show` and `ring plan` to measure placement.
 RING_SAMPLE = 10_000
+# Seconds `ring show` waits for each shard's status.
+RING_PROBE_TIMEOUT = 1.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,6 +153,21 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard_state(url: str) -> str:
+    """up (leading N channels) / down, asked of the running shard."""
+    import json  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(f"{url}/status", timeout=RING_PROBE_TIMEOUT) as resp:
+            status = json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError):
+        return "down"
+    leading = sum(1 for c in status.get("channels", {}).values() if c.get("role") == "leader")
+    return f"up, leading {leading} channels"
+
+
 def _ring(args: argparse.Namespace) -> int:
     from ring import Member, Ring, moved_channels  # noqa: PLC0415
 
@@ -162,10 +179,14 @@ def _ring(args: argparse.Namespace) -> int:
         counts = dict.fromkeys(ring.member_ids(), 0)
         for ch in sample:
             counts[ring.owner(ch)] += 1
-        print(f"replication {ring.replication}, {len(members)} shards")
+        print(f"replication {ring.replication}, min_copies {config.effective_min_copies}")
         for shard in config.shards:
             share = counts[shard.id] / RING_SAMPLE
-            print(f"  {shard.id:<12} {shard.url:<28} weight {shard.weight:<3} primary {share:6.1%}")
+            state = _shard_state(shard.url)
+            print(
+                f"  {shard.id:<12} {shard.url:<28} weight {shard.weight:<3} "
+                f"primary for {share:6.1%} of channels   {state}"
+            )
         return 0
     if bool(args.add) == bool(args.remove):
         print("skyrelay: ring plan needs exactly one of --add or --remove", file=sys.stderr)
@@ -178,10 +199,17 @@ def _ring(args: argparse.Namespace) -> int:
         if len(after) == len(members):
             print(f"skyrelay: no shard {args.remove!r}", file=sys.stderr)
             return 2
-    moved = moved_channels(ring, Ring(after, config.replication), sample)
-    ideal = 1 / max(len(after), len(members))
+    new_ring = Ring(after, config.replication)
+    sets = moved_channels(ring, new_ring, sample)
+    primaries = sum(1 for ch in sample if ring.owner(ch) != new_ring.owner(ch))
+    size = max(len(after), len(members))
+    share = primaries / RING_SAMPLE
     print(
-        f"{moved} of {RING_SAMPLE} sample channels change replica set "
-        f"({moved / RING_SAMPLE:.1%}); primaries alone would ideally move {ideal:.1%}"
+        f"{primaries} of {RING_SAMPLE} sample channels change primary "
+        f"({share:.1%}; ideal 1/{size} = {1 / size:.1%})"
+    )
+    print(
+        f"{sets} of {RING_SAMPLE} change replica set ({sets / RING_SAMPLE:.1%}): their history "
+        f"is copied to the new members"
     )
     return 0

@@ -142,7 +142,7 @@ def test_ring_show_and_plan(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout
-    assert "sample channels change replica set" in plan
+    assert "sample channels change primary" in plan
 
 
 def test_bad_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:

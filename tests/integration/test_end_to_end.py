@@ -100,3 +100,20 @@ async def test_ten_subscribers_share_one_upstream_subscription(
         }
     for raw in clients:
         await raw.ws.close()
+
+
+async def test_client_publish_with_idempotency_key_is_published_once(
+    cluster: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    ch = channel()
+    raw, _ = await connect_raw(session, cluster.ws_url(0), token("idem"))
+    assert "subscribe" in await raw.command("subscribe", {"channel": ch})
+    for _ in range(3):
+        reply = await raw.command(
+            "publish", {"channel": ch, "data": {"once": True}, "idempotency_key": "k-1"}
+        )
+        assert reply["publish"] == {}
+    assert "publish" in await raw.command("publish", {"channel": ch, "data": {"marker": 1}})
+    pushes = await raw.wait_pushes(2)
+    assert [p["pub"]["data"] for p in pushes[:2]] == [{"once": True}, {"marker": 1}]
+    await raw.ws.close()
