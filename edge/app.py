@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -82,7 +83,7 @@ async def _start(app: web.Application) -> None:
     app[TASKS_KEY] = [
         asyncio.create_task(run_wheel(node.wheel, time.time)),
         asyncio.create_task(
-            run_prober(router.health, urls, session, lambda *_: hub.on_health_change())
+            run_prober(router.health, urls, session, functools.partial(_health_changed, node))
         ),
     ]
 
@@ -102,6 +103,12 @@ async def drain(app: web.Application) -> None:
     for client in list(node.clients.values()):
         client.close(DisconnectCode.SHUTDOWN)
     await asyncio.sleep(0)
+
+
+def _health_changed(node: EdgeNode, shard_id: str, up: bool) -> None:
+    if not up:
+        node.router.shard_down(shard_id)
+    node.hub.on_health_change()
 
 
 def reload(app: web.Application, config: ClusterConfig) -> None:

@@ -30,6 +30,8 @@ log = logging.getLogger("skyrelay.edge.hub")
 # Backoff between attempts to move a channel to its new leader, in seconds.
 MOVE_RETRY_FIRST = 0.05
 MOVE_RETRY_MAX = 1.0
+# Pushes kept per channel while its subscribe answer is awaited.
+EARLY_PUSH_LIMIT = 10_000
 
 
 class Subscriber(Protocol):
@@ -46,6 +48,7 @@ class ChannelState(Enum):
 
 class Channel:
     __slots__ = (
+        "early",
         "epoch",
         "holds",
         "joining",
@@ -74,6 +77,10 @@ class Channel:
         self.joining: dict[Subscriber, list[dict[str, Any]]] = {}
         # The shard a redirect or a moved push named, for the next move attempt.
         self.target: str | None = None
+        # Pushes that arrived while a subscribe was in flight. The link delivers a subscribe
+        # answer and the pushes that follow it in one frame, before the waiting coroutine
+        # runs; they are replayed once the answer is applied.
+        self.early: list[tuple[LinkClient, dict[str, Any]]] = []
         # A move was asked for since the current attempt started.
         self.wanted = False
         self.mover: asyncio.Task[None] | None = None
@@ -164,6 +171,7 @@ class Hub:
         channel.state = ChannelState.LIVE
         self.metrics.upstream_subscriptions.inc()
         channel.ready.set_result(None)
+        self._replay_early(channel, link)
         if self.router.primary(channel.name) != link.id:
             self.move(channel)  # the leader changed while we subscribed
 
@@ -173,7 +181,15 @@ class Hub:
         if not isinstance(name, str):
             return
         channel = self.channels.get(name)
-        if channel is None or channel.link is not link:
+        if channel is None:
+            return
+        if channel.state in (ChannelState.SUBSCRIBING, ChannelState.MOVING):
+            if len(channel.early) < EARLY_PUSH_LIMIT:
+                channel.early.append((link, push))
+            # Past the limit pushes are dropped; the next one shows a gap, and subscribers
+            # are told to recover (never a silent loss).
+            return
+        if channel.link is not link:
             return  # from a shard this channel has moved away from
         if push.get("moved"):
             leader = push.get("leader")
@@ -276,7 +292,15 @@ class Hub:
             channel.offset = int(pub["offset"])
             self._fan_out(channel, pub)
         self.moves += 1
+        self._replay_early(channel, link)
         log.info("channel %s now on shard %s (%d handed over)", channel.name, link.id, len(pubs))
+
+    def _replay_early(self, channel: Channel, link: LinkClient) -> None:
+        """Apply the pushes the new link sent right after its answer; drop the others'."""
+        early, channel.early = channel.early, []
+        for source, push in early:
+            if source is link and channel.state is ChannelState.LIVE:
+                self.on_push(link, push)
 
     def _invalidate(self, channel: Channel, reason: str) -> None:
         """The channel's position cannot be continued: subscribers resubscribe and recover."""

@@ -95,7 +95,18 @@ class Router:
                     raise
                 redirects += 1
                 hinted = exc.leader if exc.leader in self.links else None
+                if hinted is not None and not self.health.is_up(hinted):
+                    # The shard's view lags ours: it points at a shard we know is down.
+                    # Ask our own choice again once that shard has caught up.
+                    hinted = None
+                    await asyncio.sleep(REROUTE_POLL)
                 target = hinted or self.primary(channel)
+
+    def shard_down(self, shard_id: str) -> None:
+        """Health says ``shard_id`` is down: fail what waits on it so callers move on."""
+        link = self.links.get(shard_id)
+        if link is not None:
+            link.fail_pending(f"shard {shard_id} is down")
 
     async def close(self) -> None:
         for link in self.links.values():

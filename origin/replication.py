@@ -62,8 +62,10 @@ class Replicator:
         self._on_commit = on_commit
         self._on_step_down = on_step_down
         # The ring before the last reconfiguration: claims also gather a quorum of the
-        # channel's previous members, which hold its history while it moves.
-        self.prev_ring: Ring | None = None
+        # channel's previous members, which hold its history while it moves. A shard that
+        # starts may be joining a running cluster, so it first assumes the ring without
+        # itself: it never counts its own empty copy as the channel's history.
+        self.prev_ring: Ring | None = ring.without(shard_id)
         self.replicas: dict[str, ChannelReplica] = {}
         self._claims: dict[str, asyncio.Future[None]] = {}
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -141,23 +143,38 @@ class Replicator:
                 timeout,
             )
             params = {"ch": channel, "term": term, "from": self.id}
-            answers = await asyncio.gather(
-                *(self._ask(m, edgelink.OP_CLAIM, params, timeout) for m in others)
-            )
-            if rep.role is not Role.CANDIDATE or rep.term != term:
-                raise temporary("a newer claim won")
             granted: list[tuple[int, dict[str, Any] | None]] = []
             granters = {self.id}
             higher = 0
-            for member, answer in zip(others, answers, strict=True):
-                if answer is None:
-                    continue
-                if answer.get("granted"):
-                    granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
-                    granters.add(member)
-                else:
-                    higher = max(higher, int(answer.get("term", 0)))
-            if self._quorum_met(granters, members) and self._quorum_met(granters, previous):
+            pending = {
+                asyncio.ensure_future(self._ask(m, edgelink.OP_CLAIM, params, timeout)): m
+                for m in others
+            }
+
+            def enough(granted_by: set[str]) -> bool:
+                return self._quorum_met(granted_by, members) and self._quorum_met(
+                    granted_by, previous
+                )
+
+            # Stop at the first quorum of grants: a member that hangs (paused, partitioned)
+            # must not hold the takeover up until its timeout.
+            while pending and not enough(granters):
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    member = pending.pop(future)
+                    answer = future.result()
+                    if answer is None:
+                        continue
+                    if answer.get("granted"):
+                        granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
+                        granters.add(member)
+                    else:
+                        higher = max(higher, int(answer.get("term", 0)))
+            for future in pending:
+                future.cancel()
+            if rep.role is not Role.CANDIDATE or rep.term != term:
+                raise temporary("a newer claim won")
+            if enough(granters):
                 best = best_state([(rep.accepted_term, rep.state()), *granted])
                 rep.become_leader(term, best, members)
                 self.takeovers += 1

@@ -64,6 +64,11 @@ class Ring:
     def member_ids(self) -> tuple[str, ...]:
         return tuple(m.id for m in self.members)
 
+    def without(self, member_id: str) -> Ring | None:
+        """The ring before ``member_id`` joined (None if it would be empty)."""
+        rest = [m for m in self.members if m.id != member_id]
+        return Ring(rest, self.replication, cache_size=self._cache_size) if rest else None
+
 
 def moved_channels(before: Ring, after: Ring, channels: Sequence[str]) -> int:
     """How many of ``channels`` change replica set between two rings."""

@@ -218,6 +218,13 @@ class LinkClient:
             else:
                 future.set_result(message.get("result") or {})
 
+    def fail_pending(self, why: str) -> None:
+        """Fail every request in flight (the peer was declared down: do not wait it out)."""
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(unavailable(self.id, why))
+
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
         for future in pending.values():

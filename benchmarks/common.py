@@ -1,0 +1,85 @@
+"""What the benchmark scripts share: a local cluster on fixed ports, tokens and the API."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edge.auth import mint_token
+from ring import Member, Ring
+from skyrelay.cluster import ClusterSpec, LocalCluster
+
+SECRET = "bench-secret-" + "0" * 48
+API_KEY = "bench-api-key"
+
+# Namespaces and fast health checks for the scenarios.
+BENCH_TOML = """
+[health]
+interval = 0.2
+timeout = 0.3
+fall = 2
+rise = 2
+
+[namespaces.bench]
+history_size = 1000
+history_ttl = 600
+"""
+
+
+@contextmanager
+def local_cluster(port: int, **spec: Any) -> Iterator[LocalCluster]:
+    with tempfile.TemporaryDirectory() as workdir:
+        cluster = LocalCluster(
+            ClusterSpec(port=port, extra_toml=BENCH_TOML, **spec),
+            Path(workdir),
+            SECRET,
+            API_KEY,
+            log_dir=Path(workdir),
+        )
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def bench_token(user: str = "bench") -> str:
+    return mint_token(SECRET, user, now=time.time(), ttl=3600)
+
+
+def channels_led_by(shard: str, shards: int, replication: int, count: int) -> list[str]:
+    """Channels whose preferred primary is ``shard``."""
+    ring = Ring([Member(f"o{i}") for i in range(shards)], replication)
+    found = []
+    i = 0
+    while len(found) < count:
+        name = f"bench:c{i}"
+        if ring.owner(name) == shard:
+            found.append(name)
+        i += 1
+    return found
+
+
+async def api_publish(
+    session: aiohttp.ClientSession, url: str, channel: str, data: Any, key: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"channel": channel, "data": data}
+    if key is not None:
+        body["idempotency_key"] = key
+    async with session.post(
+        f"{url}/api/publish", data=json.dumps(body), headers={"X-API-Key": API_KEY}
+    ) as resp:
+        answer: dict[str, Any] = await resp.json()
+        return answer
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -1,0 +1,125 @@
+"""Failover time: from the failure of a channel's leader to the first delivery of a publication
+sent after it, at a subscriber on another edge. Repeated; the median is reported.
+
+Two failures: SIGKILL (the link drops, noticed at once) and SIGSTOP (a hung process, noticed by
+health checks: interval 0.2 s, timeout 0.3 s, fall 2).
+
+    python -m benchmarks.failover [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import statistics
+import time
+
+import aiohttp
+
+from benchmarks.common import api_publish, bench_token, channels_led_by, local_cluster
+
+# Publications per second on each measured channel, before and after the failure.
+RATE = 200
+# Seconds of traffic before the failure.
+WARM = 1.0
+# Deadline for the first delivery after the failure.
+DEADLINE = 20.0
+
+
+async def one_run(port: int, sig: signal.Signals) -> tuple[float, int]:
+    """(failover seconds, publications acked then lost)."""
+    channels = channels_led_by("o0", 3, 3, 4)
+    with local_cluster(port) as cluster:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(cluster.ws_url(1))
+            await ws.send_str(json.dumps({"id": 1, "connect": {"token": bench_token()}}))
+            await ws.receive()
+            for i, ch in enumerate(channels):
+                await ws.send_str(json.dumps({"id": 2 + i, "subscribe": {"channel": ch}}))
+                await ws.receive()
+            failed_at = 0.0
+            first_after: float | None = None
+            sent_at: dict[int, float] = {}
+            received: set[int] = set()
+            arrived = asyncio.Event()
+            acked: set[int] = set()
+
+            async def read() -> None:
+                nonlocal first_after
+                async for msg in ws:
+                    for line in msg.data.split("\n"):
+                        obj = json.loads(line)
+                        pub = obj.get("push", {}).get("pub")
+                        if pub is None:
+                            if not obj:
+                                await ws.send_str("{}")
+                            continue
+                        n = pub["data"]["n"]
+                        received.add(n)
+                        arrived.set()
+                        if failed_at and first_after is None and sent_at[n] > failed_at:
+                            first_after = time.monotonic() - failed_at
+
+            async def publish(n: int) -> None:
+                key = f"k{n}"
+                while True:
+                    sent_at.setdefault(n, time.monotonic())
+                    answer = await api_publish(
+                        session, cluster.edge_url(0), channels[n % len(channels)], {"n": n}, key
+                    )
+                    if "result" in answer:
+                        acked.add(n)
+                        return
+                    await asyncio.sleep(0.02)
+
+            reader = asyncio.ensure_future(read())
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            tasks = []
+            n = 0
+            while first_after is None and loop.time() - start < WARM + DEADLINE:
+                if not failed_at and loop.time() - start >= WARM:
+                    cluster.signal("o0", sig)
+                    failed_at = time.monotonic()
+                tasks.append(asyncio.ensure_future(publish(n)))
+                n += 1
+                await asyncio.sleep(1 / RATE)
+            await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE)
+            deadline = loop.time() + DEADLINE
+            while not acked <= received and loop.time() < deadline:
+                arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), max(0.0, deadline - loop.time()))
+            reader.cancel()
+            if sig is signal.SIGSTOP:
+                cluster.signal("o0", signal.SIGCONT)
+            await ws.close()
+    if first_after is None:
+        raise RuntimeError("no delivery after the failure")
+    return first_after, len(acked - received)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--port", type=int, default=27400)
+    args = parser.parse_args()
+    for sig in (signal.SIGKILL, signal.SIGSTOP):
+        times, lost = [], 0
+        for _ in range(args.runs):
+            seconds, lost_now = asyncio.run(one_run(args.port, sig))
+            times.append(seconds * 1000)
+            lost += lost_now
+        print(
+            f"{sig.name:<8} leader of 4 channels, {RATE} publications/s: failover median "
+            f"{statistics.median(times):.0f} ms (runs: {', '.join(f'{t:.0f}' for t in times)}); "
+            f"acked then lost: {lost}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
