@@ -1,0 +1,133 @@
+"""The hub's subscribe and move logic, with an in-memory router double (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from edge.hub import ChannelState, Hub
+from edge.outbox import Outgoing
+from ring.health import HealthSettings, HealthView
+from skyrelay.metrics import EdgeMetrics
+
+
+class FakeLink:
+    def __init__(self, shard_id: str) -> None:
+        self.id = shard_id
+        self.is_up = True
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send(self, op: str, params: dict[str, Any]) -> None:
+        self.sent.append((op, params))
+
+
+class FakeRouter:
+    """Answers subscribes from a script; pushes listed in ``early`` are dispatched before the
+    answer reaches the waiting coroutine, as a real link does with one frame."""
+
+    def __init__(self) -> None:
+        self.health = HealthView(["a", "b"], HealthSettings())
+        self.links = {"a": FakeLink("a"), "b": FakeLink("b")}
+        self.leader = "a"
+        self.hub: Hub | None = None
+        self.answers: list[dict[str, Any]] = []
+        self.early: list[tuple[str, dict[str, Any]]] = []
+
+    def primary(self, channel: str) -> str:
+        return self.leader
+
+    async def request(
+        self, channel: str, op: str, params: dict[str, Any], shard: str | None = None
+    ) -> tuple[FakeLink, dict[str, Any]]:
+        assert self.hub is not None
+        link = self.links[shard or self.leader]
+        for source, push in self.early:
+            self.hub.on_push(self.links[source], push)  # type: ignore[arg-type]
+        self.early = []
+        return link, self.answers.pop(0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.lost: list[int] = []
+
+    def deliver(self, message: Outgoing) -> None:
+        self.offsets.append(orjson.loads(message.payload)["push"]["pub"]["offset"])
+
+    def lost_channel(self, channel: str, code: int, reason: str) -> None:
+        self.lost.append(code)
+
+
+def pub(offset: int, epoch: str = "e") -> dict[str, Any]:
+    return {"ch": "c", "epoch": epoch, "pub": {"data": offset, "offset": offset}}
+
+
+def setup() -> tuple[Hub, FakeRouter]:
+    router = FakeRouter()
+    hub = Hub(router, EdgeMetrics())  # type: ignore[arg-type]
+    router.hub = hub
+    return hub, router
+
+
+async def test_pushes_right_behind_the_subscribe_answer_are_not_lost() -> None:
+    hub, router = setup()
+    router.answers = [{"epoch": "e", "offset": 5, "publications": []}]
+    router.early = [("a", pub(6))]
+    channel = await hub.acquire("c")
+    sub = Recorder()
+    hub.add_live(channel, sub)
+    assert channel.offset == 6  # the early push was applied after the answer
+    hub.on_push(router.links["a"], pub(7))  # type: ignore[arg-type]
+    assert sub.offsets == [7]
+
+
+async def test_a_move_hands_over_missed_publications_then_continues_on_the_new_link() -> None:
+    hub, router = setup()
+    router.answers = [{"epoch": "e", "offset": 5, "publications": []}]
+    channel = await hub.acquire("c")
+    sub = Recorder()
+    hub.add_live(channel, sub)
+
+    router.leader = "b"
+    router.answers = [{"epoch": "e", "offset": 6, "publications": [pub(6)["pub"]]}]
+    # The new leader's next push, and a stale one from the old leader, arrive mid-move.
+    router.early = [("b", pub(7)), ("a", pub(99))]
+    hub.on_health_change()
+    assert channel.state is ChannelState.MOVING
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert channel.state is ChannelState.LIVE
+    assert channel.link is router.links["b"]
+    assert sub.offsets == [6, 7]
+    assert ("unsub", {"ch": "c"}) in router.links["a"].sent
+    hub.on_push(router.links["a"], pub(8))  # type: ignore[arg-type]  # old link: ignored
+    hub.on_push(router.links["b"], pub(8))  # type: ignore[arg-type]
+    assert sub.offsets == [6, 7, 8]
+    assert sub.lost == []
+
+
+async def test_a_move_to_another_epoch_tells_subscribers_to_recover() -> None:
+    hub, router = setup()
+    router.answers = [{"epoch": "e", "offset": 5, "publications": []}]
+    channel = await hub.acquire("c")
+    sub = Recorder()
+    hub.add_live(channel, sub)
+    router.answers = [{"epoch": "new", "offset": 0, "publications": []}]
+    hub.move(channel)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sub.lost == [2500]
+    assert "c" not in hub.channels
+
+
+async def test_a_gap_on_the_live_stream_is_never_silent() -> None:
+    hub, router = setup()
+    router.answers = [{"epoch": "e", "offset": 1, "publications": []}]
+    channel = await hub.acquire("c")
+    sub = Recorder()
+    hub.add_live(channel, sub)
+    hub.on_push(router.links["a"], pub(3))  # type: ignore[arg-type]
+    assert sub.offsets == [] and sub.lost == [2500]
