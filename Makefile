@@ -6,7 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test check lint fmt clean
+JS_STAMP := tests/js/node_modules/.installed
+
+.PHONY: up test check lint fmt clean js
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +24,13 @@ check: $(STAMP)
 	$(BIN)/ruff format --check edge origin ring skyrelay tests benchmarks
 	$(BIN)/mypy --strict edge origin ring skyrelay
 
-test: check
+# The centrifuge-js compatibility tests need Node.js; without it they skip (in CI they fail).
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	if command -v npm >/dev/null; then cd tests/js && npm ci --no-audit --no-fund --ignore-scripts && touch node_modules/.installed; fi
+
+js: $(JS_STAMP)
+
+test: check js
 	$(BIN)/pytest
 
 fmt: $(STAMP)
@@ -30,4 +38,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix edge origin ring skyrelay tests benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules

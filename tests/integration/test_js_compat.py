@@ -1,0 +1,55 @@
+"""centrifuge-js (npm `centrifuge` 5.8.0) under Node.js against a real cluster."""
+
+from __future__ import annotations
+
+import pytest
+from cent import AsyncClient, PublishRequest
+
+from skyrelay.cluster import LocalCluster
+from tests.integration.conftest import token
+from tests.integration.helpers import channel
+from tests.integration.jsclient import JsClient
+
+
+def endpoints(cluster: LocalCluster, transport: str) -> object:
+    base = cluster.edge_url(0)
+    if transport == "websocket":
+        return cluster.ws_url(0)
+    return [{"transport": transport, "endpoint": f"{base}/connection/{transport}"}]
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+async def test_centrifuge_js_round_trip(
+    cluster: LocalCluster, api: AsyncClient, transport: str
+) -> None:
+    ch = channel()
+    js = await JsClient.start(
+        endpoints(cluster, transport), token("jsuser"), f"{cluster.edge_url(0)}/emulation"
+    )
+    try:
+        await js.call("connect")
+        (connected,) = await js.wait(lambda e: e["ev"] == "connected")
+        assert connected["transport"] == transport
+        await js.call("subscribe", channel=ch)
+        await js.wait(lambda e: e["ev"] == "subscribed")
+
+        await api.publish(PublishRequest(channel=ch, data={"n": 1}))
+        await js.wait(lambda e: e["ev"] == "pub")
+        await js.call("publish", channel=ch, data={"n": 2})
+        await js.wait(lambda e: e["ev"] == "pub", count=2)
+        assert js.pubs(ch) == [(1, {"n": 1}), (2, {"n": 2})]
+        history = await js.call("history", channel=ch, limit=10)
+        assert [p["data"] for p in history["publications"]] == [{"n": 1}, {"n": 2}]
+
+        # Forced reconnect: what is published meanwhile is recovered.
+        await js.call("disconnect")
+        await js.wait(lambda e: e["ev"] == "disconnected")
+        for n in range(3, 6):
+            await api.publish(PublishRequest(channel=ch, data={"n": n}))
+        await js.call("connect")
+        subscribed = await js.wait(lambda e: e["ev"] == "subscribed", count=2)
+        assert subscribed[1]["wasRecovering"] and subscribed[1]["recovered"]
+        await js.wait(lambda e: e["ev"] == "pub", count=5)
+        assert js.pubs(ch) == [(n, {"n": n}) for n in range(1, 6)]
+    finally:
+        await js.close()

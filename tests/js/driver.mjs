@@ -1,0 +1,77 @@
+// Drives the real centrifuge-js client for Skyrelay's compatibility tests.
+// Reads one JSON command per stdin line, writes one JSON event per stdout line.
+import readline from 'node:readline';
+import { Centrifuge } from 'centrifuge';
+import WebSocket from 'ws';
+import { EventSource } from 'eventsource';
+
+const config = JSON.parse(process.argv[2]);
+const out = (event) => process.stdout.write(JSON.stringify(event) + '\n');
+
+const client = new Centrifuge(config.endpoints, {
+  token: config.token,
+  websocket: WebSocket,
+  eventsource: EventSource,
+  fetch: fetch,
+  readableStream: ReadableStream,
+  emulationEndpoint: config.emulationEndpoint,
+  minReconnectDelay: 100,
+  maxReconnectDelay: 1000,
+});
+client.on('connected', (ctx) => out({ ev: 'connected', transport: ctx.transport, client: ctx.client }));
+client.on('disconnected', (ctx) => out({ ev: 'disconnected', code: ctx.code, reason: ctx.reason }));
+client.on('connecting', (ctx) => out({ ev: 'connecting', code: ctx.code, reason: ctx.reason }));
+client.on('error', (ctx) => out({ ev: 'client_error', error: String(ctx.error && ctx.error.message) }));
+
+const subs = new Map();
+
+function subscription(channel) {
+  let sub = subs.get(channel);
+  if (sub) return sub;
+  sub = client.newSubscription(channel, { recoverable: true, joinLeave: true });
+  sub.on('subscribed', (ctx) => out({
+    ev: 'subscribed', channel, recovered: ctx.recovered, wasRecovering: ctx.wasRecovering,
+    offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
+    epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
+  }));
+  sub.on('publication', (ctx) => out({ ev: 'pub', channel, offset: ctx.offset, data: ctx.data }));
+  sub.on('join', (ctx) => out({ ev: 'join', channel, user: ctx.info.user }));
+  sub.on('leave', (ctx) => out({ ev: 'leave', channel, user: ctx.info.user }));
+  sub.on('unsubscribed', (ctx) => out({ ev: 'unsubscribed', channel, code: ctx.code }));
+  sub.on('error', (ctx) => out({ ev: 'sub_error', channel, error: String(ctx.error && ctx.error.message) }));
+  subs.set(channel, sub);
+  return sub;
+}
+
+async function run(cmd) {
+  switch (cmd.cmd) {
+    case 'connect': client.connect(); return {};
+    case 'disconnect': client.disconnect(); return {};
+    case 'subscribe': subscription(cmd.channel).subscribe(); return {};
+    case 'publish': await client.publish(cmd.channel, cmd.data); return {};
+    case 'history': {
+      const h = await client.history(cmd.channel, { limit: cmd.limit });
+      return { offset: h.offset, epoch: h.epoch, publications: h.publications.map((p) => ({ offset: p.offset, data: p.data })) };
+    }
+    case 'presence': {
+      const p = await client.presence(cmd.channel);
+      return { users: Object.values(p.clients).map((c) => c.user).sort() };
+    }
+    case 'presence_stats': {
+      const s = await client.presenceStats(cmd.channel);
+      return { numClients: s.numClients, numUsers: s.numUsers };
+    }
+    case 'exit': client.disconnect(); setTimeout(() => process.exit(0), 50); return {};
+    default: throw new Error(`unknown command ${cmd.cmd}`);
+  }
+}
+
+readline.createInterface({ input: process.stdin }).on('line', async (line) => {
+  const cmd = JSON.parse(line);
+  try {
+    out({ ev: 'result', id: cmd.id, result: await run(cmd) });
+  } catch (e) {
+    out({ ev: 'result', id: cmd.id, error: { code: e.code, message: String(e.message) } });
+  }
+});
+out({ ev: 'ready' });
