@@ -11,10 +11,9 @@ import orjson
 from aiohttp import web
 
 from edge.codes import ErrorCode, ReplyError
-from edge.node import EdgeNode
+from edge.node import NODE_KEY, EdgeNode
 from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
 from edge.session import HistoryQuery, history_query, history_request, history_result
-from edge.ws import NODE_KEY
 from skyrelay import edgelink
 
 ApiMethod = Callable[[EdgeNode, dict[str, Any]], Awaitable[dict[str, Any]]]

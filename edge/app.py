@@ -14,12 +14,14 @@ from aiohttp import web
 from edge.api import api_handler
 from edge.auth import TokenVerifier
 from edge.codes import DisconnectCode
+from edge.cors import preflight
+from edge.emulation import emulation_handler, http_stream_handler, sse_handler
 from edge.hub import Hub
-from edge.node import EdgeNode
+from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
 from edge.router import Router
-from edge.ws import NODE_KEY, websocket_handler
+from edge.ws import websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.metrics import EdgeMetrics, metrics_handler
 from skyrelay.prober import run_prober
@@ -42,6 +44,12 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"ready": not down, "links_down": down}, status=status)
 
 
+async def _sse_or_preflight(request: web.Request) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        return await preflight(request)
+    return await sse_handler(request)
+
+
 def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     if not config.token_secret:
         raise ConfigError("token_secret: set SKYRELAY_TOKEN_SECRET to verify client tokens")
@@ -60,6 +68,11 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     )
     app[NODE_KEY] = node
     app.router.add_get("/connection/websocket", websocket_handler)
+    app.router.add_post("/connection/http_stream", http_stream_handler)
+    app.router.add_route("*", "/connection/sse", _sse_or_preflight)
+    app.router.add_post("/emulation", emulation_handler)
+    for path in ("/connection/http_stream", "/emulation"):
+        app.router.add_options(path, preflight)
     app.router.add_post("/api/{method}", api_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)

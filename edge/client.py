@@ -3,6 +3,7 @@ a transport adapter feeds it messages and gives it a ``Sink`` to write to."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -51,19 +52,27 @@ Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None
 class Client:
     __slots__ = (
         "awaiting_pong",
+        "emulation",
         "expires_at",
         "id",
         "info",
+        "lock",
         "node",
         "ping_slot",
+        "session",
         "sink",
         "state",
         "subs",
         "user",
     )
 
-    def __init__(self, node: EdgeNode, sink: Sink) -> None:
+    def __init__(self, node: EdgeNode, sink: Sink, *, emulation: bool = False) -> None:
         self.id = str(uuid.uuid4())
+        # Emulated bidirectional transports: later commands arrive by POST /emulation.
+        self.emulation = emulation
+        self.session = str(uuid.uuid4()) if emulation else ""
+        # Emulated sessions get commands from concurrent POSTs; they run one message at a time.
+        self.lock: asyncio.Lock | None = asyncio.Lock() if emulation else None
         self.node = node
         self.sink = sink
         self.state = SessionState.CONNECTING
@@ -118,6 +127,14 @@ class Client:
             if not await self._run(command):
                 return
 
+    async def handle_serialized(self, data: bytes | str) -> None:
+        """``handle``, one message at a time (emulated sessions)."""
+        if self.lock is None:
+            await self.handle(data)
+            return
+        async with self.lock:
+            await self.handle(data)
+
     async def _run(self, command: protocol.Command) -> bool:
         """Run one command; False stops the rest of the message."""
         try:
@@ -159,6 +176,8 @@ class Client:
         node = self.node
         node.wheel.remove(self)
         node.clients.pop(self.id, None)
+        if self.session:
+            node.sessions.pop(self.session, None)
         if was_connected:
             node.metrics.connections.dec()
         subs, self.subs = self.subs, {}
@@ -189,6 +208,10 @@ class Client:
             "pong": True,
         }
         result.update(expiry_fields(self.expires_at, now))
+        if self.emulation:
+            result["session"] = self.session
+            result["node"] = node.id
+            node.sessions[self.session] = self
         return result
 
     def _verify(self, command: protocol.Command, now: float, expired: Exception) -> Credentials:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+
 from edge.auth import TokenVerifier
 from edge.hub import Hub
 from edge.outbox import Flusher
@@ -30,3 +32,8 @@ class EdgeNode:
     wheel: PingWheel
     metrics: EdgeMetrics
     clients: dict[str, Client] = field(default_factory=dict)
+    # Emulation sessions (http_stream, sse) by session id, for POST /emulation.
+    sessions: dict[str, Client] = field(default_factory=dict)
+
+
+NODE_KEY = web.AppKey("node", EdgeNode)

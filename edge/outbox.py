@@ -17,21 +17,51 @@ from edge.wsframe import text_frame
 log = logging.getLogger("skyrelay.edge.outbox")
 
 
-class Outgoing:
-    """One reply or push, encoded once; each transport's framing is built once on first use."""
+def http_chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk: stream responses are chunked, and we write them ourselves."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
-    __slots__ = ("_ws", "payload")
+
+def _ws(payload: bytes) -> bytes:
+    return text_frame(payload)
+
+
+def _stream_line(payload: bytes) -> bytes:
+    return http_chunk(payload + b"\n")
+
+
+def _sse_event(payload: bytes) -> bytes:
+    return http_chunk(b"data: " + payload + b"\n\n")
+
+
+class Outgoing:
+    """One reply or push, encoded once; each transport's framing is built once on first use
+    and shared by every client on that transport."""
+
+    __slots__ = ("_framed", "payload")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
-        self._ws: bytes | None = None
+        self._framed: dict[Callable[[bytes], bytes], bytes] | None = None
+
+    def framed(self, framing: Callable[[bytes], bytes]) -> bytes:
+        cache = self._framed
+        if cache is None:
+            cache = self._framed = {}
+        found = cache.get(framing)
+        if found is None:
+            found = cache[framing] = framing(self.payload)
+        return found
 
     @property
     def ws_frame(self) -> bytes:
-        frame = self._ws
-        if frame is None:
-            frame = self._ws = text_frame(self.payload)
-        return frame
+        return self.framed(_ws)
+
+
+# The framings of the streaming transports, keyed for Outgoing.framed.
+WS_FRAME = _ws
+STREAM_LINE = _stream_line
+SSE_EVENT = _sse_event
 
 
 class WriteTransport(Protocol):

@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
-from collections.abc import Iterable
 
 from aiohttp import WSMsgType, web
 
 from edge.client import Client
 from edge.codes import DisconnectCode
-from edge.node import EdgeNode
+from edge.cors import origin_allowed
+from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, WriteTransport
 from edge.wsframe import text_frame
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")
 
-NODE_KEY = web.AppKey("node", EdgeNode)
-
 # Seconds to wait for the client's close frame after ours before the socket is dropped.
 CLOSE_TIMEOUT = 2.0
 # aiohttp's own writes (close frames, pongs) only; data bypasses its writer.
 WRITER_LIMIT = 64 * 1024
-
-
-def origin_allowed(origin: str | None, patterns: Iterable[str]) -> bool:
-    """Requests without Origin (native apps, servers) are allowed; browsers must match."""
-    if origin is None:
-        return True
-    return any(fnmatch.fnmatchcase(origin, pattern) for pattern in patterns)
 
 
 class WebSocketSink:

@@ -18,7 +18,7 @@ def endpoints(cluster: LocalCluster, transport: str) -> object:
     return [{"transport": transport, "endpoint": f"{base}/connection/{transport}"}]
 
 
-@pytest.mark.parametrize("transport", ["websocket"])
+@pytest.mark.parametrize("transport", ["websocket", "http_stream", "sse"])
 async def test_centrifuge_js_round_trip(
     cluster: LocalCluster, api: AsyncClient, transport: str
 ) -> None:
