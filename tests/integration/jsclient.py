@@ -39,7 +39,11 @@ class JsClient:
 
     @classmethod
     async def start(cls, endpoints: Any, token: str, emulation: str = "") -> JsClient:
-        config = {"endpoints": endpoints, "token": token, "emulationEndpoint": emulation or "/emulation"}
+        config = {
+            "endpoints": endpoints,
+            "token": token,
+            "emulationEndpoint": emulation or "/emulation",
+        }
         proc = await asyncio.create_subprocess_exec(
             require_node(),
             str(JS_DIR / "driver.mjs"),
@@ -81,7 +85,11 @@ class JsClient:
         return result
 
     def pubs(self, channel: str) -> list[tuple[int, Any]]:
-        return [(e["offset"], e["data"]) for e in self.events if e["ev"] == "pub" and e["channel"] == channel]
+        return [
+            (e["offset"], e["data"])
+            for e in self.events
+            if e["ev"] == "pub" and e["channel"] == channel
+        ]
 
     async def close(self) -> None:
         if self.proc.returncode is None:
