@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge import protocol
@@ -16,9 +17,10 @@ from edge.codes import DISCONNECT_REASONS, Disconnect, DisconnectCode, ErrorCode
 from edge.hub import Channel
 from edge.node import VERSION, EdgeNode
 from edge.outbox import Outgoing
-from edge.recovery import decide_recovery
+from edge.recovery import RecoveryOutcome, decide_recovery
 from edge.session import (
     SessionState,
+    SubscribeOptions,
     allowed,
     channel_param,
     expiry_fields,
@@ -47,6 +49,18 @@ class Sink(Protocol):
 
 
 Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A subscription on its way: the result to send, then ``go_live``."""
+
+    name: str
+    channel: Channel
+    result: dict[str, Any]
+    # Stream offset the result stands at; buffered publications above it follow it.
+    top: int
+    outcome: RecoveryOutcome | None
 
 
 class Client:
@@ -243,6 +257,20 @@ class Client:
         if len(self.subs) >= settings.max_subscriptions_per_connection:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
         options = subscribe_options(ns, command.params)
+        join = await self.join(channel, options)
+        if join is None:
+            return None
+        if join.outcome is not None and not join.outcome.recovered and options.reject_unrecovered:
+            self.node.hub.finish_join(join.channel, self)
+            self._drop(channel, join.channel)
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        self.sink.send(protocol.reply(command.id, "subscribe", join.result))
+        self.go_live(join)
+        return None
+
+    async def join(self, channel: str, options: SubscribeOptions) -> Join | None:
+        """Hold ``channel`` upstream and work out the subscribe result. Publications are
+        buffered for this client until ``go_live``; None if the client closed meanwhile."""
         hub = self.node.hub
         self.subs[channel] = None
         try:
@@ -255,12 +283,11 @@ class Client:
             return None
         self.subs[channel] = held
         self.node.metrics.subscriptions.inc()
-        if not options.recover:
-            hub.add_live(held, self)
-            return subscribe_result(options, held.epoch, held.offset)
-
-        limit = settings.recovery_max_publications
         hub.start_join(held, self)
+        if not options.recover:
+            result = subscribe_result(options, held.epoch, held.offset)
+            return Join(channel, held, result, held.offset, None)
+        limit = self.node.config.edge.recovery_max_publications
         try:
             page = await hub.read(held, options.offset, limit + 1)
         except ReplyError:
@@ -280,20 +307,20 @@ class Client:
             top,
             limit,
         )
-        buffered = hub.finish_join(held, self)
         self.node.metrics.recoveries.labels(
             outcome="recovered" if outcome.recovered else "failed"
         ).inc()
-        if not outcome.recovered and options.reject_unrecovered:
-            self._drop(channel, held)
-            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
-        self.sink.send(
-            protocol.reply(command.id, "subscribe", subscribe_result(options, "", 0, outcome))
-        )
-        for pub in buffered:
-            if pub.get("offset", 0) > top:
-                self.sink.send(protocol.pub_push(channel, pub))
-        return None
+        return Join(channel, held, subscribe_result(options, "", 0, outcome), top, outcome)
+
+    def go_live(self, join: Join) -> None:
+        """After the result went out: send what was buffered past it, then deliver live."""
+        for pub in self.node.hub.finish_join(join.channel, self):
+            offset = pub.get("offset", 0)
+            if offset == 0 or offset > join.top:
+                self.deliver_pub(join.name, pub)
+
+    def deliver_pub(self, channel: str, pub: dict[str, Any]) -> None:
+        self.sink.send(protocol.pub_push(channel, pub))
 
     def _drop(self, channel: str, held: Channel) -> None:
         self.subs.pop(channel, None)
