@@ -21,6 +21,7 @@ from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
 from edge.router import Router
+from edge.uni import uni_sse_handler
 from edge.ws import websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.metrics import EdgeMetrics, metrics_handler
@@ -71,7 +72,9 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     app.router.add_post("/connection/http_stream", http_stream_handler)
     app.router.add_route("*", "/connection/sse", _sse_or_preflight)
     app.router.add_post("/emulation", emulation_handler)
-    for path in ("/connection/http_stream", "/emulation"):
+    app.router.add_route("GET", "/connection/uni_sse", uni_sse_handler)
+    app.router.add_route("POST", "/connection/uni_sse", uni_sse_handler)
+    for path in ("/connection/http_stream", "/emulation", "/connection/uni_sse"):
         app.router.add_options(path, preflight)
     app.router.add_post("/api/{method}", api_handler)
     app.router.add_get("/health", health)

@@ -29,6 +29,8 @@ class Credentials:
     # Unix time after which the connection must refresh its token; 0 = never.
     expires_at: int
     info: Any = None
+    # Server-side subscriptions the token grants (the ``channels`` claim).
+    channels: tuple[str, ...] = ()
 
 
 class TokenVerifier:
@@ -86,7 +88,12 @@ class TokenVerifier:
             raise ExpiredToken("exp")
         if nbf and nbf > now:
             raise ExpiredToken("nbf")
-        return Credentials(user=user, expires_at=exp, info=claims.get("info"))
+        channels = claims.get("channels", [])
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise InvalidToken("channels must be a list of strings")
+        return Credentials(
+            user=user, expires_at=exp, info=claims.get("info"), channels=tuple(channels)
+        )
 
 
 def _time_claim(claims: dict[str, Any], name: str) -> int:

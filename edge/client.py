@@ -77,11 +77,16 @@ class Client:
         "sink",
         "state",
         "subs",
+        "unidirectional",
         "user",
     )
 
-    def __init__(self, node: EdgeNode, sink: Sink, *, emulation: bool = False) -> None:
+    def __init__(
+        self, node: EdgeNode, sink: Sink, *, emulation: bool = False, unidirectional: bool = False
+    ) -> None:
         self.id = str(uuid.uuid4())
+        # Unidirectional transports: no commands, no pongs; subscriptions come from the token.
+        self.unidirectional = unidirectional
         # Emulated bidirectional transports: later commands arrive by POST /emulation.
         self.emulation = emulation
         self.session = str(uuid.uuid4()) if emulation else ""
@@ -114,7 +119,7 @@ class Client:
 
     def ping(self) -> None:
         if self.state is SessionState.CONNECTED:
-            self.awaiting_pong = True
+            self.awaiting_pong = not self.unidirectional
             self.sink.send(protocol.PING)
 
     def check_pong(self, now: float) -> None:
@@ -207,6 +212,10 @@ class Client:
             raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
         now = time.time()
         credentials = self._verify(command, now, ReplyError(ErrorCode.TOKEN_EXPIRED))
+        return self.accept(credentials, now)
+
+    def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:
+        """The token is good: the connection is connected; returns the connect result."""
         self.user = credentials.user
         self.info = credentials.info
         self.expires_at = credentials.expires_at
@@ -219,8 +228,9 @@ class Client:
             "client": self.id,
             "version": VERSION,
             "ping": node.config.edge.ping_interval,
-            "pong": True,
         }
+        if not self.unidirectional:
+            result["pong"] = True
         result.update(expiry_fields(self.expires_at, now))
         if self.emulation:
             result["session"] = self.session
@@ -317,10 +327,11 @@ class Client:
         for pub in self.node.hub.finish_join(join.channel, self):
             offset = pub.get("offset", 0)
             if offset == 0 or offset > join.top:
-                self.deliver_pub(join.name, pub)
+                self.deliver_pub(join, pub)
 
-    def deliver_pub(self, channel: str, pub: dict[str, Any]) -> None:
-        self.sink.send(protocol.pub_push(channel, pub))
+    def deliver_pub(self, join: Join, pub: dict[str, Any]) -> None:
+        position = (join.name, join.channel.epoch, pub.get("offset", 0))
+        self.sink.deliver(Outgoing(protocol.pub_push(join.name, pub), position))
 
     def _drop(self, channel: str, held: Channel) -> None:
         self.subs.pop(channel, None)

@@ -212,7 +212,8 @@ class Hub:
         self.metrics.publications.inc()
         subscribers = channel.subscribers
         if subscribers:
-            message = Outgoing(protocol.pub_push(channel.name, pub))
+            position = (channel.name, channel.epoch, pub.get("offset", 0))
+            message = Outgoing(protocol.pub_push(channel.name, pub), position)
             for subscriber in subscribers:
                 subscriber.deliver(message)
             self.metrics.deliveries.inc(len(subscribers))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from edge.wsframe import text_frame
@@ -38,19 +38,25 @@ class Outgoing:
     """One reply or push, encoded once; each transport's framing is built once on first use
     and shared by every client on that transport."""
 
-    __slots__ = ("_framed", "payload")
+    __slots__ = ("_framed", "payload", "position")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, position: tuple[str, str, int] | None = None) -> None:
         self.payload = payload
-        self._framed: dict[Callable[[bytes], bytes], bytes] | None = None
+        # (channel, epoch, offset) of a publication push, for transports that resume by id.
+        self.position = position
+        self._framed: dict[Hashable, bytes] | None = None
 
     def framed(self, framing: Callable[[bytes], bytes]) -> bytes:
+        return self.framed_as(framing, lambda: framing(self.payload))
+
+    def framed_as(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        """The framing cached under ``key``; built once, shared by every client using it."""
         cache = self._framed
         if cache is None:
             cache = self._framed = {}
-        found = cache.get(framing)
+        found = cache.get(key)
         if found is None:
-            found = cache[framing] = framing(self.payload)
+            found = cache[key] = build()
         return found
 
     @property

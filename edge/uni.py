@@ -1,0 +1,199 @@
+"""``/connection/uni_sse``: a unidirectional stream for any ``EventSource``.
+
+The token's ``channels`` claim names the channels. Every event carries the connection's stream
+positions as its SSE ``id``, so a browser that reconnects by itself sends them back as
+``Last-Event-ID`` and resumes with no gap (a Skyrelay extension; Centrifugo has none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from edge import protocol
+from edge.auth import ExpiredToken, InvalidToken
+from edge.client import Client, Join
+from edge.codes import DisconnectCode
+from edge.cors import cors_headers, refused
+from edge.emulation import STREAM_HEADERS
+from edge.node import NODE_KEY
+from edge.outbox import FrameOutbox, Outgoing, http_chunk
+from edge.session import SubscribeOptions
+
+log = logging.getLogger("skyrelay.edge.uni")
+
+# Seconds between SSE comment keepalives: under the usual 30-60 s proxy idle timeouts.
+SSE_KEEPALIVE = 15.0
+# Milliseconds EventSource waits before it reconnects (sent as ``retry``).
+SSE_RETRY_MS = 500
+# How often the handler checks that its client is still there, in seconds.
+LIVENESS_CHECK = 1.0
+_PUSH_PREFIX = b'{"push":'
+
+Positions = dict[str, tuple[str, int]]
+
+
+def encode_positions(positions: Positions) -> bytes:
+    """``channel=epoch:offset&...``, URL-quoted: safe in an SSE id line."""
+    return "&".join(
+        f"{quote(ch, safe='')}={epoch}:{offset}"
+        for ch, (epoch, offset) in sorted(positions.items())
+    ).encode()
+
+
+def decode_positions(value: str | None) -> Positions:
+    found: Positions = {}
+    for channel, position in parse_qsl(value or "", keep_blank_values=True):
+        epoch, _, offset = position.rpartition(":")
+        if offset.isdigit():
+            found[channel] = (epoch, int(offset))
+    return found
+
+
+def _bare(payload: bytes) -> bytes:
+    """Unidirectional transports send the push object itself, not wrapped in ``push``."""
+    if payload.startswith(_PUSH_PREFIX):
+        return payload[len(_PUSH_PREFIX) : -1]
+    return payload
+
+
+def _event(data: bytes, event_id: bytes | None) -> bytes:
+    head = b"id: " + event_id + b"\n" if event_id is not None else b""
+    return http_chunk(head + b"data: " + data + b"\n\n")
+
+
+class UniSseSink:
+    __slots__ = ("_outbox", "done", "positions")
+
+    def __init__(self, outbox: FrameOutbox) -> None:
+        self._outbox = outbox
+        self.positions: Positions = {}
+        self.done = asyncio.Event()
+
+    def send(self, payload: bytes) -> None:
+        self._outbox.push(_event(_bare(payload), None))
+
+    def send_with_position(self, payload: bytes) -> None:
+        self._outbox.push(_event(_bare(payload), encode_positions(self.positions)))
+
+    def deliver(self, message: Outgoing) -> None:
+        position = message.position
+        if position is None or not position[2]:
+            self._outbox.push(
+                message.framed_as("uni", lambda: _event(_bare(message.payload), None))
+            )
+            return
+        channel, epoch, offset = position
+        self.positions[channel] = (epoch, offset)
+        event_id = encode_positions(self.positions)
+        frame = message.framed_as(
+            ("uni", event_id), lambda: _event(_bare(message.payload), event_id)
+        )
+        self._outbox.push(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self._outbox.closed:
+            self.send(protocol.disconnect_push(code, reason))
+            self._outbox.flush()
+            self._outbox.close()
+        self.done.set()
+
+
+async def connect(client: Client, sink: UniSseSink, token: str, resume: Positions) -> None:
+    """Connect, subscribe the token's channels (recovering from ``resume``), go live."""
+    now = time.time()
+    try:
+        credentials = client.node.verifier.verify_connection(token, now)
+    except ExpiredToken:
+        client.close(DisconnectCode.EXPIRED)
+        return
+    except InvalidToken:
+        client.close(DisconnectCode.INVALID_TOKEN)
+        return
+    result = client.accept(credentials, now)
+    joins: list[Join] = []
+    for channel in credentials.channels:
+        ns = client.node.config.namespace(channel)
+        if ns is None:
+            log.warning("token names channel %r of no namespace; skipped", channel)
+            continue
+        recoverable = ns.history_size > 0
+        epoch, offset = resume.get(channel, ("", 0))
+        options = SubscribeOptions(
+            recoverable=recoverable,
+            positioned=recoverable,
+            recover=recoverable and channel in resume,
+            offset=offset,
+            epoch=epoch,
+            reject_unrecovered=False,
+        )
+        join = await client.join(channel, options)
+        if join is None:
+            return
+        joins.append(join)
+        sink.positions[channel] = (join.channel.epoch, join.top)
+    result["subs"] = {join.name: join.result for join in joins}
+    sink.send_with_position(orjson.dumps({"push": {"connect": result}}))
+    for join in joins:
+        client.go_live(join)
+
+
+async def uni_sse_handler(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    cors = cors_headers(request)
+    if cors is None:
+        return refused(request)
+    raw = (
+        await request.read() if request.method == "POST" else request.query.get("cf_connect", "{}")
+    )
+    try:
+        connect_request: Any = orjson.loads(raw or b"{}")
+        if not isinstance(connect_request, dict):
+            raise TypeError
+    except (orjson.JSONDecodeError, TypeError):
+        return web.json_response({"error": "connect request must be a JSON object"}, status=400)
+    token = connect_request.get("token", "")
+    resume = decode_positions(request.headers.get("Last-Event-ID"))
+    for channel, sub in (connect_request.get("subs") or {}).items():
+        if isinstance(sub, dict) and sub.get("recover") and channel not in resume:
+            resume[channel] = (str(sub.get("epoch", "")), int(sub.get("offset", 0)))
+    response = EventSourceResponse(
+        headers={**STREAM_HEADERS, **cors}, ping_interval=SSE_KEEPALIVE, allow_all_methods=True
+    )
+    await response.prepare(request)
+    transport = request.transport
+    if transport is None:
+        return response
+    client: Client | None = None
+
+    def on_overflow() -> None:
+        if client is not None:
+            client.close(DisconnectCode.SLOW)
+
+    settings = node.config.edge
+    outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
+    sink = UniSseSink(outbox)
+    client = Client(node, sink, unidirectional=True)
+    outbox.push(http_chunk(b"retry: %d\n\n" % SSE_RETRY_MS))
+    try:
+        await connect(client, sink, token if isinstance(token, str) else "", resume)
+        while not sink.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sink.done.wait(), LIVENESS_CHECK)
+            if transport.is_closing():
+                break
+    finally:
+        client.transport_closed()
+        outbox.close()
+        response.stop_streaming()
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await response.write_eof()
+    return response
