@@ -17,6 +17,7 @@ from edge.codes import DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
 from edge.hub import Hub
+from edge.longpoll import longpoll_handler
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
@@ -62,7 +63,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
         config=config,
         verifier=TokenVerifier(config.token_secret),
         router=router,
-        hub=Hub(router, metrics),
+        hub=Hub(router, metrics, config.edge.channel_linger, config.edge.hot_cache_size),
         flusher=Flusher(),
         wheel=PingWheel(config.edge.ping_interval, config.edge.pong_timeout),
         metrics=metrics,
@@ -72,9 +73,15 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     app.router.add_post("/connection/http_stream", http_stream_handler)
     app.router.add_route("*", "/connection/sse", _sse_or_preflight)
     app.router.add_post("/emulation", emulation_handler)
+    app.router.add_post("/connection/longpoll", longpoll_handler)
     app.router.add_route("GET", "/connection/uni_sse", uni_sse_handler)
     app.router.add_route("POST", "/connection/uni_sse", uni_sse_handler)
-    for path in ("/connection/http_stream", "/emulation", "/connection/uni_sse"):
+    for path in (
+        "/connection/http_stream",
+        "/emulation",
+        "/connection/uni_sse",
+        "/connection/longpoll",
+    ):
         app.router.add_options(path, preflight)
     app.router.add_post("/api/{method}", api_handler)
     app.router.add_get("/health", health)

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from edge import protocol
+from edge.cache import RecentPublications
 from edge.codes import ErrorCode, ReplyError, UnsubscribeCode
 from edge.outbox import Outgoing
 from edge.router import Router
@@ -50,6 +51,7 @@ class Channel:
     __slots__ = (
         "early",
         "epoch",
+        "expiry",
         "holds",
         "joining",
         "link",
@@ -57,14 +59,18 @@ class Channel:
         "name",
         "offset",
         "ready",
+        "recent",
         "state",
         "subscribers",
         "target",
         "wanted",
     )
 
-    def __init__(self, name: str, ready: asyncio.Future[None]) -> None:
+    def __init__(self, name: str, ready: asyncio.Future[None], cache_size: int) -> None:
         self.name = name
+        # The hot cache of recent publications, and the timer that drops an unused channel.
+        self.recent = RecentPublications(cache_size)
+        self.expiry: asyncio.TimerHandle | None = None
         self.link: LinkClient | None = None
         self.state = ChannelState.SUBSCRIBING
         self.ready = ready
@@ -92,9 +98,14 @@ def _state(channel: Channel) -> ChannelState:
 
 
 class Hub:
-    def __init__(self, router: Router, metrics: EdgeMetrics) -> None:
+    def __init__(
+        self, router: Router, metrics: EdgeMetrics, linger: float = 0.0, cache_size: int = 0
+    ) -> None:
         self.router = router
         self.metrics = metrics
+        # Seconds a channel nobody holds stays subscribed upstream (and cached).
+        self.linger = linger
+        self.cache_size = cache_size
         self.channels: dict[str, Channel] = {}
         self.moves = 0
 
@@ -102,9 +113,13 @@ class Hub:
         """Hold ``name`` and wait until its upstream subscription is live."""
         channel = self.channels.get(name)
         if channel is None:
-            channel = Channel(name, asyncio.get_running_loop().create_future())
+            loop = asyncio.get_running_loop()
+            channel = Channel(name, loop.create_future(), self.cache_size)
             self.channels[name] = channel
             spawn(self._subscribe_upstream(channel))
+        if channel.expiry is not None:
+            channel.expiry.cancel()
+            channel.expiry = None
         channel.holds += 1
         try:
             await asyncio.shield(channel.ready)
@@ -120,7 +135,16 @@ class Hub:
         channel.holds -= 1
         if channel.holds > 0 or self.channels.get(channel.name) is not channel:
             return
+        if self.linger > 0 and channel.state in (ChannelState.LIVE, ChannelState.MOVING):
+            loop = asyncio.get_running_loop()
+            channel.expiry = loop.call_later(self.linger, self._expire, channel)
+            return
         self._drop(channel)
+
+    def _expire(self, channel: Channel) -> None:
+        channel.expiry = None
+        if channel.holds == 0 and self.channels.get(channel.name) is channel:
+            self._drop(channel)
 
     def _drop(self, channel: Channel) -> None:
         if self.channels.get(channel.name) is channel:
@@ -145,6 +169,15 @@ class Hub:
         return buffered
 
     async def read(self, channel: Channel, offset: int, limit: int) -> dict[str, Any]:
+        """Publications after ``offset``: from the hot cache when it covers them."""
+        if channel.state is ChannelState.LIVE and channel.recent.covers(offset, channel.offset):
+            self.metrics.recovery_reads.labels(source="edge").inc()
+            return {
+                "publications": channel.recent.after(offset, limit),
+                "epoch": channel.epoch,
+                "offset": channel.offset,
+            }
+        self.metrics.recovery_reads.labels(source="origin").inc()
         params = {"ch": channel.name, "offset": offset, "limit": limit}
         shard = channel.link.id if channel.link is not None else None
         return (await self.router.request(channel.name, edgelink.OP_READ, params, shard))[1]
@@ -210,6 +243,8 @@ class Hub:
 
     def _fan_out(self, channel: Channel, pub: dict[str, Any]) -> None:
         self.metrics.publications.inc()
+        if pub.get("offset"):
+            channel.recent.append(pub)
         subscribers = channel.subscribers
         if subscribers:
             position = (channel.name, channel.epoch, pub.get("offset", 0))

@@ -110,6 +110,13 @@ class EdgeSettings:
     link_max_frame: int = 64 << 20
     # Largest server API request body.
     api_max_body: int = 1 << 20
+    # Seconds a channel nobody subscribes to any more stays subscribed upstream, with its hot
+    # cache, so that reconnecting clients and long-polls find it warm.
+    channel_linger: float = 30.0
+    # Recent publications each channel keeps at the edge for recovery without the origin.
+    hot_cache_size: int = 100
+    # Longest a long-poll request is held waiting for publications, in seconds.
+    longpoll_timeout: float = 25.0
 
 
 @dataclass(frozen=True, slots=True)

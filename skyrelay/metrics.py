@@ -45,6 +45,12 @@ class EdgeMetrics:
         self.recoveries = Counter(
             "skyrelay_edge_recoveries", "Subscribe recoveries, by outcome", ["outcome"], registry=r
         )
+        self.recovery_reads = Counter(
+            "skyrelay_edge_recovery_reads",
+            "Reads of missed publications, by source (edge hot cache or origin)",
+            ["source"],
+            registry=r,
+        )
         self.link_reconnects = Counter(
             "skyrelay_edge_link_reconnects",
             "Edge link (re)connections to shards",

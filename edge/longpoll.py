@@ -1,0 +1,209 @@
+"""``POST /connection/longpoll``: Skyrelay's own long-poll, for networks that buffer streams.
+
+Each request carries the token and where the client stands (a ``cursor`` from the previous
+answer, or ``channels`` with positions). The edge answers at once with what the client missed,
+or holds the request until a publication arrives or ``timeout`` passes. Stateless between
+requests: any edge can answer any request, and a dropped request loses nothing.
+
+Request:  {"token": "...", "channels": {"news": {"offset": 7, "epoch": "ab"}, "chat": {}},
+           "cursor": "...", "timeout": 25, "limit": 100}
+Answer:   {"publications": [{"channel": "news", "offset": 8, "data": {...}}, ...],
+           "cursor": "...", "positions": {"news": {"offset": 8, "epoch": "ab"}},
+           "unrecovered": ["chat"]}
+
+A channel in ``unrecovered`` could not be continued from the given position (another epoch,
+or history trimmed): its position moved to the current top, and the client should reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from edge.auth import ExpiredToken, InvalidToken
+from edge.codes import DisconnectCode, ErrorCode, ReplyError
+from edge.cors import cors_headers, refused
+from edge.hub import Channel
+from edge.node import NODE_KEY, EdgeNode
+from edge.outbox import Outgoing
+from edge.recovery import decide_recovery
+from edge.session import allowed
+
+# Channels one long-poll request may follow.
+MAX_CHANNELS = 64
+# Publications one answer may carry per channel.
+MAX_BATCH = 300
+
+Positions = dict[str, tuple[str, int]]
+
+
+class LongPollError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+
+
+def encode_cursor(positions: Positions) -> str:
+    raw = orjson.dumps({ch: [epoch, offset] for ch, (epoch, offset) in positions.items()})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Positions:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+        return {str(ch): (str(pos[0]), int(pos[1])) for ch, pos in data.items()}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise LongPollError(400, ErrorCode.BAD_REQUEST, "invalid cursor") from None
+
+
+class Waiter:
+    """Stands in the hub like a subscriber while the request waits."""
+
+    __slots__ = ("arrived", "pubs")
+
+    def __init__(self) -> None:
+        self.pubs: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+
+    def deliver(self, message: Outgoing) -> None:
+        push = orjson.loads(message.payload)["push"]
+        self.pubs.append({"channel": push["channel"], **push["pub"]})
+        self.arrived.set()
+
+    def lost_channel(self, channel: str, code: int, reason: str) -> None:
+        self.arrived.set()
+
+
+def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
+    cursor = body.get("cursor")
+    if isinstance(cursor, str) and cursor:
+        return decode_cursor(cursor)
+    channels = body.get("channels")
+    if not isinstance(channels, dict) or not channels:
+        raise LongPollError(400, ErrorCode.BAD_REQUEST, "channels (or cursor) required")
+    found: dict[str, Any] = {}
+    for name, position in channels.items():
+        if isinstance(position, dict) and "offset" in position:
+            found[name] = (str(position.get("epoch", "")), int(position["offset"]))
+        else:
+            found[name] = None
+    return found
+
+
+async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
+    token = body.get("token")
+    try:
+        credentials = node.verifier.verify_connection(
+            token if isinstance(token, str) else "", time.time()
+        )
+    except ExpiredToken:
+        raise LongPollError(401, ErrorCode.TOKEN_EXPIRED, "token expired") from None
+    except InvalidToken:
+        raise LongPollError(401, DisconnectCode.INVALID_TOKEN, "invalid token") from None
+    wanted = _request_positions(body)
+    if len(wanted) > MAX_CHANNELS:
+        raise LongPollError(400, ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_CHANNELS} channels")
+    for name in wanted:
+        ns = node.config.namespace(name)
+        if ns is None:
+            raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
+        if not allowed(ns.allow_subscribe, credentials.user, True):
+            raise LongPollError(403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}")
+    timeout = min(
+        float(body.get("timeout", node.config.edge.longpoll_timeout)),
+        node.config.edge.longpoll_timeout,
+    )
+    limit = max(1, min(int(body.get("limit", MAX_BATCH)), MAX_BATCH))
+    hub = node.hub
+    waiter = Waiter()
+    held: dict[str, Channel] = {}
+    try:
+        for name in wanted:
+            held[name] = await hub.acquire(name)
+            hub.start_join(held[name], waiter)
+        pubs: list[dict[str, Any]] = []
+        positions: Positions = {}
+        unrecovered: list[str] = []
+        tops: dict[str, int] = {}
+        for name, channel in held.items():
+            position = wanted[name]
+            if position is None:
+                tops[name] = channel.offset
+                positions[name] = (channel.epoch, channel.offset)
+                continue
+            epoch, offset = position
+            page = await hub.read(channel, offset, limit + 1)
+            top = int(page.get("offset", 0))
+            outcome = decide_recovery(
+                offset,
+                epoch,
+                page.get("publications") or [],
+                str(page.get("epoch", "")),
+                top,
+                limit,
+            )
+            if not outcome.recovered:
+                unrecovered.append(name)
+            pubs += [{"channel": name, **p} for p in outcome.publications]
+            tops[name] = top
+            positions[name] = (outcome.epoch, top)
+        for name, channel in held.items():
+            for pub in hub.finish_join(channel, waiter):
+                if pub.get("offset", 0) > tops[name]:
+                    pubs.append({"channel": name, **pub})
+        if not pubs and not unrecovered:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.arrived.wait(), timeout)
+            pubs = waiter.pubs
+        else:
+            pubs += waiter.pubs
+    finally:
+        for channel in held.values():
+            hub.release(channel, waiter)
+    for pub in pubs:
+        name, offset = pub["channel"], pub.get("offset", 0)
+        if offset:
+            positions[name] = (positions[name][0], max(positions[name][1], offset))
+    return {
+        "publications": pubs,
+        "cursor": encode_cursor(positions),
+        "positions": {ch: {"offset": o, "epoch": e} for ch, (e, o) in positions.items()},
+        "unrecovered": unrecovered,
+    }
+
+
+async def longpoll_handler(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    cors = cors_headers(request)
+    if cors is None:
+        return refused(request)
+    try:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict):
+            raise LongPollError(400, ErrorCode.BAD_REQUEST, "body must be a JSON object")
+        answer = await _poll(node, body)
+    except orjson.JSONDecodeError:
+        return _error(400, ErrorCode.BAD_REQUEST, "body is not valid JSON", cors)
+    except (ValueError, TypeError):
+        return _error(400, ErrorCode.BAD_REQUEST, "offset, timeout and limit must be numbers", cors)
+    except LongPollError as exc:
+        return _error(exc.status, exc.code, exc.message, cors)
+    except ReplyError as exc:
+        status = 503 if exc.temporary else 400
+        return _error(status, exc.code, exc.message, cors)
+    return web.Response(
+        body=orjson.dumps(answer),
+        content_type="application/json",
+        headers={**cors, "Cache-Control": "no-store"},
+    )
+
+
+def _error(status: int, code: int, message: str, cors: dict[str, str]) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json", headers=cors)
