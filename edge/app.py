@@ -12,11 +12,11 @@ import aiohttp
 from aiohttp import web
 
 from edge.api import api_handler
-from edge.auth import TokenVerifier
 from edge.codes import DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
 from edge.hub import Hub
+from edge.keys import build_verifier
 from edge.longpoll import longpoll_handler
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
@@ -53,15 +53,19 @@ async def _sse_or_preflight(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
-    if not config.token_secret:
+    auth = config.auth
+    keys = (auth.rsa_public_key, auth.ecdsa_public_key, auth.ed25519_public_key, auth.jwks_url)
+    if not config.token_secret and not any(keys):
         raise ConfigError("token_secret: set SKYRELAY_TOKEN_SECRET to verify client tokens")
+    verifier, jwks = build_verifier(config.token_secret, auth)
     app = web.Application(client_max_size=config.edge.api_max_body)
     metrics = EdgeMetrics()
     router = Router(config)
     node = EdgeNode(
         id=edge_id,
         config=config,
-        verifier=TokenVerifier(config.token_secret),
+        verifier=verifier,
+        jwks=jwks,
         router=router,
         hub=Hub(router, metrics, config.edge.channel_linger, config.edge.hot_cache_size),
         flusher=Flusher(),
@@ -96,6 +100,7 @@ async def _start(app: web.Application) -> None:
     node = app[NODE_KEY]
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
+    node.http = session
     hub = node.hub
     router = node.router
     router.start_links(node.id, session, hub.on_push, hub.on_link_up, hub.on_link_down)

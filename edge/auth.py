@@ -1,14 +1,18 @@
-"""Local verification of connection tokens (JWT). Pure: the clock is an argument."""
+"""Local verification of client tokens (JWT). Pure: the clock is an argument, and keys from a
+JWKS URL are fetched by ``keys.JwksKeys`` before verification, never during it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
+EC_ALGORITHMS = ("ES256", "ES384", "ES512")
+ED_ALGORITHMS = ("EdDSA",)
 
 
 class TokenError(Exception):
@@ -23,6 +27,10 @@ class ExpiredToken(TokenError):
     """Well signed but outside its validity window (``exp`` passed or ``nbf`` ahead)."""
 
 
+class TokenMismatch(TokenError):
+    """A valid subscription token for another channel, user or client."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     user: str
@@ -33,34 +41,107 @@ class Credentials:
     channels: tuple[str, ...] = ()
 
 
-class TokenVerifier:
-    """Checks signature first, then the claims, as the protocol's outcome table requires."""
+@dataclass(frozen=True, slots=True)
+class ChannelGrant:
+    """What a valid subscription token grants."""
 
-    __slots__ = ("_algorithms", "_audience", "_issuer", "_key")
+    channel: str
+    expires_at: int
+    info: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierKeys:
+    """The keys tokens may be signed with; an algorithm without a key is refused."""
+
+    secret: str = ""
+    rsa: Any = None
+    ec: Any = None
+    ed: Any = None
+
+
+KidLookup = Callable[[str], Any]
+
+
+class TokenVerifier:
+    """Checks signature first, then the claims, as the protocol's outcome table requires.
+
+    The key follows the token's ``alg``, and only among the algorithms allowed: a token signed
+    with ``none``, or an RSA public key used as an HMAC secret, is refused.
+    """
+
+    __slots__ = ("_algorithms", "_audience", "_issuer", "_keys", "_kid_lookup")
 
     def __init__(
         self,
-        secret: str,
+        secret: str = "",
         *,
-        algorithms: Sequence[str] = HMAC_ALGORITHMS,
+        keys: VerifierKeys | None = None,
+        algorithms: Sequence[str] | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        kid_lookup: KidLookup | None = None,
     ) -> None:
-        if not secret:
-            raise ValueError("a token secret is required")
-        self._key = secret
-        self._algorithms = list(algorithms)
-        self._audience = audience
-        self._issuer = issuer
+        self._keys = keys or VerifierKeys(secret=secret)
+        if not (self._keys.secret or self._keys.rsa or self._keys.ec or self._keys.ed) and (
+            kid_lookup is None
+        ):
+            raise ValueError("a token secret or a public key is required")
+        self._algorithms = frozenset(algorithms or self.default_algorithms(kid_lookup is not None))
+        self._audience = audience or None
+        self._issuer = issuer or None
+        self._kid_lookup = kid_lookup
+
+    def default_algorithms(self, jwks: bool) -> tuple[str, ...]:
+        found: tuple[str, ...] = ()
+        if self._keys.secret:
+            found += HMAC_ALGORITHMS
+        if self._keys.rsa is not None or jwks:
+            found += RSA_ALGORITHMS
+        if self._keys.ec is not None or jwks:
+            found += EC_ALGORITHMS
+        if self._keys.ed is not None or jwks:
+            found += ED_ALGORITHMS
+        return found
+
+    @staticmethod
+    def header(token: str) -> Mapping[str, Any]:
+        try:
+            return jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+
+    def _key_for(self, header: Mapping[str, Any]) -> Any:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise InvalidToken(f"algorithm {alg!r} not allowed")
+        kid = header.get("kid")
+        if isinstance(kid, str) and self._kid_lookup is not None and alg not in HMAC_ALGORITHMS:
+            key = self._kid_lookup(kid)
+            if key is not None:
+                return key
+        if alg in HMAC_ALGORITHMS:
+            key = self._keys.secret
+        elif alg in RSA_ALGORITHMS:
+            key = self._keys.rsa
+        elif alg in EC_ALGORITHMS:
+            key = self._keys.ec
+        else:
+            key = self._keys.ed
+        if not key:
+            raise InvalidToken(f"no key for {alg}")
+        return key
 
     def _decode(self, token: str) -> dict[str, Any]:
         if not token or not isinstance(token, str):
             raise InvalidToken("no token")
+        header = self.header(token)
+        key = self._key_for(header)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._key,
-                algorithms=self._algorithms,
+                key,
+                algorithms=[str(header["alg"])],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={
@@ -71,7 +152,7 @@ class TokenVerifier:
                     "verify_iss": self._issuer is not None,
                 },
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(type(exc).__name__) from None
         return claims
 
@@ -82,18 +163,39 @@ class TokenVerifier:
         user = claims.get("sub", "")
         if not isinstance(user, str):
             raise InvalidToken("sub must be a string")
-        exp = _time_claim(claims, "exp")
-        nbf = _time_claim(claims, "nbf")
-        if exp and exp <= now:
-            raise ExpiredToken("exp")
-        if nbf and nbf > now:
-            raise ExpiredToken("nbf")
+        expires_at = _check_times(claims, now)
         channels = claims.get("channels", [])
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise InvalidToken("channels must be a list of strings")
         return Credentials(
-            user=user, expires_at=exp, info=claims.get("info"), channels=tuple(channels)
+            user=user, expires_at=expires_at, info=claims.get("info"), channels=tuple(channels)
         )
+
+    def verify_subscription(
+        self, token: str, channel: str, user: str, client: str, now: float
+    ) -> ChannelGrant:
+        """A subscription token for ``channel``: signed (else InvalidToken), for this user,
+        channel and client (else TokenMismatch), and in its validity window."""
+        claims = self._decode(token)
+        if claims.get("channel") != channel:
+            raise TokenMismatch("token is for another channel")
+        if claims.get("sub", "") != user:
+            raise TokenMismatch("token is for another user")
+        token_client = claims.get("client")
+        if token_client not in (None, "", client):
+            raise TokenMismatch("token is for another client")
+        expires_at = _check_times(claims, now)
+        return ChannelGrant(channel, expires_at, claims.get("info"))
+
+
+def _check_times(claims: dict[str, Any], now: float) -> int:
+    exp = _time_claim(claims, "exp")
+    nbf = _time_claim(claims, "nbf")
+    if exp and exp <= now:
+        raise ExpiredToken("exp")
+    if nbf and nbf > now:
+        raise ExpiredToken("nbf")
+    return exp
 
 
 def _time_claim(claims: dict[str, Any], name: str) -> int:
@@ -104,13 +206,14 @@ def _time_claim(claims: dict[str, Any], name: str) -> int:
 
 
 def mint_token(
-    secret: str,
+    secret: Any,
     user: str,
     *,
     now: float,
     ttl: float | None = None,
     algorithm: str = "HS256",
     extra: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
 ) -> str:
     """A token for development and tests; apps mint theirs in their backend."""
     claims: dict[str, Any] = {"sub": user, "iat": int(now)}
@@ -118,4 +221,4 @@ def mint_token(
         claims["exp"] = int(now + ttl)
     if extra:
         claims.update(extra)
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    return jwt.encode(claims, secret, algorithm=algorithm, headers=headers)

@@ -11,9 +11,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge import protocol
-from edge.auth import Credentials, ExpiredToken, InvalidToken
-from edge.codes import DISCONNECT_REASONS, Disconnect, DisconnectCode, ErrorCode, ReplyError
+from edge import commands, protocol
+from edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
+from edge.codes import (
+    DISCONNECT_REASONS,
+    Disconnect,
+    DisconnectCode,
+    ErrorCode,
+    ReplyError,
+    UnsubscribeCode,
+)
 from edge.hub import Channel
 from edge.node import VERSION, EdgeNode
 from edge.outbox import Outgoing
@@ -24,22 +31,18 @@ from edge.session import (
     allowed,
     channel_param,
     expiry_fields,
-    history_query,
-    history_request,
-    history_result,
     subscribe_options,
     subscribe_result,
     token_param,
 )
-from skyrelay import edgelink
 from skyrelay.config import NamespaceConfig
 
 log = logging.getLogger("skyrelay.edge.client")
 
 # Seconds past token expiry before an unrefreshed connection is closed with 3005.
 EXPIRED_CLOSE_DELAY = 25.0
-# Longest idempotency key a client publish may carry (an extension of the protocol).
-MAX_IDEMPOTENCY_KEY = 128
+# Channels whose name starts with this need a subscription token.
+PRIVATE_PREFIX = "$"
 
 
 class Sink(Protocol):
@@ -76,6 +79,7 @@ class Client:
         "session",
         "sink",
         "state",
+        "sub_expiry",
         "subs",
         "unidirectional",
         "user",
@@ -102,6 +106,8 @@ class Client:
         self.subs: dict[str, Channel | None] = {}
         self.awaiting_pong = False
         self.ping_slot = -1
+        # channel -> expiry of its subscription token (private channels only), when set.
+        self.sub_expiry: dict[str, int] | None = None
 
     @property
     def closed(self) -> bool:
@@ -127,6 +133,19 @@ class Client:
             self.close(DisconnectCode.NO_PONG)
         elif self.expires_at and now > self.expires_at + EXPIRED_CLOSE_DELAY:
             self.close(DisconnectCode.EXPIRED)
+        elif self.sub_expiry:
+            for channel, expires_at in list(self.sub_expiry.items()):
+                if now > expires_at + EXPIRED_CLOSE_DELAY:
+                    del self.sub_expiry[channel]
+                    self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
+
+    def set_sub_expiry(self, channel: str, expires_at: int) -> None:
+        if expires_at:
+            if self.sub_expiry is None:
+                self.sub_expiry = {}
+            self.sub_expiry[channel] = expires_at
+        elif self.sub_expiry is not None:
+            self.sub_expiry.pop(channel, None)
 
     # Driven by the transport.
 
@@ -210,9 +229,16 @@ class Client:
     async def _connect(self, command: protocol.Command) -> dict[str, Any]:
         if self.state is not SessionState.CONNECTING:
             raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
+        await self.fetch_keys(command.params.get("token"))
         now = time.time()
-        credentials = self._verify(command, now, ReplyError(ErrorCode.TOKEN_EXPIRED))
+        credentials = self.verify(command, now, ReplyError(ErrorCode.TOKEN_EXPIRED))
         return self.accept(credentials, now)
+
+    async def fetch_keys(self, token: Any) -> None:
+        """Tokens signed with a key from the JWKS URL: make sure that key is known."""
+        node = self.node
+        if node.jwks is not None and node.http is not None and isinstance(token, str):
+            await node.jwks.ensure(token, node.http)
 
     def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:
         """The token is good: the connection is connected; returns the connect result."""
@@ -238,7 +264,7 @@ class Client:
             node.sessions[self.session] = self
         return result
 
-    def _verify(self, command: protocol.Command, now: float, expired: Exception) -> Credentials:
+    def verify(self, command: protocol.Command, now: float, expired: Exception) -> Credentials:
         """Verify the command's token: invalid disconnects with 3500, expired raises ``expired``."""
         try:
             return self.node.verifier.verify_connection(token_param(command.params), now)
@@ -247,18 +273,18 @@ class Client:
         except InvalidToken:
             raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
 
-    def _namespace(self, channel: str) -> NamespaceConfig:
+    def namespace(self, channel: str) -> NamespaceConfig:
         ns = self.node.config.namespace(channel)
         if ns is None:
             raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)
         return ns
 
-    def _subscribed(self, channel: str) -> bool:
+    def subscribed(self, channel: str) -> bool:
         return self.subs.get(channel) is not None
 
     async def _subscribe(self, command: protocol.Command) -> dict[str, Any] | None:
         channel = channel_param(command.params)
-        ns = self._namespace(channel)
+        ns = self.namespace(channel)
         if not allowed(ns.allow_subscribe, self.user, True):
             raise ReplyError(ErrorCode.PERMISSION_DENIED)
         if channel in self.subs:
@@ -267,9 +293,13 @@ class Client:
         if len(self.subs) >= settings.max_subscriptions_per_connection:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
         options = subscribe_options(ns, command.params)
+        grant_expiry = await self._check_private(channel, command)
         join = await self.join(channel, options)
         if join is None:
             return None
+        if grant_expiry:
+            self.set_sub_expiry(channel, grant_expiry)
+            join.result.update(expiry_fields(grant_expiry, time.time()))
         if join.outcome is not None and not join.outcome.recovered and options.reject_unrecovered:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)
@@ -277,6 +307,26 @@ class Client:
         self.sink.send(protocol.reply(command.id, "subscribe", join.result))
         self.go_live(join)
         return None
+
+    async def _check_private(self, channel: str, command: protocol.Command) -> int:
+        """Private channels (``$`` prefix) need a subscription token; returns its expiry."""
+        if not channel.startswith(PRIVATE_PREFIX):
+            return 0
+        token = command.params.get("token")
+        if not isinstance(token, str) or not token:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription token required")
+        await self.fetch_keys(token)
+        try:
+            grant = self.node.verifier.verify_subscription(
+                token, channel, self.user, self.id, time.time()
+            )
+        except ExpiredToken:
+            raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
+        except InvalidToken:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED) from None
+        except TokenMismatch:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+        return grant.expires_at
 
     async def join(self, channel: str, options: SubscribeOptions) -> Join | None:
         """Hold ``channel`` upstream and work out the subscribe result. Publications are
@@ -345,65 +395,13 @@ class Client:
             self._drop(channel, held)
         return {}
 
-    async def _publish(self, command: protocol.Command) -> dict[str, Any]:
-        channel = channel_param(command.params)
-        ns = self._namespace(channel)
-        if not allowed(ns.allow_publish, self.user, self._subscribed(channel)):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
-        if "data" not in command.params:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-        if not protocol.data_depth_ok(command.params["data"]):
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
-        info: dict[str, Any] = {"user": self.user, "client": self.id}
-        if self.info is not None:
-            info["conn_info"] = self.info
-        request = {"ch": channel, "data": command.params["data"], "info": info}
-        key = command.params.get("idempotency_key")
-        if key is not None:
-            if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-                raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
-            # Scoped to the user, so one user's key never suppresses another's publication.
-            request["ikey"] = f"client:{self.user}:{key}"
-        await self.node.router.request(channel, edgelink.OP_PUB, request)
-        return {}
 
-    async def _history(self, command: protocol.Command) -> dict[str, Any]:
-        channel = channel_param(command.params)
-        ns = self._namespace(channel)
-        if not allowed(ns.allow_history, self.user, self._subscribed(channel)):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
-        if ns.history_size == 0:
-            raise ReplyError(ErrorCode.NOT_AVAILABLE)
-        query = history_query(command.params, self.node.config.edge.history_max_publications)
-        request = history_request(channel, query)
-        _, result = await self.node.router.request(channel, edgelink.OP_HISTORY, request)
-        return history_result(query, result)
-
-    async def _refresh(self, command: protocol.Command) -> dict[str, Any]:
-        now = time.time()
-        credentials = self._verify(command, now, Disconnect(DisconnectCode.EXPIRED))
-        if credentials.user != self.user:
-            raise Disconnect(DisconnectCode.INVALID_TOKEN, "user mismatch")
-        self.expires_at = credentials.expires_at
-        return expiry_fields(self.expires_at, now)
-
-    async def _not_available(self, command: protocol.Command) -> dict[str, Any]:
-        raise ReplyError(ErrorCode.NOT_AVAILABLE)
-
-    async def _send(self, command: protocol.Command) -> None:
-        return None  # async messages go to the RPC backend, which is not configured
+def _core_handlers() -> dict[str, Handler]:
+    return {
+        "connect": Client._connect,
+        "subscribe": Client._subscribe,
+        "unsubscribe": Client._unsubscribe,
+    }
 
 
-_HANDLERS: dict[str, Handler] = {
-    "connect": Client._connect,
-    "subscribe": Client._subscribe,
-    "unsubscribe": Client._unsubscribe,
-    "publish": Client._publish,
-    "history": Client._history,
-    "refresh": Client._refresh,
-    "presence": Client._not_available,
-    "presence_stats": Client._not_available,
-    "rpc": Client._not_available,
-    "sub_refresh": Client._not_available,
-    "send": Client._send,
-}
+_HANDLERS: dict[str, Handler] = {**_core_handlers(), **commands.HANDLERS}

@@ -98,6 +98,8 @@ def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
 
 async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
     token = body.get("token")
+    if node.jwks is not None and node.http is not None and isinstance(token, str):
+        await node.jwks.ensure(token, node.http)
     try:
         credentials = node.verifier.verify_connection(
             token if isinstance(token, str) else "", time.time()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from edge.auth import TokenVerifier
 from edge.hub import Hub
+from edge.keys import JwksKeys
 from edge.outbox import Flusher
 from edge.pinger import PingWheel
 from edge.router import Router
@@ -31,6 +33,9 @@ class EdgeNode:
     flusher: Flusher
     wheel: PingWheel
     metrics: EdgeMetrics
+    jwks: JwksKeys | None = None
+    # HTTP client for JWKS and RPC calls, set when the server starts.
+    http: aiohttp.ClientSession | None = None
     clients: dict[str, Client] = field(default_factory=dict)
     # Emulation sessions (http_stream, sse) by session id, for POST /emulation.
     sessions: dict[str, Client] = field(default_factory=dict)

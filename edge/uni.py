@@ -109,6 +109,7 @@ class UniSseSink:
 
 async def connect(client: Client, sink: UniSseSink, token: str, resume: Positions) -> None:
     """Connect, subscribe the token's channels (recovering from ``resume``), go live."""
+    await client.fetch_keys(token)
     now = time.time()
     try:
         credentials = client.node.verifier.verify_connection(token, now)

@@ -93,8 +93,6 @@ def _serve_edge(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     config.edge_by_id(args.id)
-    if not config.token_secret:
-        raise ConfigError(f"token_secret: set {TOKEN_SECRET_ENV}")
     configure_logging(args.log_level)
     install_uvloop()
     asyncio.run(run_edge(args.config, args.id))

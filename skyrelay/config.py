@@ -120,6 +120,24 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """How client tokens are verified (the HMAC secret is ``token_secret``)."""
+
+    # Algorithms accepted; empty = HS256/384/512 with the secret, plus those of each
+    # configured public key (RS*, ES*, EdDSA; all of them with a JWKS URL). Never "none".
+    algorithms: tuple[str, ...] = ()
+    rsa_public_key: str = ""
+    ecdsa_public_key: str = ""
+    ed25519_public_key: str = ""
+    # Keys by ``kid`` from a JSON Web Key Set, cached and refetched on an unknown kid.
+    jwks_url: str = ""
+    jwks_ttl: float = 300.0
+    # Required ``aud`` and ``iss`` claims, when set.
+    audience: str = ""
+    issuer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class OriginSettings:
     listen_backlog: int = 4096
     link_max_frame: int = 64 << 20
@@ -148,6 +166,7 @@ class ClusterConfig:
     edge: EdgeSettings = EdgeSettings()
     origin: OriginSettings = OriginSettings()
     health: HealthSettings = field(default_factory=HealthSettings)
+    auth: AuthSettings = AuthSettings()
     token_secret: str = ""
     api_key: str = ""
 
@@ -240,6 +259,7 @@ _TOP_LEVEL = {
     "edge",
     "origin",
     "health",
+    "auth",
     "token_secret",
     "api_key",
 }
@@ -289,6 +309,9 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
     origin = _build(OriginSettings, "origin", data.get("origin", {}))
     health = _build(HealthSettings, "health", data.get("health", {}))
+    auth = _build(AuthSettings, "auth", data.get("auth", {}))
+    if "none" in (a.lower() for a in auth.algorithms):
+        raise ConfigError("auth.algorithms: 'none' is never allowed")
     if health.fall < 1 or health.rise < 1:
         raise ConfigError("health.fall: fall and rise must be at least 1")
     if health.interval <= 0 or health.timeout <= 0:
@@ -306,6 +329,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         edge=edge,
         origin=origin,
         health=health,
+        auth=auth,
         token_secret=token_secret,
         api_key=api_key,
     )

@@ -1,0 +1,113 @@
+"""The commands beyond connect and subscribing: publish, history, refresh, sub_refresh,
+presence, RPC. Each takes the client and the command and returns the reply's result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from edge import protocol
+from edge.auth import ExpiredToken, InvalidToken, TokenMismatch
+from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
+from edge.session import (
+    allowed,
+    channel_param,
+    expiry_fields,
+    history_query,
+    history_request,
+    history_result,
+    token_param,
+)
+from skyrelay import edgelink
+
+if TYPE_CHECKING:
+    from edge.client import Client
+
+# Longest idempotency key a client publish may carry (an extension of the protocol).
+MAX_IDEMPOTENCY_KEY = 128
+
+
+async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
+    channel = channel_param(command.params)
+    ns = client.namespace(channel)
+    if not allowed(ns.allow_publish, client.user, client.subscribed(channel)):
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+    if "data" not in command.params:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
+    if not protocol.data_depth_ok(command.params["data"]):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
+    info: dict[str, Any] = {"user": client.user, "client": client.id}
+    if client.info is not None:
+        info["conn_info"] = client.info
+    request = {"ch": channel, "data": command.params["data"], "info": info}
+    key = command.params.get("idempotency_key")
+    if key is not None:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
+        # Scoped to the user, so one user's key never suppresses another's publication.
+        request["ikey"] = f"client:{client.user}:{key}"
+    await client.node.router.request(channel, edgelink.OP_PUB, request)
+    return {}
+
+
+async def history(client: Client, command: protocol.Command) -> dict[str, Any]:
+    channel = channel_param(command.params)
+    ns = client.namespace(channel)
+    if not allowed(ns.allow_history, client.user, client.subscribed(channel)):
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+    if ns.history_size == 0:
+        raise ReplyError(ErrorCode.NOT_AVAILABLE)
+    query = history_query(command.params, client.node.config.edge.history_max_publications)
+    request = history_request(channel, query)
+    _, result = await client.node.router.request(channel, edgelink.OP_HISTORY, request)
+    return history_result(query, result)
+
+
+async def refresh(client: Client, command: protocol.Command) -> dict[str, Any]:
+    now = time.time()
+    credentials = client.verify(command, now, Disconnect(DisconnectCode.EXPIRED))
+    if credentials.user != client.user:
+        raise Disconnect(DisconnectCode.INVALID_TOKEN, "user mismatch")
+    client.expires_at = credentials.expires_at
+    return expiry_fields(client.expires_at, now)
+
+
+async def not_available(client: Client, command: protocol.Command) -> dict[str, Any]:
+    raise ReplyError(ErrorCode.NOT_AVAILABLE)
+
+
+async def send(client: Client, command: protocol.Command) -> None:
+    return None  # async messages go to the RPC backend, which is not configured
+
+
+async def sub_refresh(client: Client, command: protocol.Command) -> dict[str, Any]:
+    """A new subscription token for a private channel the client holds."""
+    channel = channel_param(command.params)
+    if channel not in client.subs:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "not subscribed")
+    now = time.time()
+    try:
+        grant = client.node.verifier.verify_subscription(
+            token_param(command.params), channel, client.user, client.id, now
+        )
+    except ExpiredToken:
+        raise ReplyError(ErrorCode.EXPIRED) from None
+    except (InvalidToken, TokenMismatch):
+        raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+    client.set_sub_expiry(channel, grant.expires_at)
+    return expiry_fields(grant.expires_at, now)
+
+
+Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None]]
+
+HANDLERS: dict[str, Handler] = {
+    "publish": publish,
+    "history": history,
+    "refresh": refresh,
+    "sub_refresh": sub_refresh,
+    "presence": not_available,
+    "presence_stats": not_available,
+    "rpc": not_available,
+    "send": send,
+}
