@@ -49,13 +49,18 @@ def _port_free(port: int) -> bool:
 
 
 def free_spec(
-    origins: int = 3, edges: int = 2, replication: int = 3, edge_toml: str = ""
+    origins: int = 3, edges: int = 2, replication: int = 3, edge_toml: str = "", extra: str = ""
 ) -> ClusterSpec:
     """A spec whose edge and origin ports are all free right now."""
     for _ in range(200):
         base = random.randrange(20000, 60000, 10)
         spec = ClusterSpec(
-            origins, edges, replication, base, extra_toml=TEST_NAMESPACES, edge_toml=edge_toml
+            origins,
+            edges,
+            replication,
+            base,
+            extra_toml=TEST_NAMESPACES + extra,
+            edge_toml=edge_toml,
         )
         ports = [spec.edge_port(i) for i in range(edges)]
         ports += [spec.origin_port(i) for i in range(origins)]
