@@ -73,6 +73,7 @@ class Client:
         "expires_at",
         "id",
         "info",
+        "join_leave",
         "lock",
         "node",
         "ping_slot",
@@ -106,6 +107,8 @@ class Client:
         self.subs: dict[str, Channel | None] = {}
         self.awaiting_pong = False
         self.ping_slot = -1
+        # Channels whose join and leave events this client asked for.
+        self.join_leave: set[str] | None = None
         # channel -> expiry of its subscription token (private channels only), when set.
         self.sub_expiry: dict[str, int] | None = None
 
@@ -221,6 +224,7 @@ class Client:
         subs, self.subs = self.subs, {}
         for channel in subs.values():
             if channel is not None:
+                node.hub.presence_remove(channel, self.id)
                 node.hub.release(channel, self)
                 node.metrics.subscriptions.dec()
 
@@ -297,6 +301,10 @@ class Client:
         join = await self.join(channel, options)
         if join is None:
             return None
+        if ns.join_leave and command.params.get("join_leave") is True:
+            if self.join_leave is None:
+                self.join_leave = set()
+            self.join_leave.add(channel)
         if grant_expiry:
             self.set_sub_expiry(channel, grant_expiry)
             join.result.update(expiry_fields(grant_expiry, time.time()))
@@ -374,6 +382,9 @@ class Client:
 
     def go_live(self, join: Join) -> None:
         """After the result went out: send what was buffered past it, then deliver live."""
+        ns = self.node.config.namespace(join.name)
+        if ns is not None and ns.presence:
+            self.node.hub.presence_add(join.channel, self.client_info())
         for pub in self.node.hub.finish_join(join.channel, self):
             offset = pub.get("offset", 0)
             if offset == 0 or offset > join.top:
@@ -383,7 +394,19 @@ class Client:
         position = (join.name, join.channel.epoch, pub.get("offset", 0))
         self.sink.deliver(Outgoing(protocol.pub_push(join.name, pub), position))
 
+    def wants_join_leave(self, channel: str) -> bool:
+        return self.join_leave is not None and channel in self.join_leave
+
+    def client_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"user": self.user, "client": self.id}
+        if self.info is not None:
+            info["conn_info"] = self.info
+        return info
+
     def _drop(self, channel: str, held: Channel) -> None:
+        self.node.hub.presence_remove(held, self.id)
+        if self.join_leave is not None:
+            self.join_leave.discard(channel)
         self.subs.pop(channel, None)
         self.node.hub.release(held, self)
         self.node.metrics.subscriptions.dec()

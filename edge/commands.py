@@ -37,10 +37,7 @@ async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
     if not protocol.data_depth_ok(command.params["data"]):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
-    info: dict[str, Any] = {"user": client.user, "client": client.id}
-    if client.info is not None:
-        info["conn_info"] = client.info
-    request = {"ch": channel, "data": command.params["data"], "info": info}
+    request = {"ch": channel, "data": command.params["data"], "info": client.client_info()}
     key = command.params.get("idempotency_key")
     if key is not None:
         if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
@@ -71,6 +68,30 @@ async def refresh(client: Client, command: protocol.Command) -> dict[str, Any]:
         raise Disconnect(DisconnectCode.INVALID_TOKEN, "user mismatch")
     client.expires_at = credentials.expires_at
     return expiry_fields(client.expires_at, now)
+
+
+async def _presence_call(client: Client, command: protocol.Command, op: str) -> dict[str, Any]:
+    channel = channel_param(command.params)
+    ns = client.namespace(channel)
+    if not ns.presence:
+        raise ReplyError(ErrorCode.NOT_AVAILABLE)
+    if not allowed(ns.allow_presence, client.user, client.subscribed(channel)):
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+    _, result = await client.node.router.request(channel, op, {"ch": channel})
+    return result
+
+
+async def presence(client: Client, command: protocol.Command) -> dict[str, Any]:
+    result = await _presence_call(client, command, edgelink.OP_PRESENCE)
+    return {"presence": result.get("presence") or {}}
+
+
+async def presence_stats(client: Client, command: protocol.Command) -> dict[str, Any]:
+    result = await _presence_call(client, command, edgelink.OP_PRESENCE_STATS)
+    return {
+        "num_clients": int(result.get("num_clients", 0)),
+        "num_users": int(result.get("num_users", 0)),
+    }
 
 
 async def not_available(client: Client, command: protocol.Command) -> dict[str, Any]:
@@ -106,8 +127,8 @@ HANDLERS: dict[str, Handler] = {
     "history": history,
     "refresh": refresh,
     "sub_refresh": sub_refresh,
-    "presence": not_available,
-    "presence_stats": not_available,
+    "presence": presence,
+    "presence_stats": presence_stats,
     "rpc": not_available,
     "send": send,
 }

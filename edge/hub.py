@@ -16,6 +16,8 @@ import logging
 from enum import Enum
 from typing import Any, Protocol
 
+import orjson
+
 from edge import protocol
 from edge.cache import RecentPublications
 from edge.codes import ErrorCode, ReplyError, UnsubscribeCode
@@ -37,6 +39,7 @@ EARLY_PUSH_LIMIT = 10_000
 
 class Subscriber(Protocol):
     def deliver(self, message: Outgoing) -> None: ...  # pragma: no cover
+    def wants_join_leave(self, channel: str) -> bool: ...  # pragma: no cover
     def lost_channel(self, channel: str, code: int, reason: str) -> None: ...  # pragma: no cover
 
 
@@ -58,6 +61,7 @@ class Channel:
         "mover",
         "name",
         "offset",
+        "presence",
         "ready",
         "recent",
         "state",
@@ -70,6 +74,8 @@ class Channel:
         self.name = name
         # The hot cache of recent publications, and the timer that drops an unused channel.
         self.recent = RecentPublications(cache_size)
+        # Local clients reported to the leader as present: client id -> ClientInfo.
+        self.presence: dict[str, dict[str, Any]] = {}
         self.expiry: asyncio.TimerHandle | None = None
         self.link: LinkClient | None = None
         self.state = ChannelState.SUBSCRIBING
@@ -228,6 +234,14 @@ class Hub:
             leader = push.get("leader")
             self.move(channel, leader if isinstance(leader, str) else None)
             return
+        for kind in ("join", "leave"):
+            event = push.get(kind)
+            if isinstance(event, dict) and channel.state is ChannelState.LIVE:
+                message = Outgoing(orjson.dumps({"push": {"channel": name, kind: event}}))
+                for subscriber in channel.subscribers:
+                    if subscriber.wants_join_leave(name):
+                        subscriber.deliver(message)
+                return
         pub = push.get("pub")
         if channel.state is not ChannelState.LIVE or not isinstance(pub, dict):
             return
@@ -328,8 +342,20 @@ class Hub:
             channel.offset = int(pub["offset"])
             self._fan_out(channel, pub)
         self.moves += 1
+        for info in channel.presence.values():  # the new leader learns who is here
+            link.send(edgelink.OP_PRESENCE_ADD, {"ch": channel.name, "info": info})
         self._replay_early(channel, link)
         log.info("channel %s now on shard %s (%d handed over)", channel.name, link.id, len(pubs))
+
+    def presence_add(self, channel: Channel, info: dict[str, Any]) -> None:
+        channel.presence[str(info["client"])] = info
+        if channel.link is not None:
+            channel.link.send(edgelink.OP_PRESENCE_ADD, {"ch": channel.name, "info": info})
+
+    def presence_remove(self, channel: Channel, client_id: str) -> None:
+        if channel.presence.pop(client_id, None) is not None and channel.link is not None:
+            params = {"ch": channel.name, "client": client_id}
+            channel.link.send(edgelink.OP_PRESENCE_REMOVE, params)
 
     def _replay_early(self, channel: Channel, link: LinkClient) -> None:
         """Apply the pushes the new link sent right after its answer; drop the others'."""

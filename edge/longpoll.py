@@ -79,6 +79,9 @@ class Waiter:
     def lost_channel(self, channel: str, code: int, reason: str) -> None:
         self.arrived.set()
 
+    def wants_join_leave(self, channel: str) -> bool:
+        return False
+
 
 def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
     cursor = body.get("cursor")

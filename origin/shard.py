@@ -8,6 +8,7 @@ import time
 from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
+from origin.presence import Presence
 from origin.replication import Replicator
 from origin.stream import HistoryPage, Publication
 from ring import Ring
@@ -38,6 +39,7 @@ class Shard:
         self.replicator = Replicator(config, shard_id, ring, health, links, self._push, self._moved)
         # channel -> edges subscribed to it here (only while this shard leads it)
         self.subscribers: dict[str, dict[Peer, None]] = {}
+        self.presence = Presence()
         self.published = 0
 
     @staticmethod
@@ -45,7 +47,7 @@ class Shard:
         """Requests answered without waiting: replication and unsubscribe. The link runs
         them in arrival order, which replication relies on."""
         op = message.get("op")
-        return op in edgelink.PEER_OPS or op == edgelink.OP_UNSUB
+        return op in edgelink.PEER_OPS or op in _IMMEDIATE
 
     def handle_now(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
@@ -54,6 +56,18 @@ class Shard:
             op = str(message.get("op"))
             if op == edgelink.OP_UNSUB:
                 self._unsubscribe(peer, channel)
+                return edgelink.result(req_id, {})
+            if op == edgelink.OP_PRESENCE_ADD:
+                info = message["info"]
+                if not isinstance(info, dict) or not isinstance(info.get("client"), str):
+                    raise ValueError("info must hold the client id")
+                if self.presence.add(channel, peer, info):
+                    self._announce(channel, "join", info)
+                return edgelink.result(req_id, {})
+            if op == edgelink.OP_PRESENCE_REMOVE:
+                left = self.presence.remove(channel, str(message["client"]))
+                if left is not None:
+                    self._announce(channel, "leave", left)
                 return edgelink.result(req_id, {})
             return edgelink.result(req_id, self.replicator.on_peer(op, message))
         except ReplyError as exc:
@@ -76,6 +90,11 @@ class Shard:
         now = time.time()
         if op == edgelink.OP_PUB:
             return await self._publish(channel, message, now)
+        if op in (edgelink.OP_PRESENCE, edgelink.OP_PRESENCE_STATS):
+            await self.replicator.lead(channel)
+            if op == edgelink.OP_PRESENCE:
+                return {"presence": self.presence.clients(channel)}
+            return self.presence.stats(channel)
         if op not in (edgelink.OP_SUB, edgelink.OP_HISTORY, edgelink.OP_READ):
             raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown op {op!r}")
         rep = await self.replicator.lead(channel)
@@ -137,9 +156,20 @@ class Shard:
                 del self.subscribers[channel]
 
     def drop_peer(self, peer: Peer) -> None:
-        """Forget a link that went away."""
+        """Forget a link that went away, and the clients it reported."""
         for channel in [ch for ch, peers in self.subscribers.items() if peer in peers]:
             self._unsubscribe(peer, channel)
+        for channel, info in self.presence.drop_edge(peer):
+            self._announce(channel, "leave", info)
+
+    def _announce(self, channel: str, kind: str, info: dict[str, Any]) -> None:
+        ns = self.config.namespace(channel)
+        peers = self.subscribers.get(channel)
+        if ns is None or not ns.join_leave or not peers:
+            return
+        push = edgelink.join_push(channel, kind, info)
+        for peer in peers:
+            peer.send(push)
 
     def _push(self, channel: str, pubs: list[Publication]) -> None:
         """Committed publications, in order, to every subscribed edge: encoded once each."""
@@ -160,6 +190,9 @@ class Shard:
             push = edgelink.moved_push(channel, leader)
             for peer in peers:
                 peer.send(push)
+
+
+_IMMEDIATE = frozenset({edgelink.OP_UNSUB, edgelink.OP_PRESENCE_ADD, edgelink.OP_PRESENCE_REMOVE})
 
 
 def _request_id(message: dict[str, Any]) -> int:

@@ -60,6 +60,9 @@ def render_config(spec: ClusterSpec) -> str:
         "history_ttl = 300",
         'allow_publish = "client"',
         'allow_history = "client"',
+        'allow_presence = "client"',
+        "presence = true",
+        "join_leave = true",
         "",
     ]
     for i in range(spec.origins):

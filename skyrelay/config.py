@@ -71,6 +71,11 @@ class NamespaceConfig:
     allow_subscribe: Permission = "anonymous"
     allow_publish: Permission = "subscriber"
     allow_history: Permission = "subscriber"
+    allow_presence: Permission = "subscriber"
+    # Keep who is subscribed (presence, presence_stats), across edges.
+    presence: bool = False
+    # Push join and leave events to subscribers that ask for them (needs presence).
+    join_leave: bool = False
 
 
 @dataclass(frozen=True, slots=True)

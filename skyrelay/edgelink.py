@@ -41,6 +41,11 @@ OP_READ = "read"
 OP_CLAIM = "claim"
 OP_APPEND = "append"
 OP_INSTALL = "install"
+# Presence: edges report their clients in a channel; the leader answers who is there.
+OP_PRESENCE_ADD = "presence_add"
+OP_PRESENCE_REMOVE = "presence_remove"
+OP_PRESENCE = "presence"
+OP_PRESENCE_STATS = "presence_stats"
 EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
 PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_INSTALL})
 
@@ -87,6 +92,11 @@ def error(
 
 def pub_push(channel: str, epoch: str, pub: dict[str, Any]) -> bytes:
     return orjson.dumps({"push": {"ch": channel, "epoch": epoch, "pub": pub}})
+
+
+def join_push(channel: str, kind: str, info: dict[str, Any]) -> bytes:
+    """``kind`` is "join" or "leave"."""
+    return orjson.dumps({"push": {"ch": channel, kind: {"info": info}}})
 
 
 def moved_push(channel: str, leader: str | None) -> bytes:

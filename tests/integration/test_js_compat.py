@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from cent import AsyncClient, PublishRequest
 
@@ -9,6 +10,7 @@ from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.helpers import channel
 from tests.integration.jsclient import JsClient
+from tests.integration.wsclient import connect_raw
 
 
 def endpoints(cluster: LocalCluster, transport: str) -> object:
@@ -20,7 +22,7 @@ def endpoints(cluster: LocalCluster, transport: str) -> object:
 
 @pytest.mark.parametrize("transport", ["websocket", "http_stream", "sse"])
 async def test_centrifuge_js_round_trip(
-    cluster: LocalCluster, api: AsyncClient, transport: str
+    cluster: LocalCluster, api: AsyncClient, session: aiohttp.ClientSession, transport: str
 ) -> None:
     ch = channel()
     js = await JsClient.start(
@@ -40,6 +42,18 @@ async def test_centrifuge_js_round_trip(
         assert js.pubs(ch) == [(1, {"n": 1}), (2, {"n": 2})]
         history = await js.call("history", channel=ch, limit=10)
         assert [p["data"] for p in history["publications"]] == [{"n": 1}, {"n": 2}]
+
+        # Presence and join/leave work across edges: another user joins on edge 1.
+        other, _ = await connect_raw(session, cluster.ws_url(1), token("otheruser"))
+        assert "subscribe" in await other.command("subscribe", {"channel": ch})
+        (joined,) = await js.wait(lambda e: e["ev"] == "join" and e["user"] == "otheruser")
+        assert joined["channel"] == ch
+        present = await js.call("presence", channel=ch)
+        assert present["users"] == ["jsuser", "otheruser"]
+        stats = await js.call("presence_stats", channel=ch)
+        assert stats == {"numClients": 2, "numUsers": 2}
+        await other.ws.close()
+        await js.wait(lambda e: e["ev"] == "leave" and e["user"] == "otheruser")
 
         # Forced reconnect: what is published meanwhile is recovered.
         await js.call("disconnect")

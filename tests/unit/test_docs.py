@@ -18,6 +18,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.EdgeSettings,
         config.OriginSettings,
         config.HealthSettings,
+        config.AuthSettings,
     )
     missing = [
         f"{cls.__name__}.{f.name}"

@@ -60,6 +60,9 @@ class Recorder:
     def lost_channel(self, channel: str, code: int, reason: str) -> None:
         self.lost.append(code)
 
+    def wants_join_leave(self, channel: str) -> bool:
+        return False
+
 
 def pub(offset: int, epoch: str = "e") -> dict[str, Any]:
     return {"ch": "c", "epoch": epoch, "pub": {"data": offset, "offset": offset}}
