@@ -22,6 +22,7 @@ from edge.codes import (
     UnsubscribeCode,
 )
 from edge.hub import Channel
+from edge.limits import TokenBucket
 from edge.node import VERSION, EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import RecoveryOutcome, decide_recovery
@@ -77,6 +78,7 @@ class Client:
         "lock",
         "node",
         "ping_slot",
+        "publish_bucket",
         "session",
         "sink",
         "state",
@@ -107,6 +109,8 @@ class Client:
         self.subs: dict[str, Channel | None] = {}
         self.awaiting_pong = False
         self.ping_slot = -1
+        # Publish rate limit, made on the first publish.
+        self.publish_bucket: TokenBucket | None = None
         # Channels whose join and leave events this client asked for.
         self.join_leave: set[str] | None = None
         # channel -> expiry of its subscription token (private channels only), when set.
@@ -221,6 +225,12 @@ class Client:
             node.sessions.pop(self.session, None)
         if was_connected:
             node.metrics.connections.dec()
+            if self.user and self.user in node.user_connections:
+                left = node.user_connections[self.user] - 1
+                if left > 0:
+                    node.user_connections[self.user] = left
+                else:
+                    del node.user_connections[self.user]
         subs, self.subs = self.subs, {}
         for channel in subs.values():
             if channel is not None:
@@ -246,6 +256,13 @@ class Client:
 
     def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:
         """The token is good: the connection is connected; returns the connect result."""
+        node = self.node
+        limit = node.config.edge.max_connections_per_user
+        if credentials.user and limit:
+            held = node.user_connections.get(credentials.user, 0)
+            if held >= limit:
+                raise Disconnect(DisconnectCode.CONNECTION_LIMIT)
+            node.user_connections[credentials.user] = held + 1
         self.user = credentials.user
         self.info = credentials.info
         self.expires_at = credentials.expires_at

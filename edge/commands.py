@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from edge import protocol
 from edge.auth import ExpiredToken, InvalidToken, TokenMismatch
 from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
+from edge.limits import TokenBucket
 from edge.session import (
     allowed,
     channel_param,
@@ -30,6 +31,13 @@ MAX_IDEMPOTENCY_KEY = 128
 
 async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
     channel = channel_param(command.params)
+    rate = client.node.config.edge.client_publish_rate
+    if rate:
+        now = time.monotonic()
+        if client.publish_bucket is None:
+            client.publish_bucket = TokenBucket(rate, rate, now)
+        if not client.publish_bucket.take(now):
+            raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
     ns = client.namespace(channel)
     if not allowed(ns.allow_publish, client.user, client.subscribed(channel)):
         raise ReplyError(ErrorCode.PERMISSION_DENIED)

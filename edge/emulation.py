@@ -19,7 +19,15 @@ from edge.client import Client
 from edge.codes import DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.node import NODE_KEY
-from edge.outbox import SSE_EVENT, STREAM_LINE, FrameOutbox, Outgoing, WriteTransport, http_chunk
+from edge.outbox import (
+    SSE_EVENT,
+    STREAM_LINE,
+    FrameOutbox,
+    Outgoing,
+    WriteTransport,
+    http_chunk,
+    tune_socket,
+)
 
 # Largest POST /emulation body (the protocol's limit).
 EMULATION_MAX_BODY = 64 * 1024
@@ -83,6 +91,7 @@ async def _stream(
         if client is not None:
             client.close(DisconnectCode.SLOW)
 
+    tune_socket(transport, settings.client_send_buffer)
     outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
     sink = StreamSink(outbox, framing)
     client = Client(node, sink, emulation=True)

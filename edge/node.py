@@ -37,6 +37,8 @@ class EdgeNode:
     # HTTP client for JWKS and RPC calls, set when the server starts.
     http: aiohttp.ClientSession | None = None
     clients: dict[str, Client] = field(default_factory=dict)
+    # Connections per user, for max_connections_per_user.
+    user_connections: dict[str, int] = field(default_factory=dict)
     # Emulation sessions (http_stream, sse) by session id, for POST /emulation.
     sessions: dict[str, Client] = field(default_factory=dict)
 

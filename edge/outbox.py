@@ -8,13 +8,25 @@ receives at most one write per tick however many messages were queued for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge.wsframe import text_frame
 
 log = logging.getLogger("skyrelay.edge.outbox")
+
+
+def tune_socket(transport: Any, send_buffer: int) -> None:
+    """Bound the kernel's send buffer of a client socket, when configured."""
+    if send_buffer <= 0:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
 
 
 def http_chunk(data: bytes) -> bytes:

@@ -21,11 +21,11 @@ from aiohttp_sse import EventSourceResponse
 from edge import protocol
 from edge.auth import ExpiredToken, InvalidToken
 from edge.client import Client, Join
-from edge.codes import DisconnectCode
+from edge.codes import Disconnect, DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.emulation import STREAM_HEADERS
 from edge.node import NODE_KEY
-from edge.outbox import FrameOutbox, Outgoing, http_chunk
+from edge.outbox import FrameOutbox, Outgoing, http_chunk, tune_socket
 from edge.session import SubscribeOptions
 
 log = logging.getLogger("skyrelay.edge.uni")
@@ -119,7 +119,11 @@ async def connect(client: Client, sink: UniSseSink, token: str, resume: Position
     except InvalidToken:
         client.close(DisconnectCode.INVALID_TOKEN)
         return
-    result = client.accept(credentials, now)
+    try:
+        result = client.accept(credentials, now)
+    except Disconnect as exc:
+        client.close(exc.code, exc.reason)
+        return
     joins: list[Join] = []
     for channel in credentials.channels:
         ns = client.node.config.namespace(channel)
@@ -180,6 +184,7 @@ async def uni_sse_handler(request: web.Request) -> web.StreamResponse:
             client.close(DisconnectCode.SLOW)
 
     settings = node.config.edge
+    tune_socket(transport, settings.client_send_buffer)
     outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
     sink = UniSseSink(outbox)
     client = Client(node, sink, unidirectional=True)

@@ -98,6 +98,9 @@ class EdgeSettings:
     # Bytes queued for one client (ours plus the kernel-side transport buffer) before it is
     # disconnected as slow (3008). The client then recovers from history.
     client_outbound_limit: int = 1 << 20
+    # Kernel send buffer of each client socket (SO_SNDBUF); 0 lets the kernel autotune it,
+    # which on Linux can hold megabytes for a client that stopped reading.
+    client_send_buffer: int = 0
     # Publications a recovery may return; past it the client gets `recovered: false`.
     recovery_max_publications: int = 300
     # Publications one history call may return.
@@ -122,6 +125,12 @@ class EdgeSettings:
     hot_cache_size: int = 100
     # Longest a long-poll request is held waiting for publications, in seconds.
     longpoll_timeout: float = 25.0
+    # Connections one user (token ``sub``) may hold on one edge process; 0 = no limit.
+    # Past it a connect is refused with disconnect 3504.
+    max_connections_per_user: int = 100
+    # Publications per second one connection may send (bursts up to the same number);
+    # past it publish fails with 111 (too many requests). 0 = no limit.
+    client_publish_rate: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,144 @@
+"""Limits: a client that stops reading is cut (3008) while 100 others keep receiving in order;
+connections per user; the client publish rate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from skyrelay.cluster import LocalCluster
+from tests.integration.conftest import API_KEY, start_cluster, token
+from tests.integration.helpers import channel
+from tests.integration.wsclient import RawClient, connect_raw
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = start_cluster(
+        tmp_path_factory.mktemp("limits"),
+        origins=1,
+        edges=1,
+        replication=1,
+        edge_toml=(
+            "client_outbound_limit = 262144\nclient_send_buffer = 32768\n"
+            "max_connections_per_user = 2\nclient_publish_rate = 5"
+        ),
+    )
+    yield c
+    c.stop()
+
+
+def masked(payload: bytes) -> bytes:
+    """A client-to-server text frame (clients must mask)."""
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = len(payload)
+    header = (
+        bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + size.to_bytes(2, "big")
+    )
+    return header + mask + body
+
+
+async def stalled_client(port: int, tok: str, ch: str) -> asyncio.StreamWriter:
+    """A WebSocket client that subscribes and then never reads again."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window: fills fast
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    commands = [{"id": 1, "connect": {"token": tok}}, {"id": 2, "subscribe": {"channel": ch}}]
+    writer.write(masked("\n".join(json.dumps(c) for c in commands).encode()))
+    await writer.drain()
+    await reader.read(4096)  # the replies; from now on nothing is read
+    return writer
+
+
+async def disconnects(session: aiohttp.ClientSession, base: str, code: int) -> float:
+    async with session.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    prefix = f'skyrelay_edge_disconnects_total{{code="{code}"}} '
+    return next((float(x[len(prefix) :]) for x in text.splitlines() if x.startswith(prefix)), 0.0)
+
+
+async def test_a_client_that_stops_reading_is_cut_and_the_others_are_not_slowed(
+    limited: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    ch = channel()
+    edge = limited.edge_url(0)
+    before = await disconnects(session, edge, 3008)
+    readers: list[RawClient] = []
+    # The readers' own session: 100 sockets would fill the shared session's pool.
+    pool = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    for i in range(100):
+        client, _ = await connect_raw(pool, limited.ws_url(0), token(f"reader{i}"))
+        assert "subscribe" in await client.command("subscribe", {"channel": ch})
+        readers.append(client)
+    stalled = await stalled_client(limited.spec.edge_port(0), token("stalled"), ch)
+
+    big = "x" * 16_000
+    total = 60  # ~1 MB for the stalled client: past every buffer on its way
+    reading = asyncio.gather(*(c.wait_pushes(total, timeout=60) for c in readers))
+    for n in range(total):
+        async with session.post(
+            f"{edge}/api/publish",
+            json={"channel": ch, "data": {"n": n, "pad": big}},
+            headers={"X-API-Key": API_KEY},
+        ) as resp:
+            assert "result" in await resp.json()
+    received = await reading
+    for pushes in received:
+        assert [p["pub"]["offset"] for p in pushes] == list(range(1, total + 1))
+    assert await disconnects(session, edge, 3008) == before + 1
+    stalled.close()
+    for client in readers:
+        await client.ws.close()
+    await pool.close()
+
+
+async def test_connections_per_user_are_limited(
+    limited: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    tok = token("busy-user")
+    first, _ = await connect_raw(session, limited.ws_url(0), tok)
+    second, _ = await connect_raw(session, limited.ws_url(0), tok)
+    third = RawClient(await session.ws_connect(limited.ws_url(0), autoclose=False))
+    await third.send_raw(json.dumps({"id": 1, "connect": {"token": tok}}))
+    assert await third.wait_closed() == 3504
+    await first.ws.close()
+    again, reply = await connect_raw(session, limited.ws_url(0), tok)
+    assert "connect" in reply  # a slot was freed
+    for client in (second, again):
+        await client.ws.close()
+
+
+async def test_client_publish_rate_is_limited(
+    limited: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    client, _ = await connect_raw(session, limited.ws_url(0), token("chatty"))
+    ch = channel()
+    assert "subscribe" in await client.command("subscribe", {"channel": ch})
+    codes = []
+    for n in range(8):
+        reply = await client.command("publish", {"channel": ch, "data": {"n": n}})
+        codes.append(reply.get("error", {}).get("code", 0))
+    assert codes[:5] == [0] * 5
+    assert 111 in codes[5:]
+    await client.ws.close()
