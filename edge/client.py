@@ -296,7 +296,7 @@ class Client:
 
     def namespace(self, channel: str) -> NamespaceConfig:
         ns = self.node.config.namespace(channel)
-        if ns is None:
+        if ns is None or not ns.name_allowed(channel):
             raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)
         return ns
 

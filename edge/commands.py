@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from edge import protocol
 from edge.auth import ExpiredToken, InvalidToken, TokenMismatch
 from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
@@ -102,8 +104,44 @@ async def presence_stats(client: Client, command: protocol.Command) -> dict[str,
     }
 
 
-async def not_available(client: Client, command: protocol.Command) -> dict[str, Any]:
-    raise ReplyError(ErrorCode.NOT_AVAILABLE)
+async def rpc(client: Client, command: protocol.Command) -> dict[str, Any]:
+    """Forward to the app's backend with who is asking; its answer goes back to the client."""
+    settings = client.node.config.edge
+    http = client.node.http
+    if not settings.rpc_url or http is None:
+        raise ReplyError(ErrorCode.NOT_AVAILABLE)
+    method = command.params.get("method", "")
+    if not isinstance(method, str):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "method must be a string")
+    body = {
+        "client": client.id,
+        "user": client.user,
+        "method": method,
+        "data": command.params.get("data"),
+    }
+    if client.info is not None:
+        body["conn_info"] = client.info
+    try:
+        async with http.post(
+            settings.rpc_url, json=body, timeout=aiohttp.ClientTimeout(total=settings.rpc_timeout)
+        ) as resp:
+            answer = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        raise ReplyError(ErrorCode.INTERNAL, "rpc backend unavailable", temporary=True) from None
+    if not isinstance(answer, dict):
+        raise ReplyError(ErrorCode.INTERNAL, "rpc backend answered badly", temporary=True)
+    error = answer.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message", "")
+        raise ReplyError(
+            code if isinstance(code, int) else ErrorCode.INTERNAL,
+            str(message),
+            bool(error.get("temporary", False)),
+        )
+    result = answer.get("result")
+    data = result.get("data") if isinstance(result, dict) else None
+    return {"data": data} if data is not None else {}
 
 
 async def send(client: Client, command: protocol.Command) -> None:
@@ -137,6 +175,6 @@ HANDLERS: dict[str, Handler] = {
     "sub_refresh": sub_refresh,
     "presence": presence,
     "presence_stats": presence_stats,
-    "rpc": not_available,
+    "rpc": rpc,
     "send": send,
 }

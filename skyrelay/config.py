@@ -7,6 +7,7 @@ A bad file fails with a ``ConfigError`` that names the offending key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tomllib
@@ -28,6 +29,11 @@ _PERMISSIONS = ("anonymous", "client", "subscriber", "none")
 _T = TypeVar("_T")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 class ConfigError(ValueError):
@@ -76,6 +82,14 @@ class NamespaceConfig:
     presence: bool = False
     # Push join and leave events to subscribers that ask for them (needs presence).
     join_leave: bool = False
+    # Channel names (after the "name:" prefix) must match this regular expression, when set.
+    channel_regex: str = ""
+
+    def name_allowed(self, channel: str) -> bool:
+        if not self.channel_regex:
+            return True
+        _, sep, rest = channel.partition(":")
+        return _compiled(self.channel_regex).fullmatch(rest if sep else channel) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +142,10 @@ class EdgeSettings:
     # Connections one user (token ``sub``) may hold on one edge process; 0 = no limit.
     # Past it a connect is refused with disconnect 3504.
     max_connections_per_user: int = 100
+    # Backend that answers the client ``rpc`` command (POST, JSON); empty = rpc not available.
+    rpc_url: str = ""
+    # Seconds the backend has to answer an RPC.
+    rpc_timeout: float = 5.0
     # Publications per second one connection may send (bursts up to the same number);
     # past it publish fails with 111 (too many requests). 0 = no limit.
     client_publish_rate: float = 100.0
@@ -318,6 +336,10 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         if not _NAMESPACE_RE.match(name):
             raise ConfigError(f"namespaces.{name}: names use letters, digits, _ and -")
         namespaces[name] = _build(NamespaceConfig, f"namespaces.{name}", raw)
+        try:
+            _compiled(namespaces[name].channel_regex)
+        except re.error as exc:
+            raise ConfigError(f"namespaces.{name}.channel_regex: {exc}") from None
     edge = _build(EdgeSettings, "edge", data.get("edge", {}))
     if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")

@@ -31,6 +31,9 @@ rise = 2
 history_size = 2000
 history_ttl = 600
 
+[namespaces.slug]
+channel_regex = "[a-z0-9-]{1,32}"
+
 [namespaces.short]
 history_size = 5
 history_ttl = 300

@@ -163,3 +163,16 @@ async def test_deeply_nested_data_is_refused_and_the_link_survives(
     pushes = await client.wait_pushes(1)
     assert pushes[0]["pub"]["data"] == {"ok": 1}
     await client.ws.close()
+
+
+async def test_channel_name_rules_and_unknown_namespaces(
+    cluster: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    client, _ = await connect_raw(session, cluster.ws_url(0), token())
+    assert "subscribe" in await client.command("subscribe", {"channel": "slug:good-name-1"})
+    for bad in ("slug:Bad_Name", "slug:" + "x" * 40, "nonexistent:chat"):
+        reply = await client.command("subscribe", {"channel": bad})
+        assert reply["error"]["code"] == 102, bad
+    reply = await client.command("subscribe", {"channel": "bad\u0000name"})
+    assert reply["error"]["code"] == 107
+    await client.ws.close()

@@ -69,3 +69,12 @@ async def test_lost_stream_is_signalled_and_the_client_resubscribes_unrecovered(
         await client.disconnect()
         await raw.ws.close()
         await api._session.close()
+
+
+async def test_edge_sigterm_tells_clients_to_reconnect_elsewhere(
+    small_cluster: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    client, _ = await connect_raw(session, small_cluster.ws_url(0), token("drained"))
+    small_cluster.signal("e0", signal.SIGTERM)
+    assert await client.wait_closed() == 3001  # shutdown: clients reconnect
+    assert small_cluster.processes["e0"].wait(10) == 0
