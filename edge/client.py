@@ -40,8 +40,6 @@ from skyrelay.config import NamespaceConfig
 
 log = logging.getLogger("skyrelay.edge.client")
 
-# Seconds past token expiry before an unrefreshed connection is closed with 3005.
-EXPIRED_CLOSE_DELAY = 25.0
 # Channels whose name starts with this need a subscription token.
 PRIVATE_PREFIX = "$"
 
@@ -138,11 +136,11 @@ class Client:
     def check_pong(self, now: float) -> None:
         if self.awaiting_pong:
             self.close(DisconnectCode.NO_PONG)
-        elif self.expires_at and now > self.expires_at + EXPIRED_CLOSE_DELAY:
+        elif self.expires_at and now > self.expires_at + self.node.config.edge.expired_close_delay:
             self.close(DisconnectCode.EXPIRED)
         elif self.sub_expiry:
             for channel, expires_at in list(self.sub_expiry.items()):
-                if now > expires_at + EXPIRED_CLOSE_DELAY:
+                if now > expires_at + self.node.config.edge.expired_close_delay:
                     del self.sub_expiry[channel]
                     self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
 

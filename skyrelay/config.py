@@ -103,6 +103,9 @@ class EdgeSettings:
     ping_interval: int = 25
     # A client that has not answered a ping within this many seconds is closed with 3012.
     pong_timeout: int = 8
+    # Seconds past its token's expiry an unrefreshed connection (3005) or private
+    # subscription (unsubscribe 2501) is given before it is closed.
+    expired_close_delay: float = 25.0
     # A connection that sends no `connect` within this many seconds is closed with 3502.
     connect_timeout: float = 10.0
     # Largest incoming WebSocket message; past it the connection is closed with 1009.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import aiohttp
@@ -19,7 +20,7 @@ def fast_ping_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
         origins=1,
         edges=1,
         replication=1,
-        edge_toml="ping_interval = 2\npong_timeout = 1\nconnect_timeout = 1.5",
+        edge_toml="ping_interval = 2\npong_timeout = 1\nconnect_timeout = 1.5\nexpired_close_delay = 1",
     )
     yield c
     c.stop()
@@ -56,3 +57,22 @@ async def test_connection_without_connect_is_closed_as_stale(
     assert msg.type is aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 3502
     await ws.close()
+
+
+async def test_token_expiry_is_enforced_on_open_connections_and_refresh_extends_it(
+    fast_ping_cluster: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    lapsed, reply = await connect_raw(session, fast_ping_cluster.ws_url(0), token("l", ttl=2))
+    assert reply["connect"]["expires"] is True and 1 <= reply["connect"]["ttl"] <= 2
+    assert await lapsed.wait_closed(timeout=15) == 3005  # expired, never refreshed
+
+    kept, _ = await connect_raw(session, fast_ping_cluster.ws_url(0), token("r", ttl=2))
+    answer = await kept.command("refresh", {"token": token("r", ttl=60)})
+    assert answer["refresh"]["expires"] is True and answer["refresh"]["ttl"] > 50
+    with pytest.raises(TimeoutError):  # past the first token's expiry and grace: still open
+        await kept.wait_pushes(10**6, timeout=6)
+    assert kept.close_code is None
+    # A token of another user is refused by closing the connection.
+    other = token("someone-else", ttl=60)
+    await kept.send_raw(json.dumps({"id": 50, "refresh": {"token": other}}))
+    assert await kept.wait_closed() == 3500
