@@ -15,8 +15,8 @@ import orjson
 from aiohttp import web
 
 from edge import protocol
+from edge.attach import Attachment, until_done
 from edge.client import Client
-from edge.codes import DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.node import NODE_KEY
 from edge.outbox import (
@@ -24,15 +24,11 @@ from edge.outbox import (
     STREAM_LINE,
     FrameOutbox,
     Outgoing,
-    WriteTransport,
     http_chunk,
-    tune_socket,
 )
 
 # Largest POST /emulation body (the protocol's limit).
 EMULATION_MAX_BODY = 64 * 1024
-# How often a stream handler checks that its client is still there, in seconds.
-LIVENESS_CHECK = 1.0
 
 STREAM_HEADERS = {
     "Cache-Control": "private, no-cache, no-store, must-revalidate, max-age=0",
@@ -85,16 +81,10 @@ async def _stream(
     transport = request.transport
     if transport is None:
         return response
-    client: Client | None = None
-
-    def on_overflow() -> None:
-        if client is not None:
-            client.close(DisconnectCode.SLOW)
-
-    tune_socket(transport, settings.client_send_buffer)
-    outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
+    attached = Attachment(node, transport)
+    outbox = attached.outbox
     sink = StreamSink(outbox, framing)
-    client = Client(node, sink, emulation=True)
+    client = attached.client = Client(node, sink, emulation=True)
     if framing is SSE_EVENT:
         outbox.push(http_chunk(b"\r\n"))
     await client.handle_serialized(commands)
@@ -104,21 +94,13 @@ async def _stream(
         outbox.flush()
         sink.done.set()
     try:
-        while not sink.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sink.done.wait(), LIVENESS_CHECK)
-            if _gone(transport):
-                break
+        await until_done(sink.done, transport)
     finally:
         client.transport_closed()
         outbox.close()
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response
-
-
-def _gone(transport: WriteTransport) -> bool:
-    return transport.is_closing()
 
 
 async def http_stream_handler(request: web.Request) -> web.StreamResponse:

@@ -19,13 +19,14 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from edge import protocol
+from edge.attach import Attachment, until_done
 from edge.auth import ExpiredToken, InvalidToken
 from edge.client import Client, Join
 from edge.codes import Disconnect, DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.emulation import STREAM_HEADERS
 from edge.node import NODE_KEY
-from edge.outbox import FrameOutbox, Outgoing, http_chunk, tune_socket
+from edge.outbox import FrameOutbox, Outgoing, http_chunk
 from edge.session import SubscribeOptions
 
 log = logging.getLogger("skyrelay.edge.uni")
@@ -177,25 +178,14 @@ async def uni_sse_handler(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return response
-    client: Client | None = None
-
-    def on_overflow() -> None:
-        if client is not None:
-            client.close(DisconnectCode.SLOW)
-
-    settings = node.config.edge
-    tune_socket(transport, settings.client_send_buffer)
-    outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
+    attached = Attachment(node, transport)
+    outbox = attached.outbox
     sink = UniSseSink(outbox)
-    client = Client(node, sink, unidirectional=True)
+    client = attached.client = Client(node, sink, unidirectional=True)
     outbox.push(http_chunk(b"retry: %d\n\n" % SSE_RETRY_MS))
     try:
         await connect(client, sink, token if isinstance(token, str) else "", resume)
-        while not sink.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sink.done.wait(), LIVENESS_CHECK)
-            if transport.is_closing():
-                break
+        await until_done(sink.done, transport)
     finally:
         client.transport_closed()
         outbox.close()

@@ -7,11 +7,12 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from edge.attach import Attachment
 from edge.client import Client
 from edge.codes import DisconnectCode
 from edge.cors import origin_allowed
 from edge.node import NODE_KEY
-from edge.outbox import FrameOutbox, Outgoing, WriteTransport, tune_socket
+from edge.outbox import FrameOutbox, Outgoing, WriteTransport
 from edge.wsframe import text_frame
 from skyrelay.tasks import spawn
 
@@ -77,15 +78,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return ws
-    client: Client | None = None
-
-    def on_overflow() -> None:
-        if client is not None:
-            client.close(DisconnectCode.SLOW)
-
-    tune_socket(transport, settings.client_send_buffer)
-    outbox = FrameOutbox(transport, node.flusher, settings.client_outbound_limit, on_overflow)
-    client = Client(node, WebSocketSink(ws, transport, outbox))
+    attached = Attachment(node, transport)
+    outbox = attached.outbox
+    client = attached.client = Client(node, WebSocketSink(ws, transport, outbox))
     stale = asyncio.get_running_loop().call_later(settings.connect_timeout, _close_stale, client)
     try:
         async for msg in ws:
