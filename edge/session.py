@@ -53,6 +53,10 @@ class SubscribeOptions:
 
 def subscribe_options(ns: NamespaceConfig, params: dict[str, Any]) -> SubscribeOptions:
     """What the subscribe asks for, within what the namespace allows."""
+    if params.get("tf"):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "tags filters are not supported")
+    if params.get("type"):
+        raise ReplyError(ErrorCode.NOT_AVAILABLE, "map subscriptions are not supported")
     history_on = ns.history_size > 0
     recoverable = history_on and (ns.force_recovery or params.get("recoverable") is True)
     positioned = recoverable or (history_on and params.get("positioned") is True)

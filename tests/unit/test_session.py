@@ -30,6 +30,15 @@ def test_recovery_needs_recoverable_unless_forced() -> None:
     assert not no_history.recoverable
 
 
+def test_unsupported_features_are_refused_as_the_protocol_says() -> None:
+    with pytest.raises(ReplyError) as info:
+        subscribe_options(NS, {"tf": {"key": "x"}})
+    assert info.value.code == 107
+    with pytest.raises(ReplyError) as info:
+        subscribe_options(NS, {"type": 1})
+    assert info.value.code == 108
+
+
 def test_flag_bit_2_rejects_unrecovered() -> None:
     assert subscribe_options(NS, {"flag": 3}).reject_unrecovered
     assert not subscribe_options(NS, {"flag": 1}).reject_unrecovered
