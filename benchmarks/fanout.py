@@ -1,0 +1,257 @@
+"""Fan-out: one channel, many subscribers. Deliveries per second at saturation (a burst of
+publications), and publish-to-receive latency at a fixed rate below it, for Skyrelay and for
+the peers, in the same run.
+
+    skyrelay bench fanout [--quick] [--subscribers 1000] [--peers socketio,pushpin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.common import API_KEY, bench_token, local_cluster, percentile
+
+RESULTS = Path(__file__).parent / "results"
+# Receiver processes: the load generators must never be the bottleneck.
+RECEIVER_PROCESSES = 2
+
+
+@dataclass
+class Figures:
+    target: str
+    subscribers: int
+    publications: int
+    deliveries: int
+    deliveries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    rate: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Target:
+    """A server under test: how to reach it and how to publish to it."""
+
+    kind: str
+    url: str
+    token: str = ""
+
+    async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+
+class SkyrelayTarget(Target):
+    kind = "skyrelay"
+
+    def __init__(self, edge_url: str, ws_url: str) -> None:
+        self.api = f"{edge_url}/api/publish"
+        self.url = ws_url
+        self.token = bench_token()
+
+    async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
+        async def one(message: dict[str, Any]) -> None:
+            body = json.dumps({"channel": "bench", "data": message})
+            async with session.post(self.api, data=body, headers={"X-API-Key": API_KEY}) as r:
+                await r.read()
+
+        for i in range(0, len(messages), 16):  # in order, 16 in flight
+            await asyncio.gather(*(one(m) for m in messages[i : i + 16]))
+
+
+class SocketIoTarget(Target):
+    kind = "socketio"
+
+    def __init__(self, port: int) -> None:
+        self.url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        self.api = f"http://127.0.0.1:{port}/publish"
+
+    async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            async with session.post(self.api, json={"data": message}) as r:
+                await r.read()
+
+
+@contextmanager
+def socketio_server() -> Iterator[SocketIoTarget]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.peers.socketio_server", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "ready" not in (proc.stderr.readline() or "ready"):
+            pass
+        yield SocketIoTarget(port)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def receivers(
+    target: Target, subscribers: int, expect: int
+) -> list[asyncio.subprocess.Process]:
+    procs = []
+    share = [subscribers // RECEIVER_PROCESSES] * RECEIVER_PROCESSES
+    share[0] += subscribers - sum(share)
+    for n in share:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.receivers",
+            "--kind",
+            target.kind,
+            "--url",
+            target.url,
+            "--token",
+            target.token,
+            "--connections",
+            str(n),
+            "--expect",
+            str(expect),
+            "--ramp",
+            "50" if target.kind == "pushpin" else "0",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        procs.append(proc)
+    for proc in procs:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 180)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"receivers of {target.kind} did not get ready: {line!r}")
+    return procs
+
+
+async def results(procs: list[asyncio.subprocess.Process]) -> list[dict[str, Any]]:
+    found = []
+    for proc in procs:
+        assert proc.stdout is not None
+        out = await asyncio.wait_for(proc.stdout.read(), 300)
+        await proc.wait()
+        found.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return found
+
+
+async def measure(target: Target, subscribers: int, burst: int, paced: int, rate: float) -> Figures:
+    async with aiohttp.ClientSession() as session:
+        # Saturation: a burst of publications as fast as the publisher goes.
+        procs = await receivers(target, subscribers, burst)
+        started = time.time()
+        await target.publish(session, [{"n": n, "t": time.time()} for n in range(burst)])
+        got = await results(procs)
+        delivered = sum(r["received"] for r in got)
+        elapsed = max(r["last"] for r in got) - started
+        # Latency at a fixed rate below saturation.
+        procs = await receivers(target, subscribers, paced)
+        for n in range(paced):
+            await target.publish(session, [{"n": n, "t": time.time()}])
+            await asyncio.sleep(1 / rate)
+        paced_results = await results(procs)
+    latencies = [v * 1000 for r in paced_results for v in r["latencies"]]
+    return Figures(
+        target.kind,
+        subscribers,
+        burst,
+        delivered,
+        delivered / elapsed if elapsed > 0 else 0.0,
+        percentile(latencies, 0.5) if latencies else 0.0,
+        percentile(latencies, 0.99) if latencies else 0.0,
+        max(latencies) if latencies else 0.0,
+        rate,
+    )
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="skyrelay bench fanout", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument(
+        "--peers", default="socketio", help="comma-separated: socketio,pushpin, or none"
+    )
+    args = parser.parse_args(argv)
+    subscribers, burst, paced, rate = args.subscribers, args.burst, 100, 50.0
+    if args.quick:
+        subscribers, burst, paced, rate = 100, 20, 10, 20.0
+    peers = [p for p in args.peers.split(",") if p and p != "none"]
+    figures: list[Figures] = []
+    with local_cluster(
+        free_port() // 10 * 10 % 40000 + 20000, origins=1, edges=1, replication=1
+    ) as cluster:
+        target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0))
+        figures.append(asyncio.run(measure(target, subscribers, burst, paced, rate)))
+    if "socketio" in peers:
+        with socketio_server() as peer:
+            figures.append(asyncio.run(measure(peer, subscribers, burst, paced, rate)))
+    report(figures, "fanout", quick=args.quick)
+    return 0
+
+
+def report(figures: list[Figures], name: str, *, quick: bool) -> None:
+    base = figures[0]
+    print(
+        f"\n{name}: {base.subscribers} subscribers, burst of {base.publications}, "
+        f"latency at {base.rate:.0f}/s"
+    )
+    header = f"{'target':<10} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    print(f"{header}  vs Skyrelay")
+    for f in figures:
+        ratio = base.deliveries_per_s / f.deliveries_per_s if f.deliveries_per_s else 0.0
+        print(
+            f"{f.target:<10} {f.deliveries_per_s:>13,.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} "
+            f"{f.max_ms:>8.1f}  {'' if f is base else f'Skyrelay x{ratio:.1f}'}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+    out.write_text(json.dumps([asdict(f) for f in figures], indent=2))
+    print(f"results: {out}")
+    if not quick:
+        plot(figures, RESULTS / f"{name}.png")
+
+
+def plot(figures: list[Figures], path: Path) -> None:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    names = [f.target for f in figures]
+    a.bar(names, [f.deliveries_per_s for f in figures], color="#3b82f6")
+    a.set_title("deliveries/s (higher is better)")
+    b.bar(names, [f.p99_ms for f in figures], color="#f97316")
+    b.set_title("p99 latency, ms (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(sys.argv[1:]))
