@@ -33,11 +33,15 @@ history_ttl = 600
 """
 
 
+# Load generators connect many clients as one user: no per-user or publish-rate limit.
+BENCH_EDGE_TOML = "max_connections_per_user = 0\nclient_publish_rate = 0"
+
+
 @contextmanager
 def local_cluster(port: int, **spec: Any) -> Iterator[LocalCluster]:
     with tempfile.TemporaryDirectory() as workdir:
         cluster = LocalCluster(
-            ClusterSpec(port=port, extra_toml=BENCH_TOML, **spec),
+            ClusterSpec(port=port, extra_toml=BENCH_TOML, edge_toml=BENCH_EDGE_TOML, **spec),
             Path(workdir),
             SECRET,
             API_KEY,
@@ -57,7 +61,7 @@ def bench_token(user: str = "bench") -> str:
 def channels_led_by(shard: str, shards: int, replication: int, count: int) -> list[str]:
     """Channels whose preferred primary is ``shard``."""
     ring = Ring([Member(f"o{i}") for i in range(shards)], replication)
-    found = []
+    found: list[str] = []
     i = 0
     while len(found) < count:
         name = f"bench:c{i}"

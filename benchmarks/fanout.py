@@ -139,7 +139,7 @@ async def receivers(
     for proc in procs:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 180)
-        if line.strip() != b"ready":
+        if not line.startswith(b"ready"):
             raise RuntimeError(f"receivers of {target.kind} did not get ready: {line!r}")
     return procs
 

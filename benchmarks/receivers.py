@@ -126,6 +126,7 @@ async def main(args: argparse.Namespace) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         readies = []
         tasks = []
+        started = time.monotonic()
         for i in range(args.connections):
             ready = asyncio.Event()
             readies.append(ready)
@@ -133,7 +134,7 @@ async def main(args: argparse.Namespace) -> None:
             if args.ramp and i % args.ramp == args.ramp - 1:
                 await asyncio.sleep(0.1)
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), CONNECT_TIMEOUT)
-        print("ready", flush=True)
+        print(f"ready {time.monotonic() - started:.3f}", flush=True)
         _, pending = await asyncio.wait(tasks, timeout=args.timeout)
         for task in pending:
             task.cancel()

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds; 0 = no expiry")
     token.add_argument("--channel", default=None, help="make a subscription token")
 
+    bench = sub.add_parser("bench", help="run a benchmark scenario", add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+
     ring = sub.add_parser("ring", help="placement of channels on shards")
     ring.add_argument("action", choices=("show", "plan"))
     ring.add_argument("--config", required=True)
@@ -69,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "ring":
             return _ring(args)
+        if args.command == "bench":
+            from benchmarks.cli import main as bench  # noqa: PLC0415
+
+            return bench(args.args)
     except ConfigError as exc:
         print(f"skyrelay: config error: {exc}", file=sys.stderr)
         return 2

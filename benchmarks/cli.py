@@ -1,0 +1,39 @@
+"""``skyrelay bench <scenario>``: the benchmark suite."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+SCENARIOS = ("fanout", "connections", "ring", "failover", "replication", "latency")
+
+
+def _runner(name: str) -> Callable[[list[str]], int]:
+    if name == "fanout":
+        from benchmarks import fanout  # noqa: PLC0415
+
+        return fanout.run
+    if name == "connections":
+        from benchmarks import connections  # noqa: PLC0415
+
+        return connections.run
+    if name == "ring":
+        from benchmarks import ringbench  # noqa: PLC0415
+
+        return ringbench.run
+
+    def legacy(argv: list[str]) -> int:
+        import runpy  # noqa: PLC0415
+
+        sys.argv = [f"benchmarks.{name}", *argv]
+        runpy.run_module(f"benchmarks.{name}", run_name="__main__")
+        return 0
+
+    return legacy
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in SCENARIOS:
+        print(f"usage: skyrelay bench {{{','.join(SCENARIOS)}}} [options]", file=sys.stderr)
+        return 2
+    return _runner(argv[0])(argv[1:])
