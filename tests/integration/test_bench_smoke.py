@@ -1,0 +1,38 @@
+"""The benchmark scenarios run and print their figures (smoke tests: never judged on a figure)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def bench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "skyrelay", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_fanout_quick_measures_skyrelay_and_the_python_peer() -> None:
+    out = bench("fanout", "--quick")
+    assert "deliveries/s" in out
+    assert "skyrelay" in out and "socketio" in out
+
+
+def test_connections_quick_reports_memory_per_connection() -> None:
+    out = bench("connections", "--quick")
+    assert "memory per connection" in out
+
+
+def test_ring_reports_lookup_cost_and_moved_fraction() -> None:
+    out = bench("ring")
+    assert "lookup, cached" in out and "primaries moved" in out
