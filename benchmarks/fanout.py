@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.common import API_KEY, bench_token, local_cluster, percentile
+from benchmarks.peers import pushpin
 
 RESULTS = Path(__file__).parent / "results"
 # Receiver processes: the load generators must never be the bottleneck.
@@ -89,6 +92,40 @@ class SocketIoTarget(Target):
         for message in messages:
             async with session.post(self.api, json={"data": message}) as r:
                 await r.read()
+
+
+class PushpinTarget(Target):
+    kind = "pushpin"
+
+    def __init__(self, http_port: int, port_offset: int) -> None:
+        self.url = f"http://127.0.0.1:{http_port}/bench"
+        self.api = pushpin.publish_url(port_offset)
+
+    async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
+        # One body per burst: Pushpin drops items when bodies overlap on a slow stream.
+        data = json.dumps(messages[0])
+        for body in pushpin.publish_bodies(data, len(messages)):
+            async with session.post(self.api, data=body) as r:
+                await r.read()
+
+
+@contextmanager
+def pushpin_server() -> Iterator[PushpinTarget]:
+    if shutil.which(pushpin.PUSHPIN_BIN) is None:
+        raise RuntimeError("pushpin is not installed (apt-get install pushpin)")
+    origin_port, http_port = free_port(), free_port()
+    origin = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.peers.pushpin", "origin", "--port", str(origin_port)]
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-pushpin-") as workdir:
+        proc = pushpin.start_pushpin(Path(workdir), http_port, origin_port)
+        try:
+            pushpin.wait_pushpin_ready(proc, http_port)
+            yield PushpinTarget(http_port, 0)
+        finally:
+            pushpin.stop_pushpin(proc)
+            origin.terminate()
+            origin.wait(10)
 
 
 @contextmanager
@@ -207,6 +244,9 @@ def run(argv: list[str]) -> int:
     if "socketio" in peers:
         with socketio_server() as peer:
             figures.append(asyncio.run(measure(peer, subscribers, burst, paced, rate)))
+    if "pushpin" in peers:
+        with pushpin_server() as pp:
+            figures.append(asyncio.run(measure(pp, subscribers, burst, paced, rate)))
     report(figures, "fanout", quick=args.quick)
     return 0
 
