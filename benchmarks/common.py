@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,17 +39,48 @@ history_ttl = 600
 BENCH_EDGE_TOML = "max_connections_per_user = 0\nclient_publish_rate = 0"
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base(edges: int = 2, origins: int = 3) -> int:
+    """A base port whose edge ports and origin ports (base + 100 ...) are all free now."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        ports = [base + i for i in range(edges)] + [base + 100 + i for i in range(origins)]
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range")
+
+
 @contextmanager
-def local_cluster(port: int, **spec: Any) -> Iterator[LocalCluster]:
+def local_cluster(port: int | None = None, **spec: Any) -> Iterator[LocalCluster]:
+    """A cluster on ``port`` (default: a free range, retried if a port is taken meanwhile)."""
     with tempfile.TemporaryDirectory() as workdir:
-        cluster = LocalCluster(
-            ClusterSpec(port=port, extra_toml=BENCH_TOML, edge_toml=BENCH_EDGE_TOML, **spec),
-            Path(workdir),
-            SECRET,
-            API_KEY,
-            log_dir=Path(workdir),
-        )
-        cluster.start()
+        for attempt in range(3):
+            base = (
+                port
+                if port is not None
+                else free_base(spec.get("edges", 2), spec.get("origins", 3))
+            )
+            cluster = LocalCluster(
+                ClusterSpec(port=base, extra_toml=BENCH_TOML, edge_toml=BENCH_EDGE_TOML, **spec),
+                Path(workdir),
+                SECRET,
+                API_KEY,
+                log_dir=Path(workdir),
+            )
+            try:
+                cluster.start()
+                break
+            except RuntimeError:
+                if port is not None or attempt == 2:
+                    raise
         try:
             yield cluster
         finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.common import API_KEY, local_cluster
-from benchmarks.fanout import RESULTS, SkyrelayTarget, free_port, receivers, results
+from benchmarks.fanout import RESULTS, SkyrelayTarget, receivers, results
 
 # Receiver processes holding the connections.
 HOLDERS = 4
@@ -67,8 +67,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=10_000)
     args = parser.parse_args(argv)
     count = 300 if args.quick else args.connections
-    port = 20000 + free_port() % 20000 // 200 * 200
-    with local_cluster(port, origins=1, edges=1, replication=1) as cluster:
+    with local_cluster(origins=1, edges=1, replication=1) as cluster:
         pid = cluster.processes["e0"].pid
         figures = asyncio.run(measure(cluster.edge_url(0), cluster.ws_url(0), pid, count))
     print(f"\nconnections: {figures.connections} idle WebSocket clients on one edge process")

@@ -236,9 +236,7 @@ def run(argv: list[str]) -> int:
         subscribers, burst, paced, rate = 100, 20, 10, 20.0
     peers = [p for p in args.peers.split(",") if p and p != "none"]
     figures: list[Figures] = []
-    with local_cluster(
-        free_port() // 10 * 10 % 40000 + 20000, origins=1, edges=1, replication=1
-    ) as cluster:
+    with local_cluster(origins=1, edges=1, replication=1) as cluster:
         target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0))
         figures.append(asyncio.run(measure(target, subscribers, burst, paced, rate)))
     if "socketio" in peers:
