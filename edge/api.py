@@ -3,6 +3,7 @@ shard through the ring. Answers follow Centrifugo's HTTP API so that ``cent`` wo
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,9 @@ from edge.session import HistoryQuery, history_query, history_request, history_r
 from skyrelay import edgelink
 
 ApiMethod = Callable[[EdgeNode, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+# Commands in one batch, or channels in one broadcast.
+MAX_BATCH = 1000
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -90,10 +94,85 @@ async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     return history_result(query, result)
 
 
+async def api_broadcast(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    """The same publication to many channels, concurrently; one result per channel, in order."""
+    channels = params.get("channels")
+    if not isinstance(channels, list) or not channels:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "channels must be a non-empty list")
+    if len(channels) > MAX_BATCH:
+        raise ReplyError(ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_BATCH} channels")
+    rest = {k: v for k, v in params.items() if k != "channels"}
+    answers = await asyncio.gather(
+        *(_settled(api_publish, node, {**rest, "channel": ch}) for ch in channels)
+    )
+    return {"responses": answers}
+
+
+async def _presence(node: EdgeNode, params: dict[str, Any], op: str) -> dict[str, Any]:
+    channel = _channel(params)
+    ns = node.config.namespace(channel)
+    if ns is None:
+        raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace in channel {channel!r}")
+    if not ns.presence:
+        raise ReplyError(ErrorCode.NOT_AVAILABLE, "presence is off in this namespace")
+    return (await node.router.request(channel, op, {"ch": channel}))[1]
+
+
+async def api_presence(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    result = await _presence(node, params, edgelink.OP_PRESENCE)
+    return {"presence": result.get("presence") or {}}
+
+
+async def api_presence_stats(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    result = await _presence(node, params, edgelink.OP_PRESENCE_STATS)
+    return {
+        "num_clients": int(result.get("num_clients", 0)),
+        "num_users": int(result.get("num_users", 0)),
+    }
+
+
+async def _settled(method: ApiMethod, node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {"result": await method(node, params)}
+    except ReplyError as exc:
+        return {"error": {"code": exc.code, "message": exc.message}}
+
+
 API_METHODS: dict[str, ApiMethod] = {
     "publish": api_publish,
+    "broadcast": api_broadcast,
     "history": api_history,
+    "presence": api_presence,
+    "presence_stats": api_presence_stats,
 }
+
+
+async def api_batch(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    """Several commands in one request: in order, or concurrently with ``parallel``."""
+    commands = params.get("commands")
+    if not isinstance(commands, list):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "commands must be a list")
+    if len(commands) > MAX_BATCH:
+        raise ReplyError(ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_BATCH} commands")
+    steps: list[tuple[str, ApiMethod, dict[str, Any]]] = []
+    for command in commands:
+        if not isinstance(command, dict) or len(command) != 1:
+            raise ReplyError(ErrorCode.BAD_REQUEST, "each command is {method: params}")
+        ((name, sub_params),) = command.items()
+        method = API_METHODS.get(name)
+        if method is None or not isinstance(sub_params, dict):
+            raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown or malformed command {name!r}")
+        steps.append((name, method, sub_params))
+
+    async def run(name: str, method: ApiMethod, sub_params: dict[str, Any]) -> dict[str, Any]:
+        settled = await _settled(method, node, sub_params)
+        return {name: settled["result"]} if "result" in settled else settled
+
+    if params.get("parallel") is True:
+        replies = await asyncio.gather(*(run(*step) for step in steps))
+    else:
+        replies = [await run(*step) for step in steps]
+    return {"replies": list(replies)}
 
 
 async def api_handler(request: web.Request) -> web.StreamResponse:
@@ -102,7 +181,7 @@ async def api_handler(request: web.Request) -> web.StreamResponse:
     if not expected or not hmac.compare_digest(_api_key(request).encode(), expected.encode()):
         return web.Response(status=401)
     name = request.match_info["method"]
-    method = API_METHODS.get(name)
+    method = API_METHODS.get(name) or (api_batch if name == "batch" else None)
     if method is None:
         return _json(
             {"error": {"code": ErrorCode.METHOD_NOT_FOUND, "message": f"unknown method {name!r}"}},
@@ -122,6 +201,8 @@ async def api_handler(request: web.Request) -> web.StreamResponse:
     if not isinstance(params, dict):
         return _bad_request("body must be a JSON object")
     try:
+        if name == "batch":  # the one method whose answer is not wrapped in "result"
+            return _json(await api_batch(node, params))
         result = await method(node, params)
     except ReplyError as exc:
         error: dict[str, Any] = {"code": exc.code, "message": exc.message}

@@ -1,0 +1,67 @@
+"""More of the server API with the real `cent` client: broadcast, batch, presence."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from cent import (
+    AsyncClient,
+    BatchRequest,
+    BroadcastRequest,
+    PresenceRequest,
+    PresenceStatsRequest,
+    PublishRequest,
+)
+
+from skyrelay.cluster import LocalCluster
+from tests.integration.conftest import token
+from tests.integration.helpers import channel
+from tests.integration.wsclient import connect_raw
+
+
+async def test_broadcast_publishes_to_every_channel(
+    cluster: LocalCluster, api: AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    channels = [channel() for _ in range(3)]
+    client, _ = await connect_raw(session, cluster.ws_url(0), token())
+    for ch in channels:
+        assert "subscribe" in await client.command("subscribe", {"channel": ch})
+    result = await api.broadcast(BroadcastRequest(channels=channels, data={"all": True}))
+    assert [r.result.offset for r in result.responses] == [1, 1, 1]  # type: ignore[union-attr]
+    pushes = await client.wait_pushes(3)
+    assert sorted(p["channel"] for p in pushes) == sorted(channels)
+    await client.ws.close()
+
+
+async def test_batch_runs_commands_in_order(cluster: LocalCluster, api: AsyncClient) -> None:
+    ch = channel()
+    result = await api.batch(
+        BatchRequest(
+            requests=[PublishRequest(channel=ch, data={"n": n}) for n in range(3)],
+            parallel=False,
+        )
+    )
+    assert [r.offset for r in result.replies] == [1, 2, 3]  # type: ignore[union-attr]
+
+
+async def test_presence_through_the_api(
+    cluster: LocalCluster, api: AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    ch = channel()
+    a, _ = await connect_raw(session, cluster.ws_url(0), token("ann"))
+    b, _ = await connect_raw(session, cluster.ws_url(1), token("bob"))
+    for client in (a, b):
+        assert "subscribe" in await client.command("subscribe", {"channel": ch})
+    # Edges report presence to the channel's leader on their own links: wait for both.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        stats = await api.presence_stats(PresenceStatsRequest(channel=ch))
+        if (stats.num_clients, stats.num_users) == (2, 2):
+            break
+        assert asyncio.get_running_loop().time() < deadline, stats
+        await asyncio.sleep(0.02)
+    presence = await api.presence(PresenceRequest(channel=ch))
+    assert sorted(info.user for info in presence.presence.values()) == ["ann", "bob"]
+    for client in (a, b):
+        await client.ws.close()
