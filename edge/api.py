@@ -94,6 +94,13 @@ async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     return history_result(query, result)
 
 
+async def api_history_remove(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    channel = _channel(params)
+    _check_namespace(node, channel)
+    await node.router.request(channel, edgelink.OP_HISTORY_REMOVE, {"ch": channel})
+    return {}
+
+
 async def api_broadcast(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     """The same publication to many channels, concurrently; one result per channel, in order."""
     channels = params.get("channels")
@@ -142,6 +149,7 @@ API_METHODS: dict[str, ApiMethod] = {
     "publish": api_publish,
     "broadcast": api_broadcast,
     "history": api_history,
+    "history_remove": api_history_remove,
     "presence": api_presence,
     "presence_stats": api_presence_stats,
 }

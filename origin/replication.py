@@ -383,6 +383,17 @@ class Replicator:
 
     # Membership changes.
 
+    def clear_history(self, rep: ChannelReplica) -> None:
+        """history_remove: drop the publications, keep the position, on every replica (each
+        follower gets a fresh install of the emptied stream)."""
+        if rep.stream is None:
+            return
+        rep.stream.clear()
+        for follower, progress in rep.followers.items():
+            progress.sent = None
+            progress.installing = False
+            self.replicate(rep.channel, follower)
+
     def peer_changed(self, shard_id: str, up: bool) -> None:
         """A shard came back (or went away): bring it up to date where we lead."""
         for channel, rep in self.replicas.items():

@@ -90,6 +90,10 @@ class Shard:
         now = time.time()
         if op == edgelink.OP_PUB:
             return await self._publish(channel, message, now)
+        if op == edgelink.OP_HISTORY_REMOVE:
+            rep = await self.replicator.lead(channel)
+            self.replicator.clear_history(rep)
+            return {}
         if op in (edgelink.OP_PRESENCE, edgelink.OP_PRESENCE_STATS):
             await self.replicator.lead(channel)
             if op == edgelink.OP_PRESENCE:

@@ -46,6 +46,7 @@ OP_PRESENCE_ADD = "presence_add"
 OP_PRESENCE_REMOVE = "presence_remove"
 OP_PRESENCE = "presence"
 OP_PRESENCE_STATS = "presence_stats"
+OP_HISTORY_REMOVE = "history_remove"
 EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
 PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_INSTALL})
 

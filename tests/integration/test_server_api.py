@@ -9,6 +9,8 @@ from cent import (
     AsyncClient,
     BatchRequest,
     BroadcastRequest,
+    HistoryRemoveRequest,
+    HistoryRequest,
     PresenceRequest,
     PresenceStatsRequest,
     PublishRequest,
@@ -43,6 +45,16 @@ async def test_batch_runs_commands_in_order(cluster: LocalCluster, api: AsyncCli
         )
     )
     assert [r.offset for r in result.replies] == [1, 2, 3]  # type: ignore[union-attr]
+
+
+async def test_history_remove_keeps_the_position(cluster: LocalCluster, api: AsyncClient) -> None:
+    ch = channel()
+    for n in range(3):
+        await api.publish(PublishRequest(channel=ch, data={"n": n}))
+    await api.history_remove(HistoryRemoveRequest(channel=ch))
+    history = await api.history(HistoryRequest(channel=ch, limit=-1))
+    assert (history.publications, history.offset) == ([], 3)
+    assert (await api.publish(PublishRequest(channel=ch, data={}))).offset == 4
 
 
 async def test_presence_through_the_api(
