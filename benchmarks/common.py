@@ -117,6 +117,19 @@ async def api_publish(
         return answer
 
 
+async def subscribed_socket(
+    session: aiohttp.ClientSession, url: str, channels: list[str]
+) -> aiohttp.ClientWebSocketResponse:
+    """A raw WebSocket client, connected and subscribed to ``channels``."""
+    ws = await session.ws_connect(url)
+    await ws.send_str(json.dumps({"id": 1, "connect": {"token": bench_token()}}))
+    await ws.receive()
+    for i, channel in enumerate(channels):
+        await ws.send_str(json.dumps({"id": 2 + i, "subscribe": {"channel": channel}}))
+        await ws.receive()
+    return ws
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

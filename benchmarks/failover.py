@@ -19,7 +19,7 @@ import time
 
 import aiohttp
 
-from benchmarks.common import api_publish, bench_token, channels_led_by, local_cluster
+from benchmarks.common import api_publish, channels_led_by, local_cluster, subscribed_socket
 
 # Publications per second on each measured channel, before and after the failure.
 RATE = 200
@@ -29,17 +29,12 @@ WARM = 1.0
 DEADLINE = 20.0
 
 
-async def one_run(port: int, sig: signal.Signals) -> tuple[float, int]:
+async def one_run(port: int | None, sig: signal.Signals) -> tuple[float, int]:
     """(failover seconds, publications acked then lost)."""
     channels = channels_led_by("o0", 3, 3, 4)
     with local_cluster(port) as cluster:
         async with aiohttp.ClientSession() as session:
-            ws = await session.ws_connect(cluster.ws_url(1))
-            await ws.send_str(json.dumps({"id": 1, "connect": {"token": bench_token()}}))
-            await ws.receive()
-            for i, ch in enumerate(channels):
-                await ws.send_str(json.dumps({"id": 2 + i, "subscribe": {"channel": ch}}))
-                await ws.receive()
+            ws = await subscribed_socket(session, cluster.ws_url(1), channels)
             failed_at = 0.0
             first_after: float | None = None
             sent_at: dict[int, float] = {}
@@ -105,7 +100,7 @@ async def one_run(port: int, sig: signal.Signals) -> tuple[float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--port", type=int, default=27400)
+    parser.add_argument("--port", type=int, default=None, help="default: a free range")
     args = parser.parse_args()
     for sig in (signal.SIGKILL, signal.SIGSTOP):
         times, lost = [], 0

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
 
-from edge.auth import mint_token
-from skyrelay.cluster import ClusterSpec, LocalCluster
+from benchmarks.common import API_KEY, local_cluster, percentile, subscribed_socket
+from skyrelay.cluster import LocalCluster
 
-SECRET = "bench-secret-" + "0" * 48
-API_KEY = "bench-api-key"
 # Deadline for the whole run, whatever the message count.
 RUN_TIMEOUT = 300.0
 
@@ -35,12 +30,7 @@ async def measure(cluster: LocalCluster, messages: int, rate: float) -> list[flo
     sent_at: dict[int, float] = {}
     done = asyncio.Event()
     async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(cluster.ws_url(0))
-        token = mint_token(SECRET, "bench", now=time.time(), ttl=3600)
-        await ws.send_str(json.dumps({"id": 1, "connect": {"token": token}}))
-        await ws.receive()
-        await ws.send_str(json.dumps({"id": 2, "subscribe": {"channel": "latency"}}))
-        await ws.receive()
+        ws = await subscribed_socket(session, cluster.ws_url(0), ["latency"])
 
         async def receive() -> None:
             async for msg in ws:
@@ -77,28 +67,14 @@ async def measure(cluster: LocalCluster, messages: int, rate: float) -> list[flo
     return latencies
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="publications per second")
-    parser.add_argument("--port", type=int, default=27000)
+    parser.add_argument("--port", type=int, default=None, help="default: a free range")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        cluster = LocalCluster(
-            ClusterSpec(port=args.port), Path(workdir), SECRET, API_KEY, log_dir=Path(workdir)
-        )
-        cluster.start()
-        try:
-            lat = asyncio.run(
-                asyncio.wait_for(measure(cluster, args.messages, args.rate), RUN_TIMEOUT)
-            )
-        finally:
-            cluster.stop()
+    with local_cluster(args.port) as cluster:
+        lat = asyncio.run(asyncio.wait_for(measure(cluster, args.messages, args.rate), RUN_TIMEOUT))
     ms = [v * 1000 for v in lat]
     path = "publish (API, edge 1) -> deliver (WebSocket, edge 0)"
     print(f"{path}, {len(ms)} messages at {args.rate:.0f}/s")

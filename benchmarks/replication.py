@@ -53,7 +53,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--publications", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--port", type=int, default=27200)
+    parser.add_argument("--port", type=int, default=None, help="default: a free range")
     args = parser.parse_args()
     print(f"{args.publications} publications, {args.concurrency} in flight, 20 channels led by o0")
     for replication in (1, 3):
