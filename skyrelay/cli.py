@@ -36,12 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     origin = sub.add_parser("origin", help="run one origin shard")
     origin.add_argument("--config", required=True)
     origin.add_argument("--id", required=True)
-    origin.add_argument("--log-level", default="INFO")
+    origin.add_argument("--log-level", default=None, help="default: log.level in the config")
 
     edge = sub.add_parser("edge", help="run one edge relay")
     edge.add_argument("--config", required=True)
     edge.add_argument("--id", default=None, help="edge id in the config (default: the first)")
-    edge.add_argument("--log-level", default="INFO")
+    edge.add_argument("--log-level", default=None, help="default: log.level in the config")
 
     token = sub.add_parser("token", help="mint a development token")
     token.add_argument("--sub", required=True, help="user id")
@@ -84,11 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve_origin(args: argparse.Namespace) -> int:
     from origin.app import run_origin  # noqa: PLC0415 - only the command that runs it pays
-    from skyrelay.serve import configure_logging, install_uvloop  # noqa: PLC0415
+    from skyrelay.logs import configure  # noqa: PLC0415
+    from skyrelay.serve import install_uvloop  # noqa: PLC0415
 
     config = load_config(args.config)
     config.shard(args.id)
-    configure_logging(args.log_level)
+    configure(args.id, level=args.log_level or config.log.level, fmt=config.log.format)
     install_uvloop()
     asyncio.run(run_origin(args.config, args.id))
     return 0
@@ -96,11 +97,12 @@ def _serve_origin(args: argparse.Namespace) -> int:
 
 def _serve_edge(args: argparse.Namespace) -> int:
     from edge.app import run_edge  # noqa: PLC0415
-    from skyrelay.serve import configure_logging, install_uvloop  # noqa: PLC0415
+    from skyrelay.logs import configure  # noqa: PLC0415
+    from skyrelay.serve import install_uvloop  # noqa: PLC0415
 
     config = load_config(args.config)
-    config.edge_by_id(args.id)
-    configure_logging(args.log_level)
+    edge = config.edge_by_id(args.id)
+    configure(edge.id, level=args.log_level or config.log.level, fmt=config.log.format)
     install_uvloop()
     asyncio.run(run_edge(args.config, args.id))
     return 0

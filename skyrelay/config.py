@@ -155,6 +155,13 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    # "console" (readable lines) or "json" (one object per line, for log pipelines).
+    format: Literal["console", "json"] = "console"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     """How client tokens are verified (the HMAC secret is ``token_secret``)."""
 
@@ -202,6 +209,7 @@ class ClusterConfig:
     origin: OriginSettings = OriginSettings()
     health: HealthSettings = field(default_factory=HealthSettings)
     auth: AuthSettings = AuthSettings()
+    log: LogSettings = LogSettings()
     token_secret: str = ""
     api_key: str = ""
 
@@ -295,6 +303,7 @@ _TOP_LEVEL = {
     "origin",
     "health",
     "auth",
+    "log",
     "token_secret",
     "api_key",
 }
@@ -349,6 +358,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     origin = _build(OriginSettings, "origin", data.get("origin", {}))
     health = _build(HealthSettings, "health", data.get("health", {}))
     auth = _build(AuthSettings, "auth", data.get("auth", {}))
+    log = _build(LogSettings, "log", data.get("log", {}))
     if "none" in (a.lower() for a in auth.algorithms):
         raise ConfigError("auth.algorithms: 'none' is never allowed")
     if health.fall < 1 or health.rise < 1:
@@ -369,6 +379,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         origin=origin,
         health=health,
         auth=auth,
+        log=log,
         token_secret=token_secret,
         api_key=api_key,
     )

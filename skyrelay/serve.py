@@ -70,11 +70,3 @@ def _guarded(reload: Callable[[], None]) -> Callable[[], None]:
             log.error("reload failed, keeping the running config: %s", exc)
 
     return run
-
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )

@@ -19,6 +19,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.OriginSettings,
         config.HealthSettings,
         config.AuthSettings,
+        config.LogSettings,
     )
     missing = [
         f"{cls.__name__}.{f.name}"
