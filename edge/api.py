@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -208,6 +209,7 @@ async def api_handler(request: web.Request) -> web.StreamResponse:
         return _bad_request("body is not valid JSON")
     if not isinstance(params, dict):
         return _bad_request("body must be a JSON object")
+    started = time.perf_counter()
     try:
         if name == "batch":  # the one method whose answer is not wrapped in "result"
             return _json(await api_batch(node, params))
@@ -217,4 +219,6 @@ async def api_handler(request: web.Request) -> web.StreamResponse:
         if exc.temporary:
             error["temporary"] = True
         return _json({"error": error})
+    finally:
+        node.metrics.api_seconds.labels(method=name).observe(time.perf_counter() - started)
     return _json({"result": result})

@@ -7,9 +7,12 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Iterator
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from edge.api import api_handler
 from edge.codes import DisconnectCode
@@ -33,6 +36,31 @@ log = logging.getLogger("skyrelay.edge")
 
 SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
+
+
+class EdgeCollector(Collector):
+    """Edge state read at scrape time: shard health as this edge sees it, channel moves."""
+
+    def __init__(self, node: EdgeNode) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "skyrelay_edge_shard_up", "Shard health as this edge sees it (1 up)", labels=["shard"]
+        )
+        for shard, state in self._node.router.health.snapshot().items():
+            up.add_metric([shard], 1.0 if state == "up" else 0.0)
+        yield up
+        yield CounterMetricFamily(
+            "skyrelay_edge_channel_moves",
+            "Channels moved to another shard (failover, takeover, ring change)",
+            value=self._node.hub.moves,
+        )
+        yield GaugeMetricFamily(
+            "skyrelay_edge_channels",
+            "Channels held at this edge",
+            value=len(self._node.hub.channels),
+        )
 
 
 async def health(_: web.Request) -> web.Response:
@@ -73,6 +101,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
         metrics=metrics,
     )
     app[NODE_KEY] = node
+    metrics.registry.register(EdgeCollector(node))
     app.router.add_get("/connection/websocket", websocket_handler)
     app.router.add_post("/connection/http_stream", http_stream_handler)
     app.router.add_route("*", "/connection/sse", _sse_or_preflight)

@@ -188,6 +188,7 @@ class Client:
             if result is not None and not self.closed:
                 self.sink.send(protocol.reply(command.id, command.method, result))
         except ReplyError as exc:
+            self.node.metrics.command_errors.labels(code=str(exc.code)).inc()
             if not self.closed:
                 self.sink.send(
                     protocol.error_reply(command.id, exc.code, exc.message, exc.temporary)

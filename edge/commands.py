@@ -55,6 +55,7 @@ async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
         # Scoped to the user, so one user's key never suppresses another's publication.
         request["ikey"] = f"client:{client.user}:{key}"
     await client.node.router.request(channel, edgelink.OP_PUB, request)
+    client.node.metrics.client_publications.inc()
     return {}
 
 

@@ -280,7 +280,8 @@ class Hub:
                 self.move(channel)
 
     def on_link_up(self, link: LinkClient) -> None:
-        pass  # health checks decide when a shard serves again
+        # Health checks decide when a shard serves again; this only counts the (re)connect.
+        self.metrics.link_reconnects.labels(shard=link.id).inc()
 
     def on_health_change(self) -> None:
         """Channels whose preferred leader changed follow it."""

@@ -62,6 +62,29 @@ class ShardCollector(Collector):
             "Channels this shard took the lead of",
             value=replicator.takeovers,
         )
+        lag, in_sync = 0, 0
+        for rep in replicator.replicas.values():
+            if rep.is_leader and rep.stream is not None:
+                for progress in rep.followers.values():
+                    behind = rep.stream.top - progress.match
+                    lag = max(lag, behind)
+                    in_sync += behind == 0
+        yield GaugeMetricFamily(
+            "skyrelay_origin_replication_lag",
+            "Most publications any follower is behind, over the channels this shard leads",
+            value=lag,
+        )
+        yield GaugeMetricFamily(
+            "skyrelay_origin_followers_in_sync",
+            "Follower copies holding everything, over the channels this shard leads",
+            value=in_sync,
+        )
+        up = GaugeMetricFamily(
+            "skyrelay_origin_peer_up", "Other shards' health as this one sees it", labels=["shard"]
+        )
+        for peer, state in self._app[HEALTH_KEY].snapshot().items():
+            up.add_metric([peer], 1.0 if state == "up" else 0.0)
+        yield up
         yield GaugeMetricFamily(
             "skyrelay_origin_edge_links",
             "Links connected to this shard",

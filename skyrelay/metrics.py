@@ -9,6 +9,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
 
@@ -49,6 +50,24 @@ class EdgeMetrics:
             "skyrelay_edge_recovery_reads",
             "Reads of missed publications, by source (edge hot cache or origin)",
             ["source"],
+            registry=r,
+        )
+        self.command_errors = Counter(
+            "skyrelay_edge_command_errors",
+            "Client commands answered with an error, by code",
+            ["code"],
+            registry=r,
+        )
+        self.client_publications = Counter(
+            "skyrelay_edge_client_publications",
+            "Publications sent by clients (the publish command)",
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "skyrelay_edge_api_seconds",
+            "Server API request duration, by method",
+            ["method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r,
         )
         self.link_reconnects = Counter(
