@@ -7,7 +7,6 @@ positions as its SSE ``id``, so a browser that reconnects by itself sends them b
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -18,13 +17,12 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from edge import protocol
 from edge.attach import Attachment, until_done
 from edge.auth import ExpiredToken, InvalidToken
 from edge.client import Client, Join
 from edge.codes import Disconnect, DisconnectCode
 from edge.cors import cors_headers, refused
-from edge.emulation import STREAM_HEADERS
+from edge.emulation import STREAM_HEADERS, StreamSink
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, http_chunk
 from edge.session import SubscribeOptions
@@ -71,16 +69,18 @@ def _event(data: bytes, event_id: bytes | None) -> bytes:
     return http_chunk(head + b"data: " + data + b"\n\n")
 
 
-class UniSseSink:
-    __slots__ = ("_outbox", "done", "positions")
+def _plain_event(payload: bytes) -> bytes:
+    return _event(_bare(payload), None)
+
+
+class UniSseSink(StreamSink):
+    """Bare pushes as SSE events; publications carry the connection's positions as their id."""
+
+    __slots__ = ("positions",)
 
     def __init__(self, outbox: FrameOutbox) -> None:
-        self._outbox = outbox
+        super().__init__(outbox, _plain_event)
         self.positions: Positions = {}
-        self.done = asyncio.Event()
-
-    def send(self, payload: bytes) -> None:
-        self._outbox.push(_event(_bare(payload), None))
 
     def send_with_position(self, payload: bytes) -> None:
         self._outbox.push(_event(_bare(payload), encode_positions(self.positions)))
@@ -88,9 +88,7 @@ class UniSseSink:
     def deliver(self, message: Outgoing) -> None:
         position = message.position
         if position is None or not position[2]:
-            self._outbox.push(
-                message.framed_as("uni", lambda: _event(_bare(message.payload), None))
-            )
+            super().deliver(message)
             return
         channel, epoch, offset = position
         self.positions[channel] = (epoch, offset)
@@ -99,13 +97,6 @@ class UniSseSink:
             ("uni", event_id), lambda: _event(_bare(message.payload), event_id)
         )
         self._outbox.push(frame)
-
-    def close(self, code: int, reason: str) -> None:
-        if not self._outbox.closed:
-            self.send(protocol.disconnect_push(code, reason))
-            self._outbox.flush()
-            self._outbox.close()
-        self.done.set()
 
 
 async def connect(client: Client, sink: UniSseSink, token: str, resume: Positions) -> None:
