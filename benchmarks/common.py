@@ -7,7 +7,7 @@ import random
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,18 @@ async def subscribed_socket(
         await ws.send_str(json.dumps({"id": 2 + i, "subscribe": {"channel": channel}}))
         await ws.receive()
     return ws
+
+
+async def publications(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """The publications a raw client receives, answering the server's pings on the way."""
+    async for msg in ws:
+        for line in msg.data.split("\n"):
+            obj = json.loads(line)
+            pub = obj.get("push", {}).get("pub")
+            if pub is not None:
+                yield pub
+            elif not obj:
+                await ws.send_str("{}")
 
 
 def percentile(values: list[float], q: float) -> float:

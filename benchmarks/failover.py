@@ -12,14 +12,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import statistics
 import time
 
 import aiohttp
 
-from benchmarks.common import api_publish, channels_led_by, local_cluster, subscribed_socket
+from benchmarks.common import (
+    api_publish,
+    channels_led_by,
+    local_cluster,
+    publications,
+    subscribed_socket,
+)
 
 # Publications per second on each measured channel, before and after the failure.
 RATE = 200
@@ -44,19 +49,12 @@ async def one_run(port: int | None, sig: signal.Signals) -> tuple[float, int]:
 
             async def read() -> None:
                 nonlocal first_after
-                async for msg in ws:
-                    for line in msg.data.split("\n"):
-                        obj = json.loads(line)
-                        pub = obj.get("push", {}).get("pub")
-                        if pub is None:
-                            if not obj:
-                                await ws.send_str("{}")
-                            continue
-                        n = pub["data"]["n"]
-                        received.add(n)
-                        arrived.set()
-                        if failed_at and first_after is None and sent_at[n] > failed_at:
-                            first_after = time.monotonic() - failed_at
+                async for pub in publications(ws):
+                    n = pub["data"]["n"]
+                    received.add(n)
+                    arrived.set()
+                    if failed_at and first_after is None and sent_at[n] > failed_at:
+                        first_after = time.monotonic() - failed_at
 
             async def publish(n: int) -> None:
                 key = f"k{n}"

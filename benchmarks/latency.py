@@ -16,9 +16,14 @@ import sys
 import time
 
 import aiohttp
-import orjson
 
-from benchmarks.common import API_KEY, local_cluster, percentile, subscribed_socket
+from benchmarks.common import (
+    API_KEY,
+    local_cluster,
+    percentile,
+    publications,
+    subscribed_socket,
+)
 from skyrelay.cluster import LocalCluster
 
 # Deadline for the whole run, whatever the message count.
@@ -33,19 +38,11 @@ async def measure(cluster: LocalCluster, messages: int, rate: float) -> list[flo
         ws = await subscribed_socket(session, cluster.ws_url(0), ["latency"])
 
         async def receive() -> None:
-            async for msg in ws:
-                for line in msg.data.split("\n"):
-                    obj = orjson.loads(line)
-                    pub = obj.get("push", {}).get("pub")
-                    if pub is None:
-                        if not obj:
-                            await ws.send_str("{}")
-                        continue
-                    n = pub["data"]["n"]
-                    latencies.append(time.perf_counter() - sent_at[n])
-                    if len(latencies) == messages:
-                        done.set()
-                        return
+            async for pub in publications(ws):
+                latencies.append(time.perf_counter() - sent_at[pub["data"]["n"]])
+                if len(latencies) == messages:
+                    done.set()
+                    return
 
         reader = asyncio.create_task(receive())
         url = f"{cluster.edge_url(1)}/api/publish"
