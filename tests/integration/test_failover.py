@@ -9,7 +9,7 @@ import asyncio
 import signal
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,6 @@ def cluster3(tmp_path: Path) -> Iterator[LocalCluster]:
     c = start_cluster(tmp_path)
     yield c
     c.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def status(session: aiohttp.ClientSession, cluster: LocalCluster, i: int) -> dict[str, Any]:
@@ -73,6 +67,10 @@ async def subscribers(
     return recorders
 
 
+def traffic_flowing(acks: Acks, channels: list[str], count: int) -> bool:
+    return all(len(acks.acked.get(ch, {})) >= count for ch in channels)
+
+
 async def test_primary_killed_under_load_loses_nothing_acked(
     cluster3: LocalCluster, session: aiohttp.ClientSession
 ) -> None:
@@ -95,7 +93,8 @@ async def test_primary_killed_under_load_loses_nothing_acked(
             await publish(session, api, channel, {"n": n}, f"{channel}-{n}", acks, give_up)
 
     tasks = [asyncio.ensure_future(publisher(ch, i % 2)) for i, ch in enumerate(CHANNELS)]
-    await asyncio.sleep(3.0)  # let traffic flow before the failure
+    # Let traffic flow before the failure: 30 publications acked in every channel (~3 s).
+    await until(lambda: traffic_flowing(acks, CHANNELS, 30), timeout=30, what="traffic")
     led = await leaders(session, cluster3)
     victim = max(("o0", "o1", "o2"), key=lambda s: sum(1 for v in led.values() if v == s))
     affected = [ch for ch, shard in led.items() if shard == victim]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +14,12 @@ from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import start_cluster
 from tests.integration.helpers import until
 from tests.integration.load import Acks, check_deliveries, publish
-from tests.integration.test_failover import api_history_retry, leaders, subscribers
+from tests.integration.test_failover import (
+    api_history_retry,
+    leaders,
+    subscribers,
+    traffic_flowing,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,12 +31,6 @@ def cluster_r2(tmp_path: Path) -> Iterator[LocalCluster]:
     c = start_cluster(tmp_path, replication=2)
     yield c
     c.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def test_adding_a_fourth_shard_moves_about_a_quarter_of_the_channels() -> None:
@@ -68,7 +67,8 @@ async def test_shard_added_under_traffic_loses_and_duplicates_nothing(
             await publish(session, api, channel, {"n": n}, f"{channel}-{n}", acks, start + 60)
 
     tasks = [asyncio.ensure_future(publisher(ch, i % 2)) for i, ch in enumerate(CHANNELS)]
-    await asyncio.sleep(3.0)
+    # Add the shard once traffic flows: 30 publications acked in every channel (~3 s).
+    await until(lambda: traffic_flowing(acks, CHANNELS, 30), timeout=30, what="traffic")
     added = await asyncio.get_running_loop().run_in_executor(None, cluster_r2.add_shard)
     await asyncio.gather(*tasks)
 
