@@ -57,6 +57,11 @@ class EdgeCollector(Collector):
             value=self._node.hub.moves,
         )
         yield GaugeMetricFamily(
+            "skyrelay_edge_connection_limit",
+            "Connections this edge process accepts at most (edge.max_connections; 0 = none)",
+            value=self._node.config.edge.max_connections,
+        )
+        yield GaugeMetricFamily(
             "skyrelay_edge_channels",
             "Channels held at this edge",
             value=len(self._node.hub.channels),

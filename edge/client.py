@@ -82,14 +82,23 @@ class Client:
         "state",
         "sub_expiry",
         "subs",
+        "transport_name",
         "unidirectional",
         "user",
     )
 
     def __init__(
-        self, node: EdgeNode, sink: Sink, *, emulation: bool = False, unidirectional: bool = False
+        self,
+        node: EdgeNode,
+        sink: Sink,
+        transport_name: str,
+        *,
+        emulation: bool = False,
+        unidirectional: bool = False,
     ) -> None:
         self.id = str(uuid.uuid4())
+        # websocket, http_stream, sse or uni_sse: a label of the connection metrics.
+        self.transport_name = transport_name
         # Unidirectional transports: no commands, no pongs; subscriptions come from the token.
         self.unidirectional = unidirectional
         # Emulated bidirectional transports: later commands arrive by POST /emulation.
@@ -223,7 +232,7 @@ class Client:
         if self.session:
             node.sessions.pop(self.session, None)
         if was_connected:
-            node.metrics.connections.dec()
+            node.metrics.connections.labels(self.transport_name).dec()
             if self.user and self.user in node.user_connections:
                 left = node.user_connections[self.user] - 1
                 if left > 0:
@@ -256,6 +265,9 @@ class Client:
     def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:
         """The token is good: the connection is connected; returns the connect result."""
         node = self.node
+        edge_limit = node.config.edge.max_connections
+        if edge_limit and len(node.clients) >= edge_limit:
+            raise Disconnect(DisconnectCode.TOO_MANY_REQUESTS, "edge at its connection limit")
         limit = node.config.edge.max_connections_per_user
         if credentials.user and limit:
             held = node.user_connections.get(credentials.user, 0)
@@ -269,7 +281,7 @@ class Client:
         node = self.node
         node.clients[self.id] = self
         node.wheel.add(self)
-        node.metrics.connections.inc()
+        node.metrics.connections.labels(self.transport_name).inc()
         result: dict[str, Any] = {
             "client": self.id,
             "version": VERSION,

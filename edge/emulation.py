@@ -84,7 +84,8 @@ async def _stream(
     attached = Attachment(node, transport)
     outbox = attached.outbox
     sink = StreamSink(outbox, framing)
-    client = attached.client = Client(node, sink, emulation=True)
+    transport_name = "sse" if framing is SSE_EVENT else "http_stream"
+    client = attached.client = Client(node, sink, transport_name, emulation=True)
     if framing is SSE_EVENT:
         outbox.push(http_chunk(b"\r\n"))
     await client.handle_serialized(commands)

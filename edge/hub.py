@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from enum import Enum
 from typing import Any, Protocol
 
@@ -254,6 +255,9 @@ class Hub:
                 return
             channel.offset = offset
         self._fan_out(channel, pub)
+        received = push.get("at")
+        if isinstance(received, float):
+            self.metrics.deliver_seconds.observe(max(0.0, time.time() - received))
 
     def _fan_out(self, channel: Channel, pub: dict[str, Any]) -> None:
         self.metrics.publications.inc()

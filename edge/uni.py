@@ -172,7 +172,7 @@ async def uni_sse_handler(request: web.Request) -> web.StreamResponse:
     attached = Attachment(node, transport)
     outbox = attached.outbox
     sink = UniSseSink(outbox)
-    client = attached.client = Client(node, sink, unidirectional=True)
+    client = attached.client = Client(node, sink, "uni_sse", unidirectional=True)
     outbox.push(http_chunk(b"retry: %d\n\n" % SSE_RETRY_MS))
     try:
         await connect(client, sink, token if isinstance(token, str) else "", resume)

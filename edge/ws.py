@@ -80,7 +80,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return ws
     attached = Attachment(node, transport)
     outbox = attached.outbox
-    client = attached.client = Client(node, WebSocketSink(ws, transport, outbox))
+    client = attached.client = Client(node, WebSocketSink(ws, transport, outbox), "websocket")
     stale = asyncio.get_running_loop().call_later(settings.connect_timeout, _close_stale, client)
     try:
         async for msg in ws:

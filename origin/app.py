@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,7 +20,7 @@ from ring.health import HealthView
 from skyrelay import edgelink
 from skyrelay.config import ClusterConfig, load_config
 from skyrelay.linkclient import LinkClient, LinkSettings
-from skyrelay.metrics import metrics_handler
+from skyrelay.metrics import OriginMetrics, metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
 
@@ -132,10 +131,11 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     links: dict[str, LinkClient] = {}
     app[LINKS_KEY] = links
     app[HEALTH_KEY] = view
-    app[SHARD_KEY] = Shard(config, shard_id, ring, view, links)
+    metrics = OriginMetrics()
+    app[SHARD_KEY] = Shard(config, shard_id, ring, view, links, metrics)
     app[PEERS_KEY] = set[PeerWriter]()
     app[TASKS_KEY] = []
-    registry = CollectorRegistry()
+    registry = metrics.registry
     registry.register(ShardCollector(app))
     app.router.add_get(edgelink.LINK_PATH, link_handler)
     app.router.add_get("/health", health)

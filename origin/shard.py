@@ -17,6 +17,7 @@ from skyrelay import edgelink
 from skyrelay.config import ClusterConfig
 from skyrelay.errors import ErrorCode, ReplyError
 from skyrelay.linkclient import LinkClient
+from skyrelay.metrics import OriginMetrics
 
 
 class Peer(Hashable, Protocol):
@@ -33,8 +34,10 @@ class Shard:
         ring: Ring,
         health: HealthView,
         links: Mapping[str, LinkClient],
+        metrics: OriginMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or OriginMetrics()
         self.id = shard_id
         self.replicator = Replicator(config, shard_id, ring, health, links, self._push, self._moved)
         # channel -> edges subscribed to it here (only while this shard leads it)
@@ -77,12 +80,21 @@ class Shard:
 
     async def handle(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
+        publish = message.get("op") == edgelink.OP_PUB
+        start = time.perf_counter()
         try:
-            return edgelink.result(req_id, await self._run(peer, message))
+            answer = edgelink.result(req_id, await self._run(peer, message))
         except ReplyError as exc:
+            if publish and exc.code != ErrorCode.NOT_LEADER:
+                self.metrics.publish_errors.labels(code=str(int(exc.code))).inc()
             return edgelink.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
         except (KeyError, TypeError, ValueError) as exc:
+            if publish:
+                self.metrics.publish_errors.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
             return edgelink.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
+        if publish:
+            self.metrics.publish_seconds.observe(time.perf_counter() - start)
+        return answer
 
     async def _run(self, peer: Peer, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -143,7 +155,10 @@ class Shard:
         if message.get("skip_history") or (ns is not None and ns.history_size == 0):
             # Not kept, so nothing to replicate: order it on the leader and push it.
             await self.replicator.lead(channel)
-            self._push(channel, [Publication(0, message["data"], int(now * 1000), info, tags)])
+            self._push(
+                channel,
+                [Publication(0, message["data"], int(now * 1000), info, tags, received=now)],
+            )
             self.published += 1
             return {}
         rep, pub = await self.replicator.publish(
@@ -184,7 +199,7 @@ class Shard:
         rep = self.replicator.replicas.get(channel)
         epoch = rep.stream.epoch if rep is not None and rep.stream is not None else ""
         for pub in pubs:
-            push = edgelink.pub_push(channel, epoch, pub.to_wire())
+            push = edgelink.pub_push(channel, epoch, pub.to_wire(), pub.received)
             for peer in peers:
                 peer.send(push)
 

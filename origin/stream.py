@@ -29,6 +29,9 @@ class Publication:
     tags: dict[str, str] | None = None
     # Idempotency key of the publish that made it; replicated, never sent to clients.
     ikey: str | None = None
+    # When the leader took the publish (seconds, wall clock): local only, for the
+    # publish-to-deliver latency that edges measure; 0 once replicated or restored.
+    received: float = 0.0
 
     def to_wire(self) -> dict[str, Any]:
         """The client-protocol Publication object, zero values omitted."""
@@ -97,8 +100,8 @@ class ChannelStream:
         """Assign the next offset and keep the publication (committed at once unless told)."""
         time_ms = int(now * 1000)
         if skip_history or self.size == 0:
-            return Publication(0, data, time_ms, info, tags, ikey)
-        pub = Publication(self.top + 1, data, time_ms, info, tags, ikey)
+            return Publication(0, data, time_ms, info, tags, ikey, now)
+        pub = Publication(self.top + 1, data, time_ms, info, tags, ikey, now)
         self.append(pub)
         if commit:
             self.committed = pub.offset

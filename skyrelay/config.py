@@ -145,6 +145,10 @@ class EdgeSettings:
     # Connections one user (token ``sub``) may hold on one edge process; 0 = no limit.
     # Past it a connect is refused with disconnect 3504.
     max_connections_per_user: int = 100
+    # Connections one edge process holds at most; 0 = no limit. Past it a connect is refused
+    # with disconnect 3013, which clients retry with backoff (a load balancer then spreads
+    # them to other edges). Alert before it: see the connection-limit alert.
+    max_connections: int = 50000
     # Backend that answers the client ``rpc`` command (POST, JSON); empty = rpc not available.
     rpc_url: str = ""
     # Seconds the backend has to answer an RPC.

@@ -6,7 +6,8 @@ JSON messages separated by ``\\n`` so that either side can batch. Messages:
 - request (edge -> origin): ``{"id": n, "op": <op>, ...}``
 - response (origin -> edge): ``{"id": n, "result": {...}}`` or
   ``{"id": n, "error": {"code", "message", "temporary"?}}``
-- push (origin -> edge): ``{"push": {"ch": channel, "epoch": e, "pub": Publication}}``
+- push (origin -> edge): ``{"push": {"ch": channel, "epoch": e, "pub": Publication, "at"?}}``,
+  where ``at`` is when the leader took the publish (seconds since the epoch)
 
 A push ``{"push": {"ch", "moved": true, "leader"?}}`` tells an edge that the shard stopped
 leading the channel (a takeover); the edge resubscribes where the channel is led now.
@@ -91,8 +92,12 @@ def error(
     return orjson.dumps({"id": req_id, "error": err})
 
 
-def pub_push(channel: str, epoch: str, pub: dict[str, Any]) -> bytes:
-    return orjson.dumps({"push": {"ch": channel, "epoch": epoch, "pub": pub}})
+def pub_push(channel: str, epoch: str, pub: dict[str, Any], received: float = 0.0) -> bytes:
+    """``received``: when the leader took the publish, so edges can measure delivery latency."""
+    body: dict[str, Any] = {"ch": channel, "epoch": epoch, "pub": pub}
+    if received:
+        body["at"] = received
+    return orjson.dumps({"push": body})
 
 
 def join_push(channel: str, kind: str, info: dict[str, Any]) -> bytes:

@@ -13,12 +13,23 @@ from prometheus_client import (
     generate_latest,
 )
 
+# Histogram buckets for request and delivery latencies, in seconds: fine below 10 ms, where a
+# healthy cluster lives, coarse up to the replication and upstream timeouts.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
+)  # fmt: skip
+
 
 class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.connections = Gauge("skyrelay_edge_connections", "Client connections open", registry=r)
+        self.connections = Gauge(
+            "skyrelay_edge_connections",
+            "Client connections open, by transport",
+            ["transport"],
+            registry=r,
+        )
         self.subscriptions = Gauge(
             "skyrelay_edge_subscriptions", "Client subscriptions held", registry=r
         )
@@ -67,13 +78,39 @@ class EdgeMetrics:
             "skyrelay_edge_api_seconds",
             "Server API request duration, by method",
             ["method"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.deliver_seconds = Histogram(
+            "skyrelay_edge_deliver_latency_seconds",
+            "From the leader taking a publish to this edge queueing it to its subscribers",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.link_reconnects = Counter(
             "skyrelay_edge_link_reconnects",
             "Edge link (re)connections to shards",
             ["shard"],
+            registry=r,
+        )
+
+
+class OriginMetrics:
+    """What an origin measures as it goes; its state is read at scrape time (ShardCollector)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.publish_seconds = Histogram(
+            "skyrelay_origin_publish_seconds",
+            "From taking a publish to acking it (replicated to min_copies), as leader",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_errors = Counter(
+            "skyrelay_origin_publish_errors",
+            "Publishes answered with an error, by code (redirects to the leader not counted)",
+            ["code"],
             registry=r,
         )
 

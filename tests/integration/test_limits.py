@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -142,3 +143,34 @@ async def test_client_publish_rate_is_limited(
     assert codes[:5] == [0] * 5
     assert 111 in codes[5:]
     await client.ws.close()
+
+
+async def test_edge_refuses_connections_past_its_limit(
+    tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
+) -> None:
+    small = start_cluster(
+        tmp_path_factory.mktemp("edge-limit"),
+        origins=1,
+        edges=1,
+        replication=1,
+        edge_toml="max_connections = 2",
+    )
+    try:
+        held = [(await connect_raw(session, small.ws_url(0), token(f"u{i}")))[0] for i in range(2)]
+        third = RawClient(await session.ws_connect(small.ws_url(0), autoclose=False))
+        await third.send_raw(json.dumps({"id": 1, "connect": {"token": token("u3")}}))
+        # 3013 reconnects with backoff: a load balancer sends the retry to another edge.
+        assert await third.wait_closed() == 3013
+        await held[0].ws.close()
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the slot frees once the edge has seen the close
+            again = RawClient(await session.ws_connect(small.ws_url(0), autoclose=False))
+            await again.send_raw(json.dumps({"id": 1, "connect": {"token": token("u3")}}))
+            with contextlib.suppress(ConnectionError):
+                if "connect" in await again.reply(1):
+                    break
+            assert asyncio.get_running_loop().time() < deadline
+        await held[1].ws.close()
+        await again.ws.close()
+    finally:
+        small.stop()

@@ -66,7 +66,10 @@ async def test_metrics_count_publications_deliveries_and_errors(
     assert delta("skyrelay_edge_publications_total") == 5
     assert delta('skyrelay_edge_command_errors_total{code="102"}') == 1
     assert delta('skyrelay_edge_api_seconds_count{method="publish"}') == 5
-    assert after["skyrelay_edge_connections"] >= 3
+    assert after['skyrelay_edge_connections{transport="websocket"}'] >= 3
+    assert after["skyrelay_edge_connection_limit"] > 0
+    # Every publication delivered here was timed from the leader taking it.
+    assert delta("skyrelay_edge_deliver_latency_seconds_count") == 5
     assert after['skyrelay_edge_shard_up{shard="o0"}'] == 1
     origin_after = await scrape(session, origin)
     assert (
@@ -75,5 +78,9 @@ async def test_metrics_count_publications_deliveries_and_errors(
         == 5
     )
     assert origin_after["skyrelay_origin_leading_channels"] >= 1
+    published = origin_after["skyrelay_origin_publish_seconds_count"] - before_origin.get(
+        "skyrelay_origin_publish_seconds_count", 0.0
+    )
+    assert published == 5
     for client in clients:
         await client.ws.close()

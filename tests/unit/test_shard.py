@@ -128,3 +128,20 @@ def test_edge_link_frames_round_trip() -> None:
         edgelink.decode_frame(b"{bad")
     with pytest.raises(edgelink.LinkProtocolError):
         edgelink.decode_frame(b"[]")
+
+
+async def test_publish_latency_and_errors_are_measured() -> None:
+    shard = new_shard()
+    api = FakeEdge("api")
+    await call(shard, api, op="pub", ch="m", data=1)
+    assert (await call(shard, api, op="pub", ch="m"))["error"]["code"] == 107
+    registry = shard.metrics.registry
+    assert registry.get_sample_value("skyrelay_origin_publish_seconds_count") == 1
+    errors = registry.get_sample_value("skyrelay_origin_publish_errors_total", {"code": "107"})
+    assert errors == 1
+
+
+def test_pushes_carry_when_the_leader_took_the_publish() -> None:
+    push = orjson.loads(edgelink.pub_push("c", "e", {"data": 1, "offset": 1}, 12.5))["push"]
+    assert push["at"] == 12.5
+    assert "at" not in orjson.loads(edgelink.pub_push("c", "e", {"data": 1}))["push"]
