@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +24,14 @@ ApiMethod = Callable[[EdgeNode, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # Commands in one batch, or channels in one broadcast.
 MAX_BATCH = 1000
+# Longest X-Request-ID taken from a caller; longer ones are replaced by our own id.
+MAX_REQUEST_ID = 128
+# Longest channel name written to a log line.
+MAX_LOGGED_CHANNEL = 255
+
+CHANNEL_KEY = web.RequestKey("channel", str)
+
+log = logging.getLogger("skyrelay.edge.api")
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -184,7 +194,41 @@ async def api_batch(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     return {"replies": list(replies)}
 
 
+def request_id(request: web.Request) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane one, else a fresh id."""
+    given = request.headers.get("X-Request-ID", "")
+    if 0 < len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given
+    return secrets.token_hex(8)
+
+
 async def api_handler(request: web.Request) -> web.StreamResponse:
+    """Every API call gets an id, echoed in ``X-Request-ID`` and in its log line."""
+    rid = request_id(request)
+    started = time.perf_counter()
+    response = await _serve(request)
+    response.headers["X-Request-ID"] = rid
+    if log.isEnabledFor(logging.DEBUG) or response.status == 401:
+        level = logging.INFO if response.status == 401 else logging.DEBUG
+        # Ids and outcome only: never the key, the body or the data.
+        log.log(
+            level,
+            "api %s %d",
+            request.match_info.get("method", ""),
+            response.status,
+            extra={
+                "request_id": rid,
+                "method": request.match_info.get("method", ""),
+                "status": response.status,
+                "channel": request.get(CHANNEL_KEY, ""),
+                "remote": request.remote or "",
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+    return response
+
+
+async def _serve(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     expected = node.config.api_key
     if not expected or not hmac.compare_digest(_api_key(request).encode(), expected.encode()):
@@ -209,6 +253,8 @@ async def api_handler(request: web.Request) -> web.StreamResponse:
         return _bad_request("body is not valid JSON")
     if not isinstance(params, dict):
         return _bad_request("body must be a JSON object")
+    if isinstance(params.get("channel"), str):
+        request[CHANNEL_KEY] = params["channel"][:MAX_LOGGED_CHANNEL]
     started = time.perf_counter()
     try:
         if name == "batch":  # the one method whose answer is not wrapped in "result"

@@ -215,13 +215,21 @@ class Client:
     def close(self, code: int, reason: str | None = None) -> None:
         if self.state is SessionState.CLOSED:
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client disconnected", extra=self.log_ids(code=code))
         self._cleanup()
         self.node.metrics.disconnects.labels(code=str(code)).inc()
         self.sink.close(code, reason or DISCONNECT_REASONS.get(code, "disconnect"))
 
     def transport_closed(self) -> None:
         if self.state is not SessionState.CLOSED:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("client went away", extra=self.log_ids())
             self._cleanup()
+
+    def log_ids(self, **more: Any) -> dict[str, Any]:
+        """Fields that name this connection in a log line (never its token or payloads)."""
+        return {"client": self.id, "user": self.user, **more}
 
     def _cleanup(self) -> None:
         was_connected = self.state is SessionState.CONNECTED
@@ -282,6 +290,8 @@ class Client:
         node.clients[self.id] = self
         node.wheel.add(self)
         node.metrics.connections.labels(self.transport_name).inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("client connected", extra=self.log_ids(transport=self.transport_name))
         result: dict[str, Any] = {
             "client": self.id,
             "version": VERSION,

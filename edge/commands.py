@@ -3,6 +3,7 @@ presence, RPC. Each takes the client and the command and returns the reply's res
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 # Longest idempotency key a client publish may carry (an extension of the protocol).
 MAX_IDEMPOTENCY_KEY = 128
 
+log = logging.getLogger("skyrelay.edge.commands")
+
 
 async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
     channel = channel_param(command.params)
@@ -56,6 +59,8 @@ async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
         request["ikey"] = f"client:{client.user}:{key}"
     await client.node.router.request(channel, edgelink.OP_PUB, request)
     client.node.metrics.client_publications.inc()
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("client publish", extra=client.log_ids(channel=channel))
     return {}
 
 
