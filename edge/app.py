@@ -25,6 +25,8 @@ from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
 from edge.router import Router
+from edge.status import StatusBoard
+from edge.status_http import add_status_routes
 from edge.uni import uni_sse_handler
 from edge.ws import websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError, load_config
@@ -36,6 +38,7 @@ log = logging.getLogger("skyrelay.edge")
 
 SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
+BOARD_KEY = web.AppKey("status_board", StatusBoard)
 
 
 class EdgeCollector(Collector):
@@ -125,6 +128,11 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    board = app[BOARD_KEY] = StatusBoard(time.time())
+    router.health.watchers.append(
+        lambda shard, state: board.record(time.time(), f"shard {state.value}", shard)
+    )
+    add_status_routes(app, node, board)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app
@@ -145,7 +153,12 @@ async def _start(app: web.Application) -> None:
     app[TASKS_KEY] = [
         asyncio.create_task(run_wheel(node.wheel, time.time)),
         asyncio.create_task(
-            run_prober(router.health, urls, session, functools.partial(_health_changed, node))
+            run_prober(
+                router.health,
+                urls,
+                session,
+                functools.partial(_health_changed, node),
+            )
         ),
     ]
 
@@ -179,6 +192,7 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     node.config = config
     node.router.reconfigure(config)
     node.hub.on_health_change()
+    app[BOARD_KEY].record(time.time(), "ring reloaded", detail=f"{len(config.shards)} shards")
     log.info("config reloaded: %d shards", len(config.shards))
 
 

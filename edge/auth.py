@@ -171,6 +171,15 @@ class TokenVerifier:
             user=user, expires_at=expires_at, info=claims.get("info"), channels=tuple(channels)
         )
 
+    def verify_admin(self, token: str, now: float) -> str:
+        """An admin token (status page): signed, in its validity window, with ``admin: true``.
+        Returns its subject."""
+        claims = self._decode(token)
+        if claims.get("admin") is not True:
+            raise InvalidToken("not an admin token")
+        _check_times(claims, now)
+        return str(claims.get("sub", ""))
+
     def verify_subscription(
         self, token: str, channel: str, user: str, client: str, now: float
     ) -> ChannelGrant:

@@ -276,9 +276,7 @@ class Hub:
     # Moving channels between shards.
 
     def on_link_down(self, link: LinkClient) -> None:
-        tracker = self.router.health.trackers.get(link.id)
-        if tracker is not None:
-            tracker.lost()
+        self.router.health.lost(link.id)
         for channel in list(self.channels.values()):
             if channel.link is link:
                 self.move(channel)

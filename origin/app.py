@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ LINKS_KEY = web.AppKey("peer_links", dict[str, LinkClient])
 HEALTH_KEY = web.AppKey("health", HealthView)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
+STARTED_KEY = web.AppKey("started", float)
 
 
 class ShardCollector(Collector):
@@ -106,9 +108,23 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    """Leadership and peer health, for operators and tests."""
+    """Leadership and peer health, for operators, edges' status pages and tests.
+    ``?channels=0`` leaves out the per-channel table (it grows with the channels held)."""
     shard = request.app[SHARD_KEY]
     replicator = shard.replicator
+    summary = {
+        "id": shard.id,
+        "peers": request.app[HEALTH_KEY].snapshot(),
+        "uptime": round(time.time() - request.app[STARTED_KEY], 1),
+        "leading": replicator.leading(),
+        "replicas": len(replicator.replicas),
+        "takeovers": replicator.takeovers,
+        "recent_takeovers": list(replicator.recent_takeovers),
+        "published": shard.published,
+        "edge_links": len(request.app[PEERS_KEY]),
+    }
+    if request.query.get("channels") == "0":
+        return web.json_response(summary)
     channels: dict[str, Any] = {}
     for name, rep in replicator.replicas.items():
         channels[name] = {
@@ -119,9 +135,7 @@ async def status(request: web.Request) -> web.Response:
             "committed": rep.stream.committed if rep.stream else 0,
             "epoch": rep.stream.epoch if rep.stream else "",
         }
-    return web.json_response(
-        {"id": shard.id, "peers": request.app[HEALTH_KEY].snapshot(), "channels": channels}
-    )
+    return web.json_response({**summary, "channels": channels})
 
 
 def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
@@ -135,6 +149,7 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[SHARD_KEY] = Shard(config, shard_id, ring, view, links, metrics)
     app[PEERS_KEY] = set[PeerWriter]()
     app[TASKS_KEY] = []
+    app[STARTED_KEY] = time.time()
     registry = metrics.registry
     registry.register(ShardCollector(app))
     app.router.add_get(edgelink.LINK_PATH, link_handler)
@@ -159,8 +174,7 @@ class PeerLinks:
         self.app[SHARD_KEY].replicator.peer_changed(shard_id, up)
 
     def on_down(self, link: LinkClient) -> None:
-        tracker = self.app[HEALTH_KEY].trackers.get(link.id)
-        if tracker is not None and tracker.lost():
+        if self.app[HEALTH_KEY].lost(link.id):
             self.on_change(link.id, False)
 
     def on_up(self, link: LinkClient) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger("skyrelay.origin.replication")
 CLAIM_ATTEMPTS = 3
 # How often a claim waiting for links to other members checks again, in seconds.
 LINK_WAIT_POLL = 0.05
+# Takeovers the status page lists per shard.
+RECENT_TAKEOVERS = 20
 
 CommitHandler = Callable[[str, list[Publication]], None]
 StepDownHandler = Callable[[str, str | None], None]
@@ -72,6 +75,8 @@ class Replicator:
         # Terms start at boot time: a restarted shard never re-grants a term it promised.
         self.boot_term = now_ms()
         self.takeovers = 0
+        # The latest takeovers from another leader, newest last, for the status page.
+        self.recent_takeovers: deque[dict[str, Any]] = deque(maxlen=RECENT_TAKEOVERS)
 
     def members(self, channel: str) -> list[str]:
         return list(self.ring.replicas(channel))
@@ -130,6 +135,7 @@ class Replicator:
 
     async def _claim(self, channel: str) -> None:
         rep = self.replica(channel)
+        deposed = rep.leader
         members = self.members(channel)
         previous = self.previous_members(channel)
         asked_for = list(dict.fromkeys(members + previous))
@@ -178,6 +184,10 @@ class Replicator:
                 best = best_state([(rep.accepted_term, rep.state()), *granted])
                 rep.become_leader(term, best, members)
                 self.takeovers += 1
+                if deposed and deposed != self.id:
+                    self.recent_takeovers.append(
+                        {"at": time.time(), "channel": channel, "from": deposed, "term": term}
+                    )
                 log.info(
                     "leading %s at term %d (top %d)",
                     channel,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -79,6 +79,27 @@ class HealthView:
         self.trackers = {
             i: HealthTracker(settings.fall, settings.rise) for i in ids if i != self_id
         }
+        # Called with (shard id, new state) on every transition, whatever caused it.
+        self.watchers: list[Callable[[str, Health], None]] = []
+
+    def probed(self, shard_id: str, ok: bool) -> bool:
+        """Record a probe's outcome; True when the shard's state changed."""
+        tracker = self.trackers.get(shard_id)
+        if tracker is None:
+            return False
+        return self._changed(shard_id, tracker.success() if ok else tracker.failure())
+
+    def lost(self, shard_id: str) -> bool:
+        """The link to ``shard_id`` broke: down at once. True when that is a change."""
+        tracker = self.trackers.get(shard_id)
+        return tracker is not None and self._changed(shard_id, tracker.lost())
+
+    def _changed(self, shard_id: str, changed: bool) -> bool:
+        if changed:
+            state = self.trackers[shard_id].state
+            for watcher in self.watchers:
+                watcher(shard_id, state)
+        return changed
 
     def is_up(self, shard_id: str) -> bool:
         if shard_id == self.self_id:

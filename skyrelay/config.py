@@ -149,6 +149,12 @@ class EdgeSettings:
     # with disconnect 3013, which clients retry with backoff (a load balancer then spreads
     # them to other edges). Alert before it: see the connection-limit alert.
     max_connections: int = 50000
+    # Seconds between updates of the live status page (/status).
+    status_interval: float = 1.0
+    # Seconds the status page waits for each origin's summary before showing it unreachable.
+    status_origin_timeout: float = 0.5
+    # Seconds a status page login (a cookie signed with the API key) stays valid.
+    status_session_ttl: float = 43200.0
     # Backend that answers the client ``rpc`` command (POST, JSON); empty = rpc not available.
     rpc_url: str = ""
     # Seconds the backend has to answer an RPC.

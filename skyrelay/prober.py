@@ -40,11 +40,7 @@ async def run_prober(
             *(probe_once(session, url, settings.timeout) for url in targets.values())
         )
         for shard_id, ok in zip(targets, results, strict=True):
-            tracker = view.trackers.get(shard_id)
-            if tracker is None:
-                continue
-            changed = tracker.success() if ok else tracker.failure()
-            if changed:
-                log.warning("shard %s is %s", shard_id, tracker.state.value)
+            if view.probed(shard_id, ok):
+                log.warning("shard %s is %s", shard_id, "up" if ok else "down")
                 on_change(shard_id, ok)
         await asyncio.sleep(max(0.0, settings.interval - (loop.time() - started)))

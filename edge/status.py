@@ -1,0 +1,110 @@
+"""What the edge's status page shows: one snapshot of this edge and the ring it routes on.
+
+Pure code: the HTTP side (edge/status_http.py) fetches the origins' summaries and hands them in,
+so what a snapshot holds is tested without sockets.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.node import EdgeNode
+
+# Events (shard down or up, ring reloads) the page lists, newest first.
+RECENT_EVENTS = 50
+# Transports a connection can use, in the order the page shows them.
+TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse")
+
+
+@dataclass(slots=True)
+class Rates:
+    """Per-second rates from counters sampled at each snapshot."""
+
+    at: float = 0.0
+    counts: dict[str, float] = field(default_factory=dict)
+
+    def update(self, now: float, counts: dict[str, float]) -> dict[str, float]:
+        elapsed = now - self.at
+        rates = {
+            name: max(0.0, (value - self.counts.get(name, value)) / elapsed) if elapsed > 0 else 0.0
+            for name, value in counts.items()
+        }
+        self.at, self.counts = now, counts
+        return rates
+
+
+class StatusBoard:
+    """The state behind /status: recent events and the rates between snapshots."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.rates = Rates()
+
+    def record(self, at: float, kind: str, shard: str = "", detail: str = "") -> None:
+        self.events.appendleft({"at": at, "kind": kind, "shard": shard, "detail": detail})
+
+    def snapshot(
+        self, node: EdgeNode, now: float, origins: dict[str, dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """``origins``: each shard's ``/status?channels=0`` answer, None when unreachable."""
+        sample = node.metrics.registry.get_sample_value
+        counts = {
+            "deliveries": sample("skyrelay_edge_deliveries_total") or 0.0,
+            "publications": sample("skyrelay_edge_publications_total") or 0.0,
+            "client_publications": sample("skyrelay_edge_client_publications_total") or 0.0,
+        }
+        rates = self.rates.update(now, counts)
+        routed: dict[str, int] = {}
+        for channel in node.hub.channels.values():
+            if channel.link is not None:
+                routed[channel.link.id] = routed.get(channel.link.id, 0) + 1
+        health = node.router.health.snapshot()
+        total_weight = sum(s.weight for s in node.config.shards) or 1
+        shards = []
+        for shard in node.config.shards:
+            summary = origins.get(shard.id)
+            shards.append(
+                {
+                    "id": shard.id,
+                    "url": shard.url,
+                    "weight": shard.weight,
+                    "share": shard.weight / total_weight,
+                    "health": health.get(shard.id, "unknown"),
+                    "reachable": summary is not None,
+                    "routed_channels": routed.get(shard.id, 0),
+                    "leading": (summary or {}).get("leading"),
+                    "replicas": (summary or {}).get("replicas"),
+                    "takeovers": (summary or {}).get("takeovers"),
+                    "published": (summary or {}).get("published"),
+                    "uptime": (summary or {}).get("uptime"),
+                }
+            )
+        takeovers = [
+            {**event, "shard": shard_id}
+            for shard_id, summary in origins.items()
+            if summary is not None
+            for event in summary.get("recent_takeovers", [])
+        ]
+        takeovers.sort(key=lambda event: -float(event.get("at", 0)))
+        return {
+            "edge": node.id,
+            "time": now,
+            "uptime": round(now - self.started, 1),
+            "replication": node.config.replication,
+            "connections": len(node.clients),
+            "connection_limit": node.config.edge.max_connections,
+            "by_transport": {
+                t: int(sample("skyrelay_edge_connections", {"transport": t}) or 0)
+                for t in TRANSPORTS
+            },
+            "subscriptions": int(sample("skyrelay_edge_subscriptions") or 0),
+            "channels": len(node.hub.channels),
+            "rates": {name: round(value, 1) for name, value in rates.items()},
+            "shards": shards,
+            "events": list(self.events),
+            "takeovers": takeovers[:RECENT_EVENTS],
+        }
