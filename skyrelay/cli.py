@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds; 0 = no expiry")
     token.add_argument("--channel", default=None, help="make a subscription token")
+    token.add_argument("--admin", action="store_true", help="make an admin token (status page)")
 
     bench = sub.add_parser("bench", help="run a benchmark scenario", add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -115,8 +116,12 @@ def _token(args: argparse.Namespace) -> int:
     if not secret:
         print(f"skyrelay: set {TOKEN_SECRET_ENV} to the cluster's token secret", file=sys.stderr)
         return 2
-    extra = {"channel": args.channel} if args.channel else None
-    print(mint_token(secret, args.sub, now=time.time(), ttl=args.ttl or None, extra=extra))
+    extra: dict[str, object] = {}
+    if args.channel:
+        extra["channel"] = args.channel
+    if args.admin:
+        extra["admin"] = True
+    print(mint_token(secret, args.sub, now=time.time(), ttl=args.ttl or None, extra=extra or None))
     return 0
 
 
@@ -142,6 +147,7 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"  edge e{i}    {cluster.ws_url(i)}   API {cluster.edge_url(i)}/api")
             for i in range(spec.origins):
                 print(f"  origin o{i}  {cluster.origin_url(i)}")
+            print(f"  status      {cluster.edge_url(0)}/status#key={api_key}")
             print(f"  config      {cluster.config_path}")
             origin_note = " (generated)" if generated else " (from the environment)"
             print(f"  {TOKEN_SECRET_ENV}={token_secret}{origin_note}")

@@ -113,8 +113,16 @@ def test_token_command_mints_a_verifiable_token() -> None:
         check=True,
     ).stdout.strip()
     claims = jwt.decode(out, secret, algorithms=["HS256"])
-    assert claims["sub"] == "carol"
+    assert claims["sub"] == "carol" and "admin" not in claims
     assert 0 < claims["exp"] - time.time() <= 61
+    admin = subprocess.run(
+        [*SKYRELAY, "token", "--sub", "ops", "--admin"],
+        env={**os.environ, "SKYRELAY_TOKEN_SECRET": secret},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert jwt.decode(admin, secret, algorithms=["HS256"])["admin"] is True
 
 
 def test_token_command_without_secret_explains(tmp_path: Path) -> None:
