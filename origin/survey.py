@@ -104,12 +104,15 @@ class Surveyor:
         nodes, missing = await _collect(shard_calls)
         return survey_result(tally, [self.own_info(), *nodes], missing)
 
-    def _ask_shards(self, timeout: float) -> dict[str, asyncio.Future[dict[str, Any]]]:
-        calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
+    def _ask_shards(self, timeout: float) -> dict[str, asyncio.Future[dict[str, Any]] | None]:
+        """Every other shard of the config, asked over its link (None: no link yet)."""
+        calls: dict[str, asyncio.Future[dict[str, Any]] | None] = {}
         for other in self.shard.config.shards:
-            link = self.links.get(other.id)
-            if other.id != self.shard.id and link is not None:
-                calls[other.id] = link.call(edgelink.OP_NODE_INFO, {}, timeout)
+            if other.id != self.shard.id:
+                link = self.links.get(other.id)
+                calls[other.id] = (
+                    None if link is None else link.call(edgelink.OP_NODE_INFO, {}, timeout)
+                )
         return calls
 
     def _on_answer(self, peer: SurveyPeer, answer: dict[str, Any]) -> None:
@@ -134,15 +137,16 @@ class Surveyor:
 
 
 async def _collect(
-    calls: Mapping[str, asyncio.Future[dict[str, Any]]],
+    calls: Mapping[str, asyncio.Future[dict[str, Any]] | None],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The shards' node entries, and the shards that gave none (each call has its deadline)."""
-    if calls:
-        await asyncio.wait(calls.values())
+    pending = [call for call in calls.values() if call is not None]
+    if pending:
+        await asyncio.wait(pending)
     nodes: list[dict[str, Any]] = []
     missing: list[str] = []
     for shard_id, call in calls.items():
-        if call.exception() is None:
+        if call is not None and call.exception() is None:
             nodes.append(call.result())
         else:
             missing.append(shard_id)
