@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 import pytest
 from cent import (
     AsyncClient,
@@ -196,6 +197,26 @@ async def test_disconnect_defaults_to_3503_and_keeps_the_whitelist(
     # One client by id, with the user still required.
     await api.disconnect(DisconnectRequest(user=user, client=b_id))
     assert await b.wait_closed() == 3503
+
+
+async def test_disconnect_by_session_ends_an_http_stream_with_a_disconnect_push(
+    survey_cluster: LocalCluster, api: AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    ws, _ = await subscribed(session, survey_cluster.ws_url(0), user, [])
+    connect = orjson.dumps({"id": 1, "connect": {"token": token(user)}})
+    url = f"{survey_cluster.edge_url(1)}/connection/http_stream"
+    async with session.post(url, data=connect) as stream, asyncio.timeout(15):
+        reply = orjson.loads(await stream.content.readline())
+        order = Disconnect(code=4100, reason="stream over")
+        await api.disconnect(
+            DisconnectRequest(user=user, session=reply["connect"]["session"], disconnect=order)
+        )
+        lines = [orjson.loads(line) async for line in stream.content if line.strip()]
+    assert lines[-1] == {"push": {"disconnect": {"code": 4100, "reason": "stream over"}}}
+    # The same user's WebSocket has no such session: it stays.
+    assert "subscribe" in await ws.command("subscribe", {"channel": channel()})
+    await ws.ws.close()
 
 
 @pytest.mark.parametrize(
