@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from edge import census
 from edge.codes import ErrorCode, ReplyError
 from edge.node import NODE_KEY, EdgeNode
 from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
 from edge.session import HistoryQuery, history_query, history_request, history_result
+from edge.survey import ask_cluster
 from skyrelay import edgelink
 
 ApiMethod = Callable[[EdgeNode, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -149,6 +151,36 @@ async def api_presence_stats(node: EdgeNode, params: dict[str, Any]) -> dict[str
     }
 
 
+def _partial(result: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """Name the nodes that did not answer in time (clients ignore the extra field)."""
+    missing = answer.get("missing")
+    if isinstance(missing, list) and missing:
+        result["missing"] = missing
+    return result
+
+
+async def api_channels(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    """Channels with subscribers on any edge, and how many, filtered by a glob."""
+    pattern = census.pattern_param(params)
+    answer = await ask_cluster(node, edgelink.SURVEY_CHANNELS, {"pattern": pattern})
+    counts = answer.get("channels") or {}
+    channels = {name: {"num_clients": int(n)} for name, n in counts.items()}
+    return _partial({"channels": channels}, answer)
+
+
+async def api_info(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    """One entry per running node: every edge process and every origin shard."""
+    answer = await ask_cluster(node, edgelink.SURVEY_INFO, {})
+    return _partial({"nodes": answer.get("nodes") or []}, answer)
+
+
+async def api_disconnect(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
+    """Close a user's connections on every edge (all, or one client or session)."""
+    order = census.disconnect_order(params)
+    answer = await ask_cluster(node, edgelink.SURVEY_DISCONNECT, order.to_params())
+    return _partial({}, answer)
+
+
 async def _settled(method: ApiMethod, node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     try:
         return {"result": await method(node, params)}
@@ -163,6 +195,9 @@ API_METHODS: dict[str, ApiMethod] = {
     "history_remove": api_history_remove,
     "presence": api_presence,
     "presence_stats": api_presence_stats,
+    "channels": api_channels,
+    "info": api_info,
+    "disconnect": api_disconnect,
 }
 
 

@@ -27,6 +27,7 @@ from edge.pinger import PingWheel, run_wheel
 from edge.router import Router
 from edge.status import StatusBoard
 from edge.status_http import add_status_routes
+from edge.survey import answer_survey
 from edge.uni import uni_sse_handler
 from edge.ws import websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError, load_config
@@ -145,7 +146,14 @@ async def _start(app: web.Application) -> None:
     node.http = session
     hub = node.hub
     router = node.router
-    router.start_links(node.id, session, hub.on_push, hub.on_link_up, hub.on_link_down)
+    router.start_links(
+        node.id,
+        session,
+        hub.on_push,
+        hub.on_link_up,
+        hub.on_link_down,
+        functools.partial(answer_survey, node),
+    )
 
     def urls() -> dict[str, str]:
         return {s.id: s.url for s in node.config.shards}

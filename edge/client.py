@@ -23,7 +23,7 @@ from edge.codes import (
 )
 from edge.hub import Channel
 from edge.limits import TokenBucket
-from edge.node import VERSION, EdgeNode
+from edge.node import EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import RecoveryOutcome, decide_recovery
 from edge.session import (
@@ -36,6 +36,7 @@ from edge.session import (
     subscribe_result,
     token_param,
 )
+from skyrelay import VERSION
 from skyrelay.config import NamespaceConfig
 
 log = logging.getLogger("skyrelay.edge.client")

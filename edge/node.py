@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,8 +21,6 @@ from skyrelay.metrics import EdgeMetrics
 
 if TYPE_CHECKING:
     from edge.client import Client
-
-VERSION = "0.1.0"
 
 
 @dataclass(slots=True)
@@ -41,6 +41,9 @@ class EdgeNode:
     user_connections: dict[str, int] = field(default_factory=dict)
     # Emulation sessions (http_stream, sse) by session id, for POST /emulation.
     sessions: dict[str, Client] = field(default_factory=dict)
+    # This process, in the server API's ``info``: a unique id and when it started.
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
 
 
 NODE_KEY = web.AppKey("node", EdgeNode)

@@ -13,7 +13,7 @@ from ring import Member, Ring
 from ring.health import HealthView
 from skyrelay.config import ClusterConfig
 from skyrelay.errors import ErrorCode, ReplyError
-from skyrelay.linkclient import LinkClient, LinkSettings, unavailable
+from skyrelay.linkclient import LinkClient, LinkSettings, SurveyHandler, unavailable
 
 PushHandler = Callable[[LinkClient, dict[str, Any]], None]
 LinkHandler = Callable[[LinkClient], None]
@@ -39,6 +39,7 @@ class Router:
         on_push: PushHandler,
         on_up: LinkHandler,
         on_down: LinkHandler,
+        on_survey: SurveyHandler | None = None,
     ) -> None:
         edge = self.config.edge
         settings = LinkSettings(
@@ -49,7 +50,9 @@ class Router:
         )
 
         def start(shard_id: str, url: str) -> None:
-            link = LinkClient(shard_id, url, edge_id, session, settings, on_push, on_up, on_down)
+            link = LinkClient(
+                shard_id, url, edge_id, session, settings, on_push, on_up, on_down, on_survey
+            )
             self.links[shard_id] = link
             link.start()
 

@@ -14,8 +14,9 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from origin.link import PEERS_KEY, SHARD_KEY, PeerWriter, link_handler
+from origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
 from origin.shard import Shard
+from origin.survey import Surveyor
 from ring import Member, Ring
 from ring.health import HealthView
 from skyrelay import edgelink
@@ -146,8 +147,11 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[LINKS_KEY] = links
     app[HEALTH_KEY] = view
     metrics = OriginMetrics()
-    app[SHARD_KEY] = Shard(config, shard_id, ring, view, links, metrics)
-    app[PEERS_KEY] = set[PeerWriter]()
+    shard = Shard(config, shard_id, ring, view, links, metrics)
+    app[SHARD_KEY] = shard
+    peers = set[PeerWriter]()
+    app[PEERS_KEY] = peers
+    app[SURVEYOR_KEY] = Surveyor(shard, peers, links)
     app[TASKS_KEY] = []
     app[STARTED_KEY] = time.time()
     registry = metrics.registry

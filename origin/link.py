@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from origin.shard import Shard
+from origin.survey import Surveyor
 from skyrelay import edgelink
 from skyrelay.tasks import spawn
 
@@ -23,12 +24,16 @@ class PeerWriter:
     past ``limit`` bytes is cut; it reconnects and resynchronises from its last offsets.
     """
 
-    __slots__ = ("_queue", "_size", "_task", "_wake", "_ws", "limit", "name")
+    __slots__ = ("_queue", "_size", "_task", "_wake", "_ws", "answers_surveys", "limit", "name")
 
-    def __init__(self, ws: web.WebSocketResponse, limit: int, name: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, limit: int, name: str, answers_surveys: bool = False
+    ) -> None:
         self._ws = ws
         self.limit = limit
         self.name = name
+        # Edge processes answer surveys; links from other shards do not.
+        self.answers_surveys = answers_surveys
         self._queue: list[bytes] = []
         self._size = 0
         self._wake = asyncio.Event()
@@ -80,6 +85,7 @@ async def _respond(shard: Shard, peer: PeerWriter, message: dict[str, Any]) -> N
 
 SHARD_KEY = web.AppKey("shard", Shard)
 PEERS_KEY = web.AppKey("peers", set[PeerWriter])
+SURVEYOR_KEY = web.AppKey("surveyor", Surveyor)
 
 
 async def link_handler(request: web.Request) -> web.StreamResponse:
@@ -90,8 +96,10 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     name = request.query.get("peer", request.remote or "?")
-    peer = PeerWriter(ws, settings.link_write_limit, name)
+    surveys = request.query.get(edgelink.SURVEY_QUERY) == "1"
+    peer = PeerWriter(ws, settings.link_write_limit, name, surveys)
     peers = request.app[PEERS_KEY]
+    surveyor = request.app[SURVEYOR_KEY]
     peers.add(peer)
     log.info("link from %s up", name)
     try:
@@ -100,6 +108,8 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
                 continue
             try:
                 for message in edgelink.decode_frame(msg.data):
+                    if surveyor.handles(peer, message):
+                        continue
                     if shard.is_immediate(message):
                         peer.send(shard.handle_now(peer, message))
                     else:
@@ -111,6 +121,7 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
     finally:
         peers.discard(peer)
         shard.drop_peer(peer)
+        surveyor.drop_peer(peer)
         await peer.close()
         log.info("link from %s down", name)
     return ws

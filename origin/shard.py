@@ -5,6 +5,7 @@ they commit."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
@@ -44,6 +45,9 @@ class Shard:
         self.subscribers: dict[str, dict[Peer, None]] = {}
         self.presence = Presence()
         self.published = 0
+        # This process, in the server API's ``info``.
+        self.uid = str(uuid.uuid4())
+        self.started = time.monotonic()
 
     @staticmethod
     def is_immediate(message: dict[str, Any]) -> bool:

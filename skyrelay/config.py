@@ -203,6 +203,10 @@ class OriginSettings:
     replication_timeout: float = 2.0
     # Seconds a shard waits for the other members' answers when it claims a channel.
     claim_timeout: float = 1.0
+    # Seconds a shard waits for every edge's (and shard's) part of a survey (the server API's
+    # channels, info, disconnect) before it answers with what it has. The edge that asked
+    # gives the shard twice this long, then tries the next one.
+    survey_timeout: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +370,8 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
     origin = _build(OriginSettings, "origin", data.get("origin", {}))
+    if origin.survey_timeout <= 0:
+        raise ConfigError("origin.survey_timeout: must be positive")
     health = _build(HealthSettings, "health", data.get("health", {}))
     auth = _build(AuthSettings, "auth", data.get("auth", {}))
     log = _build(LogSettings, "log", data.get("log", {}))

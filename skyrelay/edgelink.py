@@ -22,6 +22,18 @@ Between shards: ``claim`` (ch, term, from) asks for a term and the member's stre
 replicate. A request for a channel this shard does not lead fails with code 5000 and
 ``leader``, the shard to ask instead.
 
+Surveys (the server API's ``channels``, ``info`` and ``disconnect``) ask every edge:
+
+- the edge serving the API call sends ``survey`` (kind, params) to one shard;
+- that shard sends ``{"survey": {"sid": n, "kind", "params"}}`` to every link that declared
+  ``?surveys=1`` when it connected (edge processes do; shards do not);
+- each edge answers ``{"answer": {"sid": n, "result": {...}}}`` (or ``"error"``): for
+  ``channels`` ``{"channels": {ch: clients}}``, for ``info`` ``{"node": {...}}``, for
+  ``disconnect`` ``{"disconnected": n}``;
+- the shard merges what came back within ``origin.survey_timeout`` and answers the request,
+  naming in ``missing`` whoever did not answer. For ``info`` it also asks every other shard
+  for its own entry (``node_info``, over the links between shards).
+
 Both the edge and the origin import this module; neither imports the other.
 """
 
@@ -48,6 +60,15 @@ OP_PRESENCE_REMOVE = "presence_remove"
 OP_PRESENCE = "presence"
 OP_PRESENCE_STATS = "presence_stats"
 OP_HISTORY_REMOVE = "history_remove"
+# Surveys: an edge asks one shard to ask every edge; shards ask each other for node info.
+OP_SURVEY = "survey"
+OP_NODE_INFO = "node_info"
+SURVEY_CHANNELS = "channels"
+SURVEY_INFO = "info"
+SURVEY_DISCONNECT = "disconnect"
+SURVEY_KINDS = frozenset({SURVEY_CHANNELS, SURVEY_INFO, SURVEY_DISCONNECT})
+# Query parameter of the link URL by which a peer says it answers surveys.
+SURVEY_QUERY = "surveys"
 EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
 PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_INSTALL})
 
@@ -111,3 +132,16 @@ def moved_push(channel: str, leader: str | None) -> bytes:
     if leader is not None:
         body["leader"] = leader
     return orjson.dumps({"push": body})
+
+
+def survey(sid: int, kind: str, params: dict[str, Any]) -> bytes:
+    """A shard asks an edge for its part of a survey."""
+    return orjson.dumps({"survey": {"sid": sid, "kind": kind, "params": params}})
+
+
+def survey_answer(sid: Any, body: dict[str, Any]) -> bytes:
+    return orjson.dumps({"answer": {"sid": sid, "result": body}})
+
+
+def survey_failure(sid: Any, code: int, message: str) -> bytes:
+    return orjson.dumps({"answer": {"sid": sid, "error": {"code": code, "message": message}}})

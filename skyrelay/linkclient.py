@@ -44,6 +44,10 @@ def unavailable(shard_id: str, why: str) -> ReplyError:
     return ReplyError(ErrorCode.INTERNAL, f"shard {shard_id} {why}", temporary=True)
 
 
+# Answers a shard's survey with this process's part of it (edges only).
+SurveyHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def _expire(future: asyncio.Future[dict[str, Any]], peer_id: str) -> None:
     if not future.done():
         future.set_exception(unavailable(peer_id, "did not answer in time"))
@@ -64,6 +68,7 @@ class LinkClient:
         on_push: Callable[[LinkClient, dict[str, Any]], None],
         on_up: Callable[[LinkClient], None],
         on_down: Callable[[LinkClient], None],
+        on_survey: SurveyHandler | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.url = url
@@ -75,6 +80,7 @@ class LinkClient:
         self._on_push = on_push
         self._on_up = on_up
         self._on_down = on_down
+        self._on_survey = on_survey
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._queue: list[bytes] = []
@@ -149,11 +155,14 @@ class LinkClient:
         base = self._settings.reconnect_delay
         delay = base
         url = f"{self.url.rstrip('/')}{edgelink.LINK_PATH}"
+        query = {"peer": self.client_id}
+        if self._on_survey is not None:
+            query[edgelink.SURVEY_QUERY] = "1"
         while self.state is not LinkState.CLOSED:
             try:
                 ws = await self._session.ws_connect(
                     url,
-                    params={"peer": self.client_id},
+                    params=query,
                     max_msg_size=self._settings.max_frame,
                     heartbeat=self._settings.heartbeat,
                     compress=0,
@@ -201,6 +210,10 @@ class LinkClient:
                 except Exception:  # a bug in one handler must not take the link down
                     log.exception("push handler failed")
                 continue
+            survey = message.get("survey")
+            if survey is not None:
+                self._answer(survey)
+                continue
             future = self._pending.get(message.get("id", 0))
             if future is None or future.done():
                 continue
@@ -217,6 +230,22 @@ class LinkClient:
                 )
             else:
                 future.set_result(message.get("result") or {})
+
+    def _answer(self, survey: Any) -> None:
+        """Answer a shard's survey at once, on this link (the handler does not wait)."""
+        sid = survey.get("sid") if isinstance(survey, dict) else None
+        if self._on_survey is None or not isinstance(survey, dict):
+            answer = edgelink.survey_failure(sid, ErrorCode.BAD_REQUEST, "surveys not answered")
+        else:
+            try:
+                answer = edgelink.survey_answer(sid, self._on_survey(survey))
+            except ReplyError as exc:
+                answer = edgelink.survey_failure(sid, exc.code, exc.message)
+            except Exception:  # a bug in the handler must not take the link down
+                log.exception("survey handler failed")
+                answer = edgelink.survey_failure(sid, ErrorCode.INTERNAL, "internal")
+        self._queue.append(answer)
+        self._wake.set()
 
     def fail_pending(self, why: str) -> None:
         """Fail every request in flight (the peer was declared down: do not wait it out)."""

@@ -52,6 +52,7 @@ def test_environment_secrets_override_the_file() -> None:
         ({"shards": SHARDS, "namespaces": {"a b": {}}}, "namespaces.a b"),
         ({"shards": SHARDS, "min_copies": 2}, "min_copies"),
         ({"shards": SHARDS, "edges": [{"id": "e0", "port": 70000}]}, "edges[0].port"),
+        ({"shards": SHARDS, "origin": {"survey_timeout": 0}}, "origin.survey_timeout"),
     ],
 )
 def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
