@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-SCENARIOS = ("fanout", "connections", "ring", "failover", "replication", "latency")
+SCENARIOS = ("fanout", "channels", "connections", "ring", "failover", "replication", "latency")
 
 
 def _runner(name: str) -> Callable[[list[str]], int]:
@@ -13,6 +13,10 @@ def _runner(name: str) -> Callable[[list[str]], int]:
         from benchmarks import fanout  # noqa: PLC0415
 
         return fanout.run
+    if name == "channels":
+        from benchmarks import channels  # noqa: PLC0415
+
+        return channels.run
     if name == "connections":
         from benchmarks import connections  # noqa: PLC0415
 

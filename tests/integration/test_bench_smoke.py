@@ -36,3 +36,9 @@ def test_connections_quick_reports_memory_per_connection() -> None:
 def test_ring_reports_lookup_cost_and_moved_fraction() -> None:
     out = bench("ring")
     assert "lookup, cached" in out and "primaries moved" in out
+
+
+def test_channels_quick_delivers_to_every_subscription() -> None:
+    out = bench("channels", "--quick")
+    assert "400 publications, 800 deliveries" in out  # nothing lost at saturation
+    assert "p99" in out
