@@ -32,6 +32,8 @@ IN_FLIGHT = 4
 # Latency samples kept per receiver process, and seconds any phase may take.
 LATENCY_SAMPLE = 20_000
 PHASE_TIMEOUT = 300.0
+# Bytes a receiver's result line may take (it carries the latency sample).
+RESULT_LINE_LIMIT = 16 << 20
 
 
 @dataclass
@@ -152,6 +154,7 @@ class Receivers:
                 url,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                limit=RESULT_LINE_LIMIT,
             )
             assert proc.stdin is not None
             proc.stdin.write(json.dumps(mine).encode() + b"\n")
