@@ -77,10 +77,16 @@ async def health(_: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
+    """Ready when linked to every shard that is up, and one is. A shard that health checks
+    call down does not count: its channels are served by their replicas, so a load balancer
+    must keep sending clients here during a failover."""
     node = request.app[NODE_KEY]
-    down = [link.id for link in node.router.links.values() if not link.is_up]
-    status = 200 if not down else 503
-    return web.json_response({"ready": not down, "links_down": down}, status=status)
+    health = node.router.health
+    waiting = [i for i, link in node.router.links.items() if not link.is_up and health.is_up(i)]
+    down = [i for i in node.router.links if not health.is_up(i)]
+    ok = not waiting and len(down) < len(node.router.links)
+    body = {"ready": ok, "links_down": waiting, "shards_down": down}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def _sse_or_preflight(request: web.Request) -> web.StreamResponse:
