@@ -35,7 +35,14 @@ DASHBOARDS = COMPOSE / "grafana" / "dashboards"
 SECRETS = {TOKEN_SECRET_ENV: "compose-test-token-secret", API_KEY_ENV: "compose-test-api-key"}
 
 # Runbook sections of docs/operations.md that the alerts link to.
-RUNBOOKS = {"shard-down", "edge-down", "replication-lag", "publish-errors", "slow-clients", "connection-limit"}
+RUNBOOKS = {
+    "shard-down",
+    "edge-down",
+    "replication-lag",
+    "publish-errors",
+    "slow-clients",
+    "connection-limit",
+}
 # Series Prometheus itself adds to every target.
 PROMETHEUS_SERIES = {"up"}
 

@@ -85,10 +85,12 @@ async def test_status_page_shows_a_killed_shard_down_live(
         )
         assert await browser.evaluate("window.sameDocument === true")  # no reload
         # A shard down is a failover, not an outage: the edge stays ready for new clients.
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{watched.edge_url(0)}/ready") as resp:
-                assert resp.status == 200
-                assert (await resp.json())["shards_down"] == ["o1"]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{watched.edge_url(0)}/ready") as resp,
+        ):
+            assert resp.status == 200
+            assert (await resp.json())["shards_down"] == ["o1"]
         up = await browser.evaluate(
             "[...document.querySelectorAll('tr[data-health=\"up\"]')].map(r => r.dataset.shard)"
         )
