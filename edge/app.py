@@ -139,6 +139,9 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     router.health.watchers.append(
         lambda shard, state: board.record(time.time(), f"shard {state.value}", shard)
     )
+    router.health.watchers.append(
+        lambda shard, state: metrics.shard_health_changes.labels(shard, state.value).inc()
+    )
     add_status_routes(app, node, board)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)

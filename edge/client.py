@@ -135,7 +135,7 @@ class Client:
 
     def lost_channel(self, channel: str, code: int, reason: str) -> None:
         if self.subs.pop(channel, None) is not None:
-            self.node.metrics.subscriptions.dec()
+            self.node.metrics.subscriptions.labels(self.transport_name).dec()
             self.sink.send(protocol.unsubscribe_push(channel, code, reason))
 
     def ping(self) -> None:
@@ -253,7 +253,7 @@ class Client:
             if channel is not None:
                 node.hub.presence_remove(channel, self.id)
                 node.hub.release(channel, self)
-                node.metrics.subscriptions.dec()
+                node.metrics.subscriptions.labels(self.transport_name).dec()
 
     # Commands.
 
@@ -389,7 +389,7 @@ class Client:
             hub.release(held, self)
             return None
         self.subs[channel] = held
-        self.node.metrics.subscriptions.inc()
+        self.node.metrics.subscriptions.labels(self.transport_name).inc()
         hub.start_join(held, self)
         if not options.recover:
             result = subscribe_result(options, held.epoch, held.offset)
@@ -448,7 +448,7 @@ class Client:
             self.join_leave.discard(channel)
         self.subs.pop(channel, None)
         self.node.hub.release(held, self)
-        self.node.metrics.subscriptions.dec()
+        self.node.metrics.subscriptions.labels(self.transport_name).dec()
 
     async def _unsubscribe(self, command: protocol.Command) -> dict[str, Any]:
         channel = channel_param(command.params)

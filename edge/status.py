@@ -101,7 +101,10 @@ class StatusBoard:
                 t: int(sample("skyrelay_edge_connections", {"transport": t}) or 0)
                 for t in TRANSPORTS
             },
-            "subscriptions": int(sample("skyrelay_edge_subscriptions") or 0),
+            "subscriptions": sum(
+                int(sample("skyrelay_edge_subscriptions", {"transport": t}) or 0)
+                for t in TRANSPORTS
+            ),
             "channels": len(node.hub.channels),
             "rates": {name: round(value, 1) for name, value in rates.items()},
             "shards": shards,

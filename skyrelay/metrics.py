@@ -31,7 +31,16 @@ class EdgeMetrics:
             registry=r,
         )
         self.subscriptions = Gauge(
-            "skyrelay_edge_subscriptions", "Client subscriptions held", registry=r
+            "skyrelay_edge_subscriptions",
+            "Client subscriptions held, by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.shard_health_changes = Counter(
+            "skyrelay_edge_shard_health_changes",
+            "Shards going down (a failover of their channels) or up, as this edge sees them",
+            ["shard", "state"],
+            registry=r,
         )
         self.upstream_subscriptions = Gauge(
             "skyrelay_edge_upstream_subscriptions",

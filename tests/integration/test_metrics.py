@@ -67,6 +67,7 @@ async def test_metrics_count_publications_deliveries_and_errors(
     assert delta('skyrelay_edge_command_errors_total{code="102"}') == 1
     assert delta('skyrelay_edge_api_seconds_count{method="publish"}') == 5
     assert after['skyrelay_edge_connections{transport="websocket"}'] >= 3
+    assert delta('skyrelay_edge_subscriptions{transport="websocket"}') == 3
     assert after["skyrelay_edge_connection_limit"] > 0
     # Every publication delivered here was timed from the leader taking it.
     assert delta("skyrelay_edge_deliver_latency_seconds_count") == 5

@@ -91,6 +91,12 @@ async def test_status_page_shows_a_killed_shard_down_live(
         ):
             assert resp.status == 200
             assert (await resp.json())["shards_down"] == ["o1"]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{watched.edge_url(0)}/metrics") as resp,
+        ):
+            text = await resp.text()
+        assert 'skyrelay_edge_shard_health_changes_total{shard="o1",state="down"} 1.0' in text
         up = await browser.evaluate(
             "[...document.querySelectorAll('tr[data-health=\"up\"]')].map(r => r.dataset.shard)"
         )
