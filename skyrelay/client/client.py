@@ -85,6 +85,7 @@ class Client:
         self._dirty: dict[str, tuple[str, int]] = {}
         self._outbox_wake = asyncio.Event()
         self._outbox_empty = asyncio.Event()
+        self._halted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: Connection | None = None
         self._closed = False
@@ -144,11 +145,21 @@ class Client:
             on_client_event=self._on_client_event,
             on_transport=self._remember_transport,
         )
+        running = asyncio.ensure_future(self._conn.run())
+        running.add_done_callback(self._stopped)
         self._tasks = [
-            asyncio.ensure_future(self._conn.run()),
+            running,
             asyncio.ensure_future(self._send_outbox()),
             asyncio.ensure_future(self._save_positions()),
         ]
+
+    def _stopped(self, _: object) -> None:
+        """The connection loop is over: closed, or refused for good (then ``fatal``)."""
+        fatal = self.connection.fatal
+        if fatal is not None:
+            for sub in self._subs.values():
+                sub.end(error=fatal)
+        self._halted.set()
 
     async def close(self) -> None:
         """Stop; what is still queued stays in the state file for the next start."""
@@ -230,9 +241,18 @@ class Client:
         return key
 
     async def flush(self) -> None:
-        """Until every queued publication was acknowledged (or refused for good)."""
+        """Until every queued publication was acknowledged (or refused for good). Raises
+        ``ConnectionRefused`` if the edge refused the client for good meanwhile."""
         self._outbox_wake.set()
-        await self._outbox_empty.wait()
+        empty = asyncio.ensure_future(self._outbox_empty.wait())
+        halted = asyncio.ensure_future(self._halted.wait())
+        try:
+            await asyncio.wait((empty, halted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            empty.cancel()
+            halted.cancel()
+        if not self._outbox_empty.is_set():
+            raise self.connection.fatal or ClientClosed()
 
     async def queued(self) -> int:
         """Publications in the outbox."""

@@ -94,8 +94,10 @@ class Subscription:
     def set_unsubscribed(self) -> None:
         self._subscribed.clear()
 
-    def end(self, code: int = 0, reason: str = "") -> None:
-        error = SubscriptionEnded(self.channel, code, reason) if code else None
+    def end(self, code: int = 0, reason: str = "", error: Exception | None = None) -> None:
+        """No more events: a clean end, the edge's final unsubscribe ``code``, or ``error``."""
+        if error is None and code:
+            error = SubscriptionEnded(self.channel, code, reason)
         self.ended = error
         self._subscribed.clear()
         self._queue.put_nowait(_End(error))
