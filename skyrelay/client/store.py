@@ -110,10 +110,15 @@ class Store:
 
 
 class AsyncStore:
-    """``Store`` on a thread of its own; calls run one at a time, in the order made."""
+    """``Store`` on a thread of its own; calls run one at a time, in the order made. Without
+    a file the store lives in memory and its calls (microseconds, no disk) run inline."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyrelay-store")
+        self._pool = (
+            None
+            if path is None
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyrelay-store")
+        )
         self._store: Store | None = None
         self._path = path
 
@@ -130,7 +135,10 @@ class AsyncStore:
         if self._store is not None:
             await self._run(self._store.close)
             self._store = None
-        self._pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._pool is None:
+            return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
