@@ -69,7 +69,8 @@ class Client:
         if unknown or not transports:
             raise ValueError(f"transports: choose from {', '.join(TRANSPORT_ORDER)}")
         self.settings = settings or ClientSettings()
-        self.keys = keys
+        # Always a keyring: without keys, sealed publications still come out as clear errors.
+        self.keys = keys if keys is not None else Keyring()
         self.network = network
         self._ranking = EdgeRanking(list(edges), self.settings.edge_cooldown)
         self._token = token
@@ -232,7 +233,7 @@ class Client:
         it when connected, in order, exactly once. Returns its idempotency key."""
         if self._closed:
             raise ClientClosed()
-        if self.keys is not None and self.keys.encrypted(channel):
+        if self.keys.encrypted(channel):
             data = self.keys.seal(channel, data)
         key = uuid.uuid4().hex
         await self._store.call(Store.enqueue, channel, orjson.dumps(data), key, time.time())
@@ -339,11 +340,10 @@ class Client:
         pub = event.pub
         offset = int(pub.get("offset", 0))
         data = pub.get("data")
-        if self.keys is not None:
-            try:
-                data = self.keys.open(event.channel, data)
-            except DecryptionError as exc:
-                return DecryptionFailed(event.channel, offset, exc, event.epoch)
+        try:
+            data = self.keys.open(event.channel, data)
+        except DecryptionError as exc:
+            return DecryptionFailed(event.channel, offset, exc, event.epoch)
         return Publication(
             event.channel, offset, data, event.epoch, pub.get("info"), pub.get("tags")
         )

@@ -354,14 +354,16 @@ class Connection:
             body = await self._longpoll_body(self.settings.longpoll_timeout)
             poll = asyncio.ensure_future(longpoll(self.http, edge, body, limit))
             woken = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait((poll, woken), return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-            if not poll.done():
-                # The subscriptions changed: the edge keeps nothing between requests, so a
-                # cancelled request loses nothing.
-                poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poll
+            try:
+                await asyncio.wait((poll, woken), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                if not poll.done():
+                    # The subscriptions changed (or the connection ends): the edge keeps
+                    # nothing between requests, so a cancelled request loses nothing.
+                    poll.cancel()
+            if poll.cancelled() or not poll.done():
+                await asyncio.gather(poll, return_exceptions=True)
                 continue
             try:
                 answer = poll.result()
