@@ -16,7 +16,7 @@ import orjson
 
 from skyrelay.client import session as s
 from skyrelay.client.backoff import backoff_delay
-from skyrelay.client.connection import Connection, ConnectionLost
+from skyrelay.client.connection import Connection
 from skyrelay.client.crypto import Keyring
 from skyrelay.client.edges import EdgeRanking
 from skyrelay.client.errors import ClientClosed, ClientError, DecryptionError, ReplyError
@@ -29,6 +29,7 @@ from skyrelay.client.events import (
     PublishFailed,
     Unrecovered,
 )
+from skyrelay.client.polling import ConnectionLost
 from skyrelay.client.settings import TRANSPORT_ORDER, ClientSettings
 from skyrelay.client.store import AsyncStore, Queued, Store
 from skyrelay.client.subscription import Subscription
@@ -145,6 +146,7 @@ class Client:
             on_event=self._on_session_event,
             on_client_event=self._on_client_event,
             on_transport=self._remember_transport,
+            refreshable=self._get_token is not None,
         )
         running = asyncio.ensure_future(self._conn.run())
         running.add_done_callback(self._stopped)

@@ -18,6 +18,7 @@ from skyrelay.client.backoff import backoff_delay
 from skyrelay.client.edges import EdgeRanking
 from skyrelay.client.errors import ClientClosed, ConnectionRefused, ReplyError
 from skyrelay.client.events import ClientEvent, Connected, Connecting, Disconnected
+from skyrelay.client.polling import ConnectionLost, Poller
 from skyrelay.client.protocol import ProtocolError
 from skyrelay.client.settings import ClientSettings
 from skyrelay.client.transports import (
@@ -27,7 +28,6 @@ from skyrelay.client.transports import (
     TransportClosed,
     TransportRefused,
     WebSocketTransport,
-    longpoll,
     probe,
 )
 
@@ -38,6 +38,8 @@ _FINAL_RANGES = ((3500, 3999), (4500, 4999))
 # Codes that say "this edge, not you": try another edge first.
 _EDGE_TROUBLE = {1006, 3001, 3004, 3013}
 TOKEN_EXPIRED = 109
+# Share of a token's lifetime after which it is refreshed.
+REFRESH_AT = 0.8
 # Ping interval assumed when the edge advertises none (the protocol's default), in seconds.
 DEFAULT_PING = 25
 # Close code of our own choosing when we replace a healthy connection (never sent on the wire).
@@ -47,10 +49,6 @@ _OPENERS: dict[str, Opener] = {
     "websocket": WebSocketTransport.open,
     "http_stream": HttpStreamTransport.open,
 }
-
-
-class ConnectionLost(Exception):
-    """The command's connection went away before its reply; try again on the next one."""
 
 
 def reconnect_allowed(code: int) -> bool:
@@ -70,39 +68,44 @@ class Connection:
         on_event: Callable[[s.Event], None],
         on_client_event: Callable[[ClientEvent], None],
         on_transport: Callable[[str], Awaitable[None]],
+        refreshable: bool = False,
     ) -> None:
         self.ranking = ranking
         self.session = session
         self.settings = settings
         self.http = http
         self.transports = list(transports)
-        self._token = token
+        self.token = token
         self._on_event = on_event
         self._on_client_event = on_client_event
         self._on_transport = on_transport
+        # True when the token can be fetched again: then it is refreshed before it expires.
+        self._refreshable = refreshable
+        self._ttl = 0
         self.edge = ""
         self.transport = ""
         self.client_id = ""
         self.connected = asyncio.Event()
         self.fatal: Exception | None = None
-        self._wake = asyncio.Event()
+        self.wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._end: asyncio.Future[tuple[int, str]] | None = None
         self._probed_at = -float("inf")
         self._closing = False
+        self.poller = Poller(self)
 
     # Used by the client.
 
     def kick(self) -> None:
         """The session has something to send (or its subscriptions changed)."""
-        self._wake.set()
+        self.wake.set()
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Run a command on the current connection; ``ConnectionLost`` if it goes first."""
         if not self.connected.is_set():
             raise ConnectionLost
         if self.transport == "longpoll":
-            return await self._longpoll_request(method, params)
+            return await self.poller.request(method, params)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[self.session.command(method, params)] = future
         self.kick()
@@ -179,9 +182,9 @@ class Connection:
         """Open ``name`` on ``edge`` and finish the handshake (the connect reply). Returns
         None for long-poll, which holds no connection."""
         if name == "longpoll":
-            await self._longpoll_handshake(edge)
+            await self.poller.handshake(edge)
             return None
-        token = await self._token(False)
+        token = await self.token(False)
         first = self.session.start(token)
         opener = _OPENERS[name]
         try:
@@ -195,7 +198,7 @@ class Connection:
             async with asyncio.timeout(self.settings.connect_timeout):
                 while not self.session.connected:
                     events = self.session.receive(await transport.recv())
-                    self._dispatch(events, handshake=True)
+                    self.dispatch(events, handshake=True)
         except TimeoutError:
             await transport.close()
             raise TransportRefused("no connect reply in time") from None
@@ -206,25 +209,26 @@ class Connection:
             raise EdgeUnreachable(f"closed during connect: {exc}") from None
         except ReplyError as exc:
             await transport.close()
-            await self._connect_failed(exc)
+            await self.connect_failed(exc)
             raise EdgeUnreachable(f"connect failed: {exc}") from None
         except ProtocolError as exc:
             await transport.close()
             raise TransportRefused(str(exc)) from None
         return transport
 
-    async def _connect_failed(self, error: ReplyError) -> None:
+    async def connect_failed(self, error: ReplyError) -> None:
         if error.code == TOKEN_EXPIRED:
-            await self._token(True)  # a fresh one for the next attempt
+            await self.token(True)  # a fresh one for the next attempt
         elif not error.temporary:
             raise ConnectionRefused(error.code, error.message)
 
-    def _dispatch(self, events: list[s.Event], handshake: bool = False) -> None:
+    def dispatch(self, events: list[s.Event], handshake: bool = False) -> None:
         for event in events:
             if isinstance(event, s.ConnectFailed):
                 raise event.error
             if isinstance(event, s.ConnectOk):
                 self.client_id = event.client_id
+                self._ttl = int(event.result.get("ttl", 0)) if event.result.get("expires") else 0
             elif isinstance(event, s.Done):
                 future = self._waiters.pop(event.id, None)
                 if future is not None and not future.done():
@@ -254,9 +258,11 @@ class Connection:
         self._on_client_event(Connected(edge, name, self.client_id))
         await self._on_transport(name)
         if transport is None:
-            work = [self._poll_loop(edge)]
+            work = [self.poller.run(edge)]
         else:
             work = [self._read_loop(transport), self._write_loop(transport)]
+            if self._refreshable and self._ttl:
+                work.append(self._refresh_loop(self._ttl))
         tasks = [asyncio.ensure_future(w) for w in (*work, self._reprobe_loop(edge))]
         try:
             code, reason = await self._end
@@ -291,7 +297,7 @@ class Connection:
             while True:
                 async with asyncio.timeout(silence):
                     data = await transport.recv()
-                self._dispatch(self.session.receive(data))
+                self.dispatch(self.session.receive(data))
                 if self.session.has_outgoing():
                     self.kick()
         except TimeoutError:
@@ -308,10 +314,21 @@ class Connection:
                 if data:
                     await transport.send(data)
                     continue
-                await self._wake.wait()
-                self._wake.clear()
+                await self.wake.wait()
+                self.wake.clear()
         except TransportClosed as exc:
             self.drop(exc.code, exc.reason)
+
+    async def _refresh_loop(self, ttl: int) -> None:
+        """Send a fresh token before the current one expires (the edge would close 3005)."""
+        while ttl:
+            await asyncio.sleep(max(1.0, ttl * REFRESH_AT))
+            try:
+                result = await self.request("refresh", {"token": await self.token(True)})
+            except (ConnectionLost, ReplyError) as exc:
+                log.warning("token refresh failed: %s", exc)
+                return
+            ttl = int(result.get("ttl", 0)) if result.get("expires") else 0
 
     async def _reprobe_loop(self, edge: str) -> None:
         while True:
@@ -320,81 +337,3 @@ class Connection:
             better = self.ranking.better_than(edge, self.settings.switch_gain)
             if better is not None:
                 self.drop(MOVING, f"moving to the faster edge {better}")
-
-    # Long-poll: no connection, one request at a time carrying the positions.
-
-    async def _longpoll_handshake(self, edge: str) -> None:
-        body = await self._longpoll_body(wait=0)
-        try:
-            answer = await longpoll(self.http, edge, body, self.settings.connect_timeout)
-        except TimeoutError:
-            raise EdgeUnreachable("no answer in time") from None
-        except ReplyError as exc:
-            await self._connect_failed(exc)
-            raise EdgeUnreachable(f"long-poll failed: {exc}") from None
-        self.session.connected = False
-        self.client_id = ""
-        self._dispatch(self.session.receive_longpoll(answer))
-
-    async def _longpoll_body(self, wait: float) -> dict[str, Any]:
-        return {
-            "token": await self._token(False),
-            "channels": self.session.longpoll_channels(),
-            "timeout": wait,
-            "limit": self.settings.longpoll_limit,
-        }
-
-    async def _poll_loop(self, edge: str) -> None:
-        limit = self.settings.longpoll_timeout + self.settings.ping_grace
-        while True:
-            self._wake.clear()
-            if not self.session.subs:
-                await self._wake.wait()
-                continue
-            body = await self._longpoll_body(self.settings.longpoll_timeout)
-            poll = asyncio.ensure_future(longpoll(self.http, edge, body, limit))
-            woken = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait((poll, woken), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                woken.cancel()
-                if not poll.done():
-                    # The subscriptions changed (or the connection ends): the edge keeps
-                    # nothing between requests, so a cancelled request loses nothing.
-                    poll.cancel()
-            if poll.cancelled() or not poll.done():
-                await asyncio.gather(poll, return_exceptions=True)
-                continue
-            try:
-                answer = poll.result()
-            except (EdgeUnreachable, TransportRefused, TimeoutError) as exc:
-                self.drop(1006, f"long-poll failed: {exc}")
-                return
-            except ReplyError as exc:
-                self.drop(3500 if exc.code == 3500 else 1006, str(exc))
-                return
-            self._dispatch(self.session.receive_longpoll(answer))
-
-    async def _longpoll_request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        if method != "publish":
-            raise ReplyError(108, f"{method} is not available over long-poll")
-        body = await self._longpoll_body(0)
-        body["publish"] = [params]
-        try:
-            answer = await longpoll(self.http, self.edge, body, self.settings.command_timeout)
-        except (EdgeUnreachable, TransportRefused, TimeoutError):
-            self.drop(1006, "long-poll publish failed")
-            raise ConnectionLost from None
-        self._dispatch(self.session.receive_longpoll(answer))
-        published = answer.get("published") or []
-        if not published:
-            raise ConnectionLost
-        outcome = published[0]
-        error = outcome.get("error")
-        if isinstance(error, dict):
-            raise ReplyError(
-                int(error.get("code", 100)),
-                str(error.get("message", "")),
-                bool(error.get("temporary", False)),
-            )
-        return dict(outcome)
