@@ -22,6 +22,7 @@ from skyrelay.client import (
     Client,
     ClientEvent,
     Connecting,
+    ConnectionRefused,
     DecryptionFailed,
     Keyring,
     Publication,
@@ -175,3 +176,15 @@ async def test_sub_command_prints_publications_from_a_position(
     assert proc.returncode == 0, err
     lines = [orjson.loads(line) for line in out.splitlines()]
     assert lines == [{"channel": ch, "offset": n + 1, "data": {"n": n}} for n in range(1, 4)]
+
+
+async def test_refused_token_stops_the_client_with_a_clear_error(cluster: LocalCluster) -> None:
+    async with Client([cluster.edge_url(0)], token="not-a-token") as c:
+        sub = await c.subscribe(channel())
+        await c.publish("news", {"x": 1})
+        with pytest.raises(ConnectionRefused) as refused:
+            await asyncio.wait_for(c.flush(), 15)
+        assert refused.value.code == 3500
+        with pytest.raises(ConnectionRefused):
+            await asyncio.wait_for(take(sub, 1), 15)
+        assert await c.queued() == 1  # kept for a run with a good token

@@ -124,6 +124,32 @@ async def test_killed_edge_the_client_moves_and_recovers_without_gap(
     assert [e.edge for e in moved][:2] == [first, edges[other]]
 
 
+async def test_draining_edge_sends_the_client_to_the_other_one(
+    cl: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    ch = channel()
+    events: list[ClientEvent] = []
+    edges = [cl.edge_url(0), cl.edge_url(1)]
+    async with Client(edges, token=token("drain"), settings=FAST, on_event=events.append) as c:
+        sub = await c.subscribe(ch)
+        got: list[Any] = []
+        reader = collect(sub, got)
+        await until(lambda: sub.subscribed, what="subscribed")
+        first = c.edge
+        victim, other = (0, 1) if first == edges[0] else (1, 0)
+        try:
+            await stop_edge(cl, f"e{victim}", signal.SIGTERM)
+            await api(session, edges[other], "publish", channel=ch, data={"n": 0})
+            await until(lambda: len(got) == 1, timeout=30, what="delivery after the drain")
+        finally:
+            await restart_edge(cl, f"e{victim}")
+        reader.cancel()
+    drained = [e for e in events if isinstance(e, Disconnected)]
+    assert drained[0].code == 3001 and drained[0].reconnect
+    after = [e for e in events if isinstance(e, Connecting)][1:]
+    assert after[0].edge == edges[other]  # not back to the draining edge first
+
+
 def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "skyrelay", *args],
