@@ -174,6 +174,7 @@ class Client:
             sub.end()
         if self._conn is not None:
             await self._conn.close()
+        self._outbox_wake.set()  # the sender sees _closed even if its cancel were lost
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -262,7 +263,7 @@ class Client:
         return await self._store.call(Store.queued_count)
 
     async def _send_outbox(self) -> None:
-        while True:
+        while not self._closed:
             items = await self._store.call(Store.queued, OUTBOX_BATCH)
             if not items:
                 self._outbox_empty.set()

@@ -110,7 +110,10 @@ class Connection:
         self._waiters[self.session.command(method, params)] = future
         self.kick()
         try:
-            return await asyncio.wait_for(future, self.settings.command_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands together with the reply, and the caller would never stop.
+            async with asyncio.timeout(self.settings.command_timeout):
+                return await future
         except TimeoutError:
             self.drop(0, "command timed out")
             raise ConnectionLost from None
