@@ -188,3 +188,23 @@ async def test_refused_token_stops_the_client_with_a_clear_error(cluster: LocalC
         with pytest.raises(ConnectionRefused):
             await asyncio.wait_for(take(sub, 1), 15)
         assert await c.queued() == 1  # kept for a run with a good token
+
+
+async def test_a_restarted_app_continues_from_what_it_consumed(
+    cluster: LocalCluster, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    ch = channel()
+    state = tmp_path / "app.db"
+    edges = [cluster.edge_url(0)]
+    async with Client(edges, token=token("resume"), state=state) as c:
+        sub = await c.subscribe(ch)
+        await asyncio.wait_for(sub.wait_subscribed(), 15)
+        for n in range(2):
+            await api(session, cluster.edge_url(1), "publish", channel=ch, data={"n": n})
+        assert [e.offset for e in await take(sub, 2)] == [1, 2]
+    for n in range(2, 4):
+        await api(session, cluster.edge_url(1), "publish", channel=ch, data={"n": n})
+    async with Client(edges, token=token("resume"), state=state) as c:
+        sub = await c.subscribe(ch)
+        got = await take(sub, 2)
+    assert [(e.offset, e.data) for e in got] == [(3, {"n": 2}), (4, {"n": 3})]
