@@ -95,6 +95,31 @@ async def _sse_or_preflight(request: web.Request) -> web.StreamResponse:
     return await sse_handler(request)
 
 
+def add_transport_routes(app: web.Application, transports: tuple[str, ...]) -> None:
+    """Routes of the client transports this edge serves; the others are simply absent (404)."""
+    served = set(transports)
+    preflighted: list[str] = []
+    if "websocket" in served:
+        app.router.add_get("/connection/websocket", websocket_handler)
+    if "http_stream" in served:
+        app.router.add_post("/connection/http_stream", http_stream_handler)
+        preflighted.append("/connection/http_stream")
+    if "sse" in served:
+        app.router.add_route("*", "/connection/sse", _sse_or_preflight)
+    if served & {"http_stream", "sse"}:
+        app.router.add_post("/emulation", emulation_handler)
+        preflighted.append("/emulation")
+    if "longpoll" in served:
+        app.router.add_post("/connection/longpoll", longpoll_handler)
+        preflighted.append("/connection/longpoll")
+    if "uni_sse" in served:
+        app.router.add_route("GET", "/connection/uni_sse", uni_sse_handler)
+        app.router.add_route("POST", "/connection/uni_sse", uni_sse_handler)
+        preflighted.append("/connection/uni_sse")
+    for path in preflighted:
+        app.router.add_options(path, preflight)
+
+
 def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     auth = config.auth
     keys = (auth.rsa_public_key, auth.ecdsa_public_key, auth.ed25519_public_key, auth.jwks_url)
@@ -117,20 +142,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     )
     app[NODE_KEY] = node
     metrics.registry.register(EdgeCollector(node))
-    app.router.add_get("/connection/websocket", websocket_handler)
-    app.router.add_post("/connection/http_stream", http_stream_handler)
-    app.router.add_route("*", "/connection/sse", _sse_or_preflight)
-    app.router.add_post("/emulation", emulation_handler)
-    app.router.add_post("/connection/longpoll", longpoll_handler)
-    app.router.add_route("GET", "/connection/uni_sse", uni_sse_handler)
-    app.router.add_route("POST", "/connection/uni_sse", uni_sse_handler)
-    for path in (
-        "/connection/http_stream",
-        "/emulation",
-        "/connection/uni_sse",
-        "/connection/longpoll",
-    ):
-        app.router.add_options(path, preflight)
+    add_transport_routes(app, config.edge.transports)
     app.router.add_post("/api/{method}", api_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)

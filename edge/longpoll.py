@@ -11,6 +11,9 @@ Answer:   {"publications": [{"channel": "news", "offset": 8, "data": {...}}, ...
            "cursor": "...", "positions": {"news": {"offset": 8, "epoch": "ab"}},
            "unrecovered": ["chat"]}
 
+A request may also carry publications (``publish``, see ``edge.longpoll_publish``); it is
+then answered at once, with ``published``, and ``channels`` may be empty.
+
 A channel in ``unrecovered`` could not be continued from the given position (another epoch,
 or history trimmed): its position moved to the current top, and the client should reload.
 """
@@ -30,6 +33,7 @@ from edge.auth import ExpiredToken, InvalidToken
 from edge.codes import DisconnectCode, ErrorCode, ReplyError
 from edge.cors import cors_headers, refused
 from edge.hub import Channel
+from edge.longpoll_publish import check_items, publish_all
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import decide_recovery
@@ -88,6 +92,8 @@ def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
     if isinstance(cursor, str) and cursor:
         return decode_cursor(cursor)
     channels = body.get("channels")
+    if "publish" in body and channels in (None, {}):
+        return {}
     if not isinstance(channels, dict) or not channels:
         raise LongPollError(400, ErrorCode.BAD_REQUEST, "channels (or cursor) required")
     found: dict[str, Any] = {}
@@ -124,6 +130,11 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
         float(body.get("timeout", node.config.edge.longpoll_timeout)),
         node.config.edge.longpoll_timeout,
     )
+    published: list[dict[str, Any]] | None = None
+    if "publish" in body:
+        items = check_items(body["publish"])
+        published = await publish_all(node, credentials.user, items, set(wanted))
+        timeout = 0.0  # the sender waits for its acks: answer at once
     limit = max(1, min(int(body.get("limit", MAX_BATCH)), MAX_BATCH))
     hub = node.hub
     waiter = Waiter()
@@ -175,12 +186,15 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
         name, offset = pub["channel"], pub.get("offset", 0)
         if offset:
             positions[name] = (positions[name][0], max(positions[name][1], offset))
-    return {
+    answer: dict[str, Any] = {
         "publications": pubs,
         "cursor": encode_cursor(positions),
         "positions": {ch: {"offset": o, "epoch": e} for ch, (e, o) in positions.items()},
         "unrecovered": unrecovered,
     }
+    if published is not None:
+        answer["published"] = published
+    return answer
 
 
 async def longpoll_handler(request: web.Request) -> web.StreamResponse:

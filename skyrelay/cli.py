@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--channel", default=None, help="make a subscription token")
     token.add_argument("--admin", action="store_true", help="make an admin token (status page)")
 
+    from skyrelay.client.cli import add_commands  # noqa: PLC0415
+
+    add_commands(sub)
+
     bench = sub.add_parser("bench", help="run a benchmark scenario", add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -73,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "ring":
             return _ring(args)
+        if args.command in ("sub", "pub"):
+            from skyrelay.client.cli import run  # noqa: PLC0415
+
+            return run(args)
         if args.command == "bench":
             from benchmarks.cli import main as bench  # noqa: PLC0415
 

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from ring.health import HealthSettings
 
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
+# Every client transport an edge can serve, in the order clients usually fall back through them.
+TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse", "longpoll")
 API_KEY_ENV = "SKYRELAY_API_KEY"
 
 Permission = Literal["anonymous", "client", "subscriber", "none"]
@@ -96,6 +98,9 @@ class NamespaceConfig:
 class EdgeSettings:
     """Client-facing limits and timers of every edge."""
 
+    # Client transports this edge serves (a subset of TRANSPORTS); the others answer 404, so
+    # clients fall back to one that is served. For networks or load balancers that break one.
+    transports: tuple[str, ...] = TRANSPORTS
     # Origins allowed to open WebSocket connections (fnmatch patterns); requests without an
     # Origin header (native apps, servers) are always allowed.
     allowed_origins: tuple[str, ...] = ()
@@ -367,6 +372,10 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         except re.error as exc:
             raise ConfigError(f"namespaces.{name}.channel_regex: {exc}") from None
     edge = _build(EdgeSettings, "edge", data.get("edge", {}))
+    unknown = [t for t in edge.transports if t not in TRANSPORTS]
+    if unknown:
+        choices = ", ".join(TRANSPORTS)
+        raise ConfigError(f"edge.transports: unknown transport {unknown[0]!r} (one of {choices})")
     if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
     origin = _build(OriginSettings, "origin", data.get("origin", {}))

@@ -8,7 +8,7 @@ import contextlib
 from typing import Any
 
 import aiohttp
-from cent import AsyncClient, PublishRequest
+from cent import AsyncClient, HistoryRequest, PublishRequest
 
 from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import token
@@ -134,3 +134,21 @@ async def metric_labeled(session: aiohttp.ClientSession, base: str, source: str)
         if line.startswith(prefix):
             return float(line[len(prefix) :])
     return 0.0
+
+
+async def test_long_poll_carries_publications_once_each_in_order(
+    cluster: LocalCluster, api: AsyncClient, session: aiohttp.ClientSession
+) -> None:
+    ch = channel()
+    url = cluster.edge_url(0)
+    items = [{"channel": ch, "data": {"n": n}, "idempotency_key": f"k{n}"} for n in range(3)]
+    first = await poll(session, url, {"token": token("lp-pub"), "publish": items})
+    assert [p["offset"] for p in first["published"]] == [1, 2, 3]
+    # The same keys again (a retry after a lost answer): nothing new is published.
+    again = await poll(session, url, {"token": token("lp-pub"), "publish": items})
+    assert [p["offset"] for p in again["published"]] == [1, 2, 3]
+    bad = [{"channel": "nope:x", "data": {}}, {"channel": ch, "data": {"n": 9}}]
+    refused = await poll(session, url, {"token": token("lp-pub"), "publish": bad})
+    assert refused["published"] == [{"error": {"code": 102, "message": "unknown channel"}}]
+    history = await api.history(HistoryRequest(channel=ch, limit=-1))
+    assert [p.data for p in history.publications] == [{"n": 0}, {"n": 1}, {"n": 2}]

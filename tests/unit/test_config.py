@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert config.effective_min_copies == 1  # one shard
     assert config.edge.websocket_compression is False
     assert config.edge.max_message_size == 65536
+    assert "websocket" in config.edge.transports
     assert config.namespace("chat") is config.namespaces["default"]
     assert config.namespace("nope:chat") is None
 
@@ -38,6 +39,7 @@ def test_environment_secrets_override_the_file() -> None:
         ({"shards": [{"id": "o0"}]}, "shards[0]: missing required setting"),
         ({"shards": [{"id": "o0", "url": "nope"}]}, "shards[0].url"),
         ({"shards": [*SHARDS, *SHARDS]}, "shards[1].id: duplicate"),
+        ({"shards": SHARDS, "edge": {"transports": ["carrier-pigeon"]}}, "edge.transports"),
         ({"shards": [{"id": "o0", "url": "http://h:1", "weight": 0}]}, "shards[0].weight"),
         ({"shards": SHARDS, "replication": "3"}, "replication: expected an integer"),
         ({"shards": SHARDS, "bogus": 1}, "bogus: unknown setting"),

@@ -1,0 +1,220 @@
+"""The asyncio side: moving protocol messages over WebSocket, the HTTP-streaming emulation, and
+single long-poll requests. No protocol logic here; the session decides what to send.
+
+Opening a transport tells two failures apart: ``EdgeUnreachable`` (nothing answers: try the
+next edge) and ``TransportRefused`` (the edge answers but not on this transport: try the next
+transport on the same edge).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from skyrelay.client.errors import ClientError, ReplyError
+
+# Close code used when a stream ends or a socket drops without a close frame (as WebSocket's
+# "abnormal closure"): the client reconnects.
+ABNORMAL = 1006
+# Largest message a WebSocket receive accepts (the edge's default limit, with room).
+MAX_MESSAGE = 1 << 20
+
+
+class EdgeUnreachable(ClientError):
+    """No answer from the edge at all."""
+
+
+class TransportRefused(ClientError):
+    """The edge answered, but this transport is not served or does not work here."""
+
+
+class TransportClosed(ClientError):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class Transport(Protocol):
+    name: str
+
+    async def send(self, data: bytes) -> None: ...  # pragma: no cover
+    async def recv(self) -> bytes: ...  # pragma: no cover
+    async def close(self) -> None: ...  # pragma: no cover
+
+
+_UNREACHABLE = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ServerTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class WebSocketTransport:
+    name = "websocket"
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+
+    @classmethod
+    async def open(
+        cls, http: aiohttp.ClientSession, base: str, first: bytes, within: float
+    ) -> WebSocketTransport:
+        url = base.replace("http", "ws", 1) + "/connection/websocket"
+        try:
+            ws = await http.ws_connect(
+                url,
+                timeout=aiohttp.ClientWSTimeout(ws_close=within),
+                autoping=True,
+                max_msg_size=MAX_MESSAGE,
+                compress=0,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise TransportRefused(f"websocket refused: {exc.status}") from None
+        except _UNREACHABLE as exc:
+            raise EdgeUnreachable(str(exc) or type(exc).__name__) from None
+        transport = cls(ws)
+        await transport.send(first)
+        return transport
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send_str(data.decode())
+        except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+            raise TransportClosed(ABNORMAL, f"write failed: {exc}") from None
+
+    async def recv(self) -> bytes:
+        msg = await self._ws.receive()
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            return str(msg.data).encode()
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return bytes(msg.data)
+        code = self._ws.close_code or ABNORMAL
+        reason = msg.extra if isinstance(msg.extra, str) else ""
+        raise TransportClosed(code, reason or "connection closed")
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+class HttpStreamTransport:
+    """Replies and pushes come down one chunked response, a JSON document per line; commands
+    go up by ``POST /emulation`` with the session and node the connect reply named."""
+
+    name = "http_stream"
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, resp: aiohttp.ClientResponse):
+        self._http = http
+        self._base = base
+        self._resp = resp
+        self._session = ""
+        self._node = ""
+
+    @classmethod
+    async def open(
+        cls, http: aiohttp.ClientSession, base: str, first: bytes, within: float
+    ) -> HttpStreamTransport:
+        try:
+            resp = await http.post(
+                f"{base}/connection/http_stream",
+                data=first,
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=within, sock_read=None),
+            )
+        except _UNREACHABLE as exc:
+            raise EdgeUnreachable(str(exc) or type(exc).__name__) from None
+        if resp.status != 200:
+            resp.release()
+            raise TransportRefused(f"http_stream refused: {resp.status}")
+        return cls(http, base, resp)
+
+    async def send(self, data: bytes) -> None:
+        if not self._session:
+            raise TransportClosed(ABNORMAL, "no session yet")
+        body = {"session": self._session, "node": self._node, "data": data.decode()}
+        try:
+            async with self._http.post(
+                f"{self._base}/emulation",
+                data=orjson.dumps(body),
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                status = resp.status
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise TransportClosed(ABNORMAL, f"emulation request failed: {exc}") from None
+        if status >= 300:
+            raise TransportClosed(ABNORMAL, f"emulation request answered {status}")
+
+    async def recv(self) -> bytes:
+        try:
+            line = await self._resp.content.readline()
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise TransportClosed(ABNORMAL, f"stream broke: {exc}") from None
+        if not line:
+            raise TransportClosed(ABNORMAL, "stream ended")
+        if not self._session and b'"connect"' in line:
+            self._learn_session(line)
+        return line.rstrip(b"\n")
+
+    def _learn_session(self, line: bytes) -> None:
+        try:
+            result = orjson.loads(line).get("connect") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        self._session = str(result.get("session", ""))
+        self._node = str(result.get("node", ""))
+
+    async def close(self) -> None:
+        self._resp.close()
+
+
+async def longpoll(
+    http: aiohttp.ClientSession, base: str, body: dict[str, Any], within: float
+) -> dict[str, Any]:
+    """One long-poll request; ``within`` seconds bound the whole request."""
+    try:
+        async with http.post(
+            f"{base}/connection/longpoll",
+            data=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=within),
+        ) as resp:
+            status = resp.status
+            raw = await resp.read()
+    except _UNREACHABLE as exc:
+        raise EdgeUnreachable(str(exc) or type(exc).__name__) from None
+    except aiohttp.ClientError as exc:
+        raise EdgeUnreachable(str(exc)) from None
+    if status in (404, 405):
+        raise TransportRefused(f"longpoll refused: {status}")
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise TransportRefused(f"longpoll answered {status} without JSON") from None
+    if not isinstance(answer, dict):
+        raise TransportRefused("longpoll answer is not an object")
+    error = answer.get("error")
+    if status != 200 or isinstance(error, dict):
+        error = error if isinstance(error, dict) else {}
+        raise ReplyError(
+            int(error.get("code", 100)), str(error.get("message", status)), status >= 500
+        )
+    return answer
+
+
+async def probe(http: aiohttp.ClientSession, base: str, within: float) -> float | None:
+    """Round-trip time of ``GET /health`` in seconds, or None when it fails."""
+    started = time.monotonic()
+    try:
+        async with http.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=within)) as resp:
+            await resp.read()
+            if resp.status != 200:
+                return None
+    except (aiohttp.ClientError, ConnectionError, TimeoutError):
+        return None
+    return time.monotonic() - started
