@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from skyrelay.linkclient import LinkClient, LinkSettings
 from skyrelay.metrics import OriginMetrics, metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
+from skyrelay.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.origin")
 
@@ -33,6 +35,8 @@ HEALTH_KEY = web.AppKey("health", HealthView)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 STARTED_KEY = web.AppKey("started", float)
+# How https:// peers are verified; absent when no shard speaks TLS (aiohttp's default).
+CLIENT_TLS_KEY = web.AppKey("client_tls", ssl.SSLContext)
 
 
 class ShardCollector(Collector):
@@ -154,6 +158,9 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[SURVEYOR_KEY] = Surveyor(shard, peers, links)
     app[TASKS_KEY] = []
     app[STARTED_KEY] = time.time()
+    client_tls = shard_client_ssl(config)
+    if isinstance(client_tls, ssl.SSLContext):
+        app[CLIENT_TLS_KEY] = client_tls
     registry = metrics.registry
     registry.register(ShardCollector(app))
     app.router.add_get(edgelink.LINK_PATH, link_handler)
@@ -169,9 +176,13 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
 class PeerLinks:
     """Links from this shard to the other shards, kept in step with the config."""
 
-    def __init__(self, app: web.Application, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, app: web.Application, session: aiohttp.ClientSession, tls: ssl.SSLContext | bool
+    ) -> None:
         self.app = app
         self.session = session
+        # How https:// peers are verified, for links and probes.
+        self.tls = tls
         self.urls: dict[str, str] = {}
 
     def on_change(self, shard_id: str, up: bool) -> None:
@@ -194,6 +205,7 @@ class PeerLinks:
             reconnect_delay=config.edge.link_reconnect_delay,
             max_frame=config.origin.link_max_frame,
             heartbeat=max(config.health.interval, 1.0),
+            ssl=self.tls,
         )
         for peer in config.shards:
             if peer.id == shard.id or peer.id in links:
@@ -221,12 +233,12 @@ async def _start(app: web.Application) -> None:
     shard = app[SHARD_KEY]
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
-    peers = PeerLinks(app, session)
+    peers = PeerLinks(app, session, app.get(CLIENT_TLS_KEY, True))
     app[PEER_LINKS_KEY] = peers
     peers.sync(shard.config)
     app[TASKS_KEY].append(
         asyncio.create_task(
-            run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change)
+            run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change, peers.tls)
         )
     )
 
@@ -255,6 +267,8 @@ async def _stop(app: web.Application) -> None:
 async def run_origin(config_path: str, shard_id: str) -> None:
     config = load_config(config_path)
     shard = config.shard(shard_id)
+    entry = f"shards[{config.shards.index(shard)}]"
+    tls = server_context(shard.tls_cert, shard.tls_key, entry) if shard.tls else None
     app = build_app(config, shard_id)
     await serve_until_stopped(
         app,
@@ -262,4 +276,5 @@ async def run_origin(config_path: str, shard_id: str) -> None:
         shard.port,
         backlog=config.origin.listen_backlog,
         on_reload=lambda: reload(app, load_config(config_path)),
+        ssl_context=tls,
     )
