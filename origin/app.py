@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -112,11 +114,39 @@ async def ready(request: web.Request) -> web.Response:
     )
 
 
+def _digest(data: Any) -> str:
+    return hashlib.blake2b(orjson.dumps(data), digest_size=8).hexdigest()
+
+
+def channel_copy(shard: Shard, channel: str) -> dict[str, Any]:
+    """This shard's copy of one channel: its position, and a digest of each publication held
+    (committed or not), so copies on different shards can be compared without payloads."""
+    rep = shard.replicator.replicas.get(channel)
+    if rep is None:
+        return {"channel": channel, "held": False}
+    stream = rep.stream
+    return {
+        "channel": channel,
+        "held": stream is not None,
+        "role": rep.role.value,
+        "term": rep.term,
+        "leader": rep.leader,
+        "epoch": stream.epoch if stream else "",
+        "top": stream.top if stream else 0,
+        "committed": stream.committed if stream else 0,
+        "publications": [[p.offset, _digest(p.data)] for p in stream.held()] if stream else [],
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     """Leadership and peer health, for operators, edges' status pages and tests.
-    ``?channels=0`` leaves out the per-channel table (it grows with the channels held)."""
+    ``?channels=0`` leaves out the per-channel table (it grows with the channels held);
+    ``?channel=NAME`` answers with this shard's copy of that channel only."""
     shard = request.app[SHARD_KEY]
     replicator = shard.replicator
+    name = request.query.get("channel")
+    if name:
+        return web.json_response(channel_copy(shard, name))
     summary = {
         "id": shard.id,
         "peers": request.app[HEALTH_KEY].snapshot(),
