@@ -188,7 +188,11 @@ class LinkClient:
                 continue
             delay = base
             reported = ""
-            await self._serve(ws)
+            try:
+                await self._serve(ws)
+            except Exception:  # a bug must not end the link for good: connect again
+                log.exception("link to %s failed", self.id)
+                await asyncio.sleep(delay)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.state = LinkState.UP
@@ -206,7 +210,9 @@ class LinkClient:
             log.error("shard %s sent a bad frame: %s", self.id, exc)
         finally:
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # The writer may have ended first, on a reset connection: its error must not
+            # skip what follows, or the link would stay "up" with nobody serving it.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, aiohttp.ClientError):
                 await writer
             await ws.close()
             self._up.clear()
@@ -281,4 +287,10 @@ class LinkClient:
             self._wake.clear()
             batch, self._queue = self._queue, []
             if batch:
-                await ws.send_bytes(edgelink.join_frame(batch))
+                try:
+                    await ws.send_bytes(edgelink.join_frame(batch))
+                except (ConnectionError, aiohttp.ClientError):
+                    # The connection is going (reset, closing): end the reader too, so the
+                    # link goes down, fails what is pending and connects again.
+                    await ws.close()
+                    return
