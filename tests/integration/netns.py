@@ -42,7 +42,13 @@ def unavailable() -> str | None:
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, check=False)
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.decode(errors='replace').strip()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    try:
+        veth = ["ip", "-n", name, "link", "add", "name", "p0", "type", "veth", "peer", "name", "p1"]
+        made = subprocess.run(veth, capture_output=True, check=False)
+        if made.returncode != 0:
+            return f"creating a veth pair failed: {made.stderr.decode(errors='replace').strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
     return None
 
 
@@ -116,7 +122,7 @@ class Network:
         """A veth pair between hosts ``a`` and ``b``, each end with a route to the other."""
         ha, hb = self.hosts[a], self.hosts[b]
         ip(
-            "link", "add", f"to-{b}", "netns", ha.netns, "type", "veth",
+            "link", "add", "name", f"to-{b}", "netns", ha.netns, "type", "veth",
             "peer", "name", f"to-{a}", "netns", hb.netns,
         )  # fmt: skip
         for here, there in ((ha, hb), (hb, ha)):
