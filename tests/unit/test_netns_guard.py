@@ -15,7 +15,7 @@ def test_unavailable_namespaces_skip_locally_and_fail_in_ci(
     with pytest.raises(pytest.skip.Exception, match="need root"):
         netns.require_namespaces()
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="need root.*CI=true"):
+    with pytest.raises(pytest.fail.Exception, match=r"need root.*CI=true"):
         netns.require_namespaces()
 
 
