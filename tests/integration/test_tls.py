@@ -82,7 +82,7 @@ async def test_every_port_speaks_tls_only(
     async with aiohttp.ClientSession() as plain:
         for url in (tls_cluster.edge_url(0), tls_cluster.origin_url(0)):
             plain_url = url.replace("https://", "http://") + "/health"
-            with pytest.raises(aiohttp.ClientError):
+            with pytest.raises((aiohttp.ClientError, TimeoutError)):  # never an answer
                 async with plain.get(plain_url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
                     await resp.read()
 
@@ -156,9 +156,14 @@ port = {spec.edge_port(0)}
             await eventually(shard_seen_down, timeout=30, what="the edge to see o0 down")
             async with s.get(f"{edge}/ready") as resp:
                 assert resp.status == 503
-                assert (await resp.json())["links_down"] == ["o0"]
-        log = (tmp_path / "logs" / "e0.log").read_text()
-        assert "TLS failed" in log and "CERTIFICATE_VERIFY_FAILED" in log
+                body = await resp.json()
+                assert "o0" in body.get("links_down", []) + body.get("shards_down", [])
+
+        async def logged() -> bool:
+            log = (tmp_path / "logs" / "e0.log").read_text()
+            return "TLS failed" in log and "CERTIFICATE_VERIFY_FAILED" in log
+
+        await eventually(logged, timeout=30, what="the edge to log why")
     finally:
         cluster.stop()
 
