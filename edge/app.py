@@ -34,6 +34,7 @@ from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.metrics import EdgeMetrics, metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
+from skyrelay.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.edge")
 
@@ -128,7 +129,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     verifier, jwks = build_verifier(config.token_secret, auth)
     app = web.Application(client_max_size=config.edge.api_max_body)
     metrics = EdgeMetrics()
-    router = Router(config)
+    router = Router(config, shard_client_ssl(config))
     node = EdgeNode(
         id=edge_id,
         config=config,
@@ -187,6 +188,7 @@ async def _start(app: web.Application) -> None:
                 urls,
                 session,
                 functools.partial(_health_changed, node),
+                router.tls,
             )
         ),
     ]
@@ -228,6 +230,8 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
 async def run_edge(config_path: str, edge_id: str | None = None) -> None:
     config = load_config(config_path)
     edge = config.edge_by_id(edge_id)
+    entry = f"edges[{config.edges.index(edge)}]"
+    tls = server_context(edge.tls_cert, edge.tls_key, entry) if edge.tls_cert else None
     app = build_app(config, edge.id)
     await serve_until_stopped(
         app,
@@ -236,4 +240,5 @@ async def run_edge(config_path: str, edge_id: str | None = None) -> None:
         backlog=config.edge.listen_backlog,
         on_stop=lambda: drain(app),
         on_reload=lambda: reload(app, load_config(config_path)),
+        ssl_context=tls,
     )

@@ -309,7 +309,9 @@ class Hub:
             while channel.state is ChannelState.MOVING:
                 target, channel.target = channel.target, None
                 channel.wanted = False
-                params = {"ch": name, "since": channel.offset}
+                # The epoch lets a deposed leader that does not know it yet tell that it is
+                # behind this position, rather than answer from its stale copy.
+                params = {"ch": name, "since": channel.offset, "epoch": channel.epoch}
                 try:
                     link, result = await self.router.request(name, edgelink.OP_SUB, params, target)
                 except ReplyError:

@@ -4,6 +4,7 @@ or the shard a redirect names."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +26,10 @@ REROUTE_POLL = 0.05
 
 
 class Router:
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, tls: ssl.SSLContext | bool = True) -> None:
         self.config = config
+        # How https:// shards are verified, for links, probes and status requests.
+        self.tls = tls
         self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
         self.health = HealthView((s.id for s in config.shards), config.health)
         self.links: dict[str, LinkClient] = {}
@@ -47,6 +50,7 @@ class Router:
             reconnect_delay=edge.link_reconnect_delay,
             max_frame=edge.link_max_frame,
             heartbeat=max(self.config.health.interval, 1.0),
+            ssl=self.tls,
         )
 
         def start(shard_id: str, url: str) -> None:

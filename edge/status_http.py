@@ -71,7 +71,8 @@ class StatusFeed:
             return None
         timeout = aiohttp.ClientTimeout(total=self.node.config.edge.status_origin_timeout)
         try:
-            async with http.get(f"{url}/status?channels=0", timeout=timeout) as resp:
+            tls = self.node.router.tls
+            async with http.get(f"{url}/status?channels=0", timeout=timeout, ssl=tls) as resp:
                 if resp.status != 200:
                     return None
                 body = orjson.loads(await resp.read())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -25,6 +28,7 @@ from skyrelay.linkclient import LinkClient, LinkSettings
 from skyrelay.metrics import OriginMetrics, metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
+from skyrelay.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.origin")
 
@@ -33,6 +37,8 @@ HEALTH_KEY = web.AppKey("health", HealthView)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 STARTED_KEY = web.AppKey("started", float)
+# How https:// peers are verified; absent when no shard speaks TLS (aiohttp's default).
+CLIENT_TLS_KEY = web.AppKey("client_tls", ssl.SSLContext)
 
 
 class ShardCollector(Collector):
@@ -108,11 +114,39 @@ async def ready(request: web.Request) -> web.Response:
     )
 
 
+def _digest(data: Any) -> str:
+    return hashlib.blake2b(orjson.dumps(data), digest_size=8).hexdigest()
+
+
+def channel_copy(shard: Shard, channel: str) -> dict[str, Any]:
+    """This shard's copy of one channel: its position, and a digest of each publication held
+    (committed or not), so copies on different shards can be compared without payloads."""
+    rep = shard.replicator.replicas.get(channel)
+    if rep is None:
+        return {"channel": channel, "held": False}
+    stream = rep.stream
+    return {
+        "channel": channel,
+        "held": stream is not None,
+        "role": rep.role.value,
+        "term": rep.term,
+        "leader": rep.leader,
+        "epoch": stream.epoch if stream else "",
+        "top": stream.top if stream else 0,
+        "committed": stream.committed if stream else 0,
+        "publications": [[p.offset, _digest(p.data)] for p in stream.held()] if stream else [],
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     """Leadership and peer health, for operators, edges' status pages and tests.
-    ``?channels=0`` leaves out the per-channel table (it grows with the channels held)."""
+    ``?channels=0`` leaves out the per-channel table (it grows with the channels held);
+    ``?channel=NAME`` answers with this shard's copy of that channel only."""
     shard = request.app[SHARD_KEY]
     replicator = shard.replicator
+    name = request.query.get("channel")
+    if name:
+        return web.json_response(channel_copy(shard, name))
     summary = {
         "id": shard.id,
         "peers": request.app[HEALTH_KEY].snapshot(),
@@ -154,6 +188,9 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[SURVEYOR_KEY] = Surveyor(shard, peers, links)
     app[TASKS_KEY] = []
     app[STARTED_KEY] = time.time()
+    client_tls = shard_client_ssl(config)
+    if isinstance(client_tls, ssl.SSLContext):
+        app[CLIENT_TLS_KEY] = client_tls
     registry = metrics.registry
     registry.register(ShardCollector(app))
     app.router.add_get(edgelink.LINK_PATH, link_handler)
@@ -169,9 +206,13 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
 class PeerLinks:
     """Links from this shard to the other shards, kept in step with the config."""
 
-    def __init__(self, app: web.Application, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, app: web.Application, session: aiohttp.ClientSession, tls: ssl.SSLContext | bool
+    ) -> None:
         self.app = app
         self.session = session
+        # How https:// peers are verified, for links and probes.
+        self.tls = tls
         self.urls: dict[str, str] = {}
 
     def on_change(self, shard_id: str, up: bool) -> None:
@@ -194,6 +235,7 @@ class PeerLinks:
             reconnect_delay=config.edge.link_reconnect_delay,
             max_frame=config.origin.link_max_frame,
             heartbeat=max(config.health.interval, 1.0),
+            ssl=self.tls,
         )
         for peer in config.shards:
             if peer.id == shard.id or peer.id in links:
@@ -221,12 +263,12 @@ async def _start(app: web.Application) -> None:
     shard = app[SHARD_KEY]
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
-    peers = PeerLinks(app, session)
+    peers = PeerLinks(app, session, app.get(CLIENT_TLS_KEY, True))
     app[PEER_LINKS_KEY] = peers
     peers.sync(shard.config)
     app[TASKS_KEY].append(
         asyncio.create_task(
-            run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change)
+            run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change, peers.tls)
         )
     )
 
@@ -255,6 +297,8 @@ async def _stop(app: web.Application) -> None:
 async def run_origin(config_path: str, shard_id: str) -> None:
     config = load_config(config_path)
     shard = config.shard(shard_id)
+    entry = f"shards[{config.shards.index(shard)}]"
+    tls = server_context(shard.tls_cert, shard.tls_key, entry) if shard.tls else None
     app = build_app(config, shard_id)
     await serve_until_stopped(
         app,
@@ -262,4 +306,5 @@ async def run_origin(config_path: str, shard_id: str) -> None:
         shard.port,
         backlog=config.origin.listen_backlog,
         on_reload=lambda: reload(app, load_config(config_path)),
+        ssl_context=tls,
     )

@@ -133,6 +133,15 @@ class Replicator:
         await self._wait_commit(rep, rep.adopted_top)
         return rep
 
+    async def reclaim(self, channel: str) -> ChannelReplica:
+        """Lead ``channel`` again under a new term, from a quorum's copies: for a leader that
+        learnt its copy is behind (it was deposed without hearing of it)."""
+        rep = self.replica(channel)
+        if rep.is_leader:
+            log.warning("copy of %s is behind an edge; claiming it again", channel)
+            self.step_down(channel, rep.term, None)
+        return await self.lead(channel)
+
     async def _claim(self, channel: str) -> None:
         rep = self.replica(channel)
         deposed = rep.leader

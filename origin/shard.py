@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from origin.presence import Presence
 from origin.replication import Replicator
-from origin.stream import HistoryPage, Publication
+from origin.stream import ChannelStream, HistoryPage, Publication
 from ring import Ring
 from ring.health import HealthView
 from skyrelay import edgelink
@@ -118,6 +118,11 @@ class Shard:
         if op not in (edgelink.OP_SUB, edgelink.OP_HISTORY, edgelink.OP_READ):
             raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown op {op!r}")
         rep = await self.replicator.lead(channel)
+        if op == edgelink.OP_SUB and _ahead(message, rep.stream):
+            # The edge has seen publications this leader never committed: another leader
+            # took over while we could not hear of it (a partition, a pause). Claim again:
+            # a quorum's copies hold them, so we never answer from a stale copy.
+            rep = await self.replicator.reclaim(channel)
         stream = rep.stream
         assert stream is not None
         # No await from here on: registering and reading the position happen together, so
@@ -230,6 +235,17 @@ def _channel(message: dict[str, Any]) -> str:
     if not isinstance(channel, str) or not channel:
         raise ReplyError(ErrorCode.BAD_REQUEST, "ch must be a non-empty string")
     return channel
+
+
+def _ahead(message: dict[str, Any], stream: ChannelStream | None) -> bool:
+    """A subscribe from a position in this stream past what it committed."""
+    since = message.get("since")
+    return (
+        stream is not None
+        and isinstance(since, int)
+        and message.get("epoch") == stream.epoch
+        and since > stream.committed
+    )
 
 
 def _int(value: Any, name: str) -> int:

@@ -181,6 +181,10 @@ class ChannelStream:
             return None
         return [p.to_record() for p in entries if p.offset > offset]
 
+    def held(self) -> list[Publication]:
+        """Every publication held, committed or not, oldest first."""
+        return list(self._entries)
+
     def find_ikey(self, ikey: str) -> Publication | None:
         for pub in reversed(self._entries):
             if pub.ikey == ikey:

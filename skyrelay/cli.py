@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -174,14 +175,16 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shard_state(url: str) -> str:
+def _shard_state(url: str, tls: ssl.SSLContext | None) -> str:
     """up (leading N channels) / down, asked of the running shard."""
     import json  # noqa: PLC0415
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
     try:
-        with urllib.request.urlopen(f"{url}/status", timeout=RING_PROBE_TIMEOUT) as resp:
+        with urllib.request.urlopen(
+            f"{url}/status", timeout=RING_PROBE_TIMEOUT, context=tls
+        ) as resp:
             status = json.load(resp)
     except (urllib.error.URLError, OSError, ValueError):
         return "down"
@@ -197,13 +200,17 @@ def _ring(args: argparse.Namespace) -> int:
     ring = Ring(members, config.replication)
     sample = [f"channel-{i}" for i in range(RING_SAMPLE)]
     if args.action == "show":
+        from skyrelay.tls import shard_client_ssl  # noqa: PLC0415
+
+        verify = shard_client_ssl(config)
+        tls = verify if isinstance(verify, ssl.SSLContext) else None
         counts = dict.fromkeys(ring.member_ids(), 0)
         for ch in sample:
             counts[ring.owner(ch)] += 1
         print(f"replication {ring.replication}, min_copies {config.effective_min_copies}")
         for shard in config.shards:
             share = counts[shard.id] / RING_SAMPLE
-            state = _shard_state(shard.url)
+            state = _shard_state(shard.url, tls)
             print(
                 f"  {shard.id:<12} {shard.url:<28} weight {shard.weight:<3} "
                 f"primary for {share:6.1%} of channels   {state}"

@@ -47,6 +47,10 @@ class ShardConfig:
     id: str
     url: str
     weight: int = 1
+    # PEM certificate chain and private key the shard serves TLS with; required when (and
+    # only when) its url is https://. Read by that shard only: other hosts need not have them.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def host(self) -> str:
@@ -56,12 +60,20 @@ class ShardConfig:
     def port(self) -> int:
         return urlsplit(self.url).port or 80
 
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
+
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
     id: str
     host: str = "127.0.0.1"
     port: int = 8000
+    # PEM certificate chain and private key: when set, the edge serves its clients and the
+    # server API over TLS (wss://, https://) on ``port``.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +227,17 @@ class OriginSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """How edges and shards connect to https:// shard URLs."""
+
+    # PEM CA bundle the shards' certificates are verified against; empty = the system's
+    # trust store.
+    ca: str = ""
+    # Refuse http:// shard URLs, so no link or health check between processes is plaintext.
+    require: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     shards: tuple[ShardConfig, ...]
     edges: tuple[EdgeConfig, ...] = ()
@@ -229,6 +252,7 @@ class ClusterConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    tls: TlsSettings = TlsSettings()
     token_secret: str = ""
     api_key: str = ""
 
@@ -323,6 +347,7 @@ _TOP_LEVEL = {
     "health",
     "auth",
     "log",
+    "tls",
     "token_secret",
     "api_key",
 }
@@ -339,12 +364,20 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         raise ConfigError("shards: at least one [[shards]] entry is required")
     shards = tuple(_build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards))
     _check_ids("shards", [s.id for s in shards])
+    tls = _build(TlsSettings, "tls", data.get("tls", {}))
     for i, shard in enumerate(shards):
         parts = urlsplit(shard.url)
         if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
             raise ConfigError(f"shards[{i}].url: expected http://host:port, got {shard.url!r}")
         if shard.weight < 1:
             raise ConfigError(f"shards[{i}].weight: must be at least 1")
+        _check_tls_pair(f"shards[{i}]", shard.tls_cert, shard.tls_key)
+        if shard.tls and not shard.tls_cert:
+            raise ConfigError(f"shards[{i}].tls_cert: required for an https:// url")
+        if not shard.tls and shard.tls_cert:
+            raise ConfigError(f"shards[{i}].url: expected https:// with tls_cert set")
+        if tls.require and not shard.tls:
+            raise ConfigError(f"shards[{i}].url: tls.require is set, expected https://")
     raw_edges = data.get("edges", [])
     if not isinstance(raw_edges, list):
         raise ConfigError("edges: expected a list of [[edges]] tables")
@@ -353,6 +386,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     for i, entry in enumerate(edges):
         if not 0 < entry.port < 65536:
             raise ConfigError(f"edges[{i}].port: expected 1-65535, got {entry.port}")
+        _check_tls_pair(f"edges[{i}]", entry.tls_cert, entry.tls_key)
     replication = _check_value("replication", data.get("replication", 3), int)
     if replication < 1:
         raise ConfigError("replication: must be at least 1")
@@ -405,9 +439,16 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         health=health,
         auth=auth,
         log=log,
+        tls=tls,
         token_secret=token_secret,
         api_key=api_key,
     )
+
+
+def _check_tls_pair(entry: str, cert: str, key: str) -> None:
+    if bool(cert) != bool(key):
+        missing = "tls_key" if cert else "tls_cert"
+        raise ConfigError(f"{entry}.{missing}: set both tls_cert and tls_key, or neither")
 
 
 def _check_ids(section: str, ids: list[str]) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -38,6 +39,9 @@ class LinkSettings:
     max_frame: int = 64 << 20
     # Seconds between WebSocket pings on the link; a missed pong drops it.
     heartbeat: float = 5.0
+    # How https:// peers are verified (``skyrelay.tls.shard_client_ssl``); True = aiohttp's
+    # default.
+    ssl: ssl.SSLContext | bool = True
 
 
 def unavailable(shard_id: str, why: str) -> ReplyError:
@@ -158,6 +162,7 @@ class LinkClient:
         query = {"peer": self.client_id}
         if self._on_survey is not None:
             query[edgelink.SURVEY_QUERY] = "1"
+        reported = ""
         while self.state is not LinkState.CLOSED:
             try:
                 ws = await self._session.ws_connect(
@@ -167,13 +172,27 @@ class LinkClient:
                     heartbeat=self._settings.heartbeat,
                     compress=0,
                     autoping=True,
+                    ssl=self._settings.ssl,
                 )
+            except aiohttp.ClientSSLError as exc:
+                # A refused certificate will not fix itself: say so, once per cause.
+                if str(exc) != reported:
+                    reported = str(exc)
+                    log.error("link to %s: TLS failed: %s", self.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, base * 10)
+                continue
             except (aiohttp.ClientError, OSError, TimeoutError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, base * 10)
                 continue
             delay = base
-            await self._serve(ws)
+            reported = ""
+            try:
+                await self._serve(ws)
+            except Exception:  # a bug must not end the link for good: connect again
+                log.exception("link to %s failed", self.id)
+                await asyncio.sleep(delay)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.state = LinkState.UP
@@ -191,7 +210,9 @@ class LinkClient:
             log.error("shard %s sent a bad frame: %s", self.id, exc)
         finally:
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # The writer may have ended first, on a reset connection: its error must not
+            # skip what follows, or the link would stay "up" with nobody serving it.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, aiohttp.ClientError):
                 await writer
             await ws.close()
             self._up.clear()
@@ -266,4 +287,10 @@ class LinkClient:
             self._wake.clear()
             batch, self._queue = self._queue, []
             if batch:
-                await ws.send_bytes(edgelink.join_frame(batch))
+                try:
+                    await ws.send_bytes(edgelink.join_frame(batch))
+                except (ConnectionError, aiohttp.ClientError):
+                    # The connection is going (reset, closing): end the reader too, so the
+                    # link goes down, fails what is pending and connects again.
+                    await ws.close()
+                    return

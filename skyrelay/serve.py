@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -32,9 +33,11 @@ async def serve_until_stopped(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     on_reload: Callable[[], None] | None = None,
     shutdown_timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener.
-    SIGHUP calls ``on_reload`` (re-read the config: ring changes)."""
+    SIGHUP calls ``on_reload`` (re-read the config: ring changes). With ``ssl_context`` the
+    port speaks TLS only."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
@@ -44,6 +47,7 @@ async def serve_until_stopped(
         backlog=backlog,
         reuse_port=reuse_port,
         shutdown_timeout=shutdown_timeout,
+        ssl_context=ssl_context,
     )
     await site.start()
     stop = asyncio.Event()
@@ -52,8 +56,9 @@ async def serve_until_stopped(
         loop.add_signal_handler(sig, stop.set)
     if on_reload is not None:
         loop.add_signal_handler(signal.SIGHUP, _guarded(on_reload))
-    log.info("listening on http://%s:%d", host, port)
-    print(f"ready http://{host}:{port}", file=sys.stderr, flush=True)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("listening on %s://%s:%d", scheme, host, port)
+    print(f"ready {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     try:
         await stop.wait()
     finally:

@@ -14,7 +14,7 @@ import pytest
 from cent import AsyncClient
 
 from edge.auth import mint_token
-from skyrelay.cluster import ClusterSpec, LocalCluster
+from skyrelay.cluster import ClusterSpec, ClusterTls, LocalCluster
 
 TOKEN_SECRET = "integration-token-secret-" + "0123456789abcdef" * 4
 API_KEY = "integration-api-key"
@@ -52,7 +52,12 @@ def _port_free(port: int) -> bool:
 
 
 def free_spec(
-    origins: int = 3, edges: int = 2, replication: int = 3, edge_toml: str = "", extra: str = ""
+    origins: int = 3,
+    edges: int = 2,
+    replication: int = 3,
+    edge_toml: str = "",
+    extra: str = "",
+    tls: ClusterTls | None = None,
 ) -> ClusterSpec:
     """A spec whose edge and origin ports are all free right now."""
     for _ in range(200):
@@ -64,6 +69,7 @@ def free_spec(
             base,
             extra_toml=TEST_NAMESPACES + extra,
             edge_toml=edge_toml,
+            tls=tls,
         )
         ports = [spec.edge_port(i) for i in range(edges)]
         ports += [spec.origin_port(i) for i in range(origins)]

@@ -20,6 +20,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.HealthSettings,
         config.AuthSettings,
         config.LogSettings,
+        config.TlsSettings,
     )
     missing = [
         f"{cls.__name__}.{f.name}"

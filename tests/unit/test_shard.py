@@ -145,3 +145,23 @@ def test_pushes_carry_when_the_leader_took_the_publish() -> None:
     push = orjson.loads(edgelink.pub_push("c", "e", {"data": 1, "offset": 1}, 12.5))["push"]
     assert push["at"] == 12.5
     assert "at" not in orjson.loads(edgelink.pub_push("c", "e", {"data": 1}))["push"]
+
+
+async def test_a_leader_behind_an_edges_position_claims_the_channel_again() -> None:
+    """An edge that has seen more of this stream than the leader committed proves the leader
+    was deposed without hearing of it: it claims again rather than answer from its copy."""
+    shard = new_shard()
+    api, other, edge = FakeEdge("api"), FakeEdge("other"), FakeEdge("e")
+    epoch = (await call(shard, api, op="pub", ch="c", data=1))["result"]["epoch"]
+    await call(shard, other, op="sub", ch="c")
+    rep = shard.replicator.replicas["c"]
+    term = rep.term
+
+    await call(shard, edge, op="sub", ch="c", since=1, epoch=epoch)  # caught up: as before
+    await call(shard, edge, op="sub", ch="c", since=7, epoch="another")  # another stream
+    assert rep.term == term and other.sent == []
+
+    answer = (await call(shard, edge, op="sub", ch="c", since=7, epoch=epoch))["result"]
+    assert rep.is_leader and rep.term > term  # claimed again under a new term
+    assert other.sent == [{"push": {"ch": "c", "moved": True}}]
+    assert answer["offset"] == 1  # still behind after the claim: the edge decides (2500)

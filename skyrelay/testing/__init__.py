@@ -1,0 +1,1 @@
+"""Tools for testing Skyrelay under adverse conditions (not used by the servers)."""
