@@ -3,6 +3,7 @@ JWKS URL are fetched by ``keys.JwksKeys`` before verification, never during it."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
 EC_ALGORITHMS = ("ES256", "ES384", "ES512")
 ED_ALGORITHMS = ("EdDSA",)
+# Largest exp/nbf accepted, in seconds: the integers JSON readers in every language agree on.
+MAX_TIME_CLAIM = 2**53
 
 
 class TokenError(Exception):
@@ -204,14 +207,17 @@ def _check_times(claims: dict[str, Any], now: float) -> int:
         raise ExpiredToken("exp")
     if nbf and nbf > now:
         raise ExpiredToken("nbf")
-    return exp
+    return math.ceil(exp)
 
 
-def _time_claim(claims: dict[str, Any], name: str) -> int:
+def _time_claim(claims: dict[str, Any], name: str) -> float:
     value = claims.get(name, 0)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"{name} must be a number")
-    return int(value)
+    # Python's JSON reads NaN and Infinity, and a huge value would not survive the replies.
+    if not math.isfinite(value) or abs(value) > MAX_TIME_CLAIM:
+        raise InvalidToken(f"{name} out of range")
+    return value
 
 
 def mint_token(

@@ -81,7 +81,10 @@ def decode_command(doc: bytes) -> Command | Pong:
 def decode_commands(data: bytes | str) -> list[Command | Pong]:
     """Split a transport message into commands, keeping their order."""
     if isinstance(data, str):
-        data = data.encode()
+        try:
+            data = data.encode()
+        except UnicodeEncodeError:  # lone surrogates: text that was never valid UTF-8
+            raise _bad("message is not valid UTF-8") from None
     if data.endswith(b"\n"):
         data = data[:-1]
     if not data:
