@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 import tomllib
@@ -31,6 +32,8 @@ _PERMISSIONS = ("anonymous", "client", "subscriber", "none")
 _T = TypeVar("_T")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Largest shard weight: the ring holds 160 points per unit of weight, built at start-up.
+MAX_SHARD_WEIGHT = 100
 
 
 @functools.lru_cache(maxsize=64)
@@ -300,6 +303,8 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         if value < 0:
             raise ConfigError(f"{key}: must not be negative, got {value}")
         return float(value)
@@ -369,8 +374,8 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         parts = urlsplit(shard.url)
         if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
             raise ConfigError(f"shards[{i}].url: expected http://host:port, got {shard.url!r}")
-        if shard.weight < 1:
-            raise ConfigError(f"shards[{i}].weight: must be at least 1")
+        if not 1 <= shard.weight <= MAX_SHARD_WEIGHT:
+            raise ConfigError(f"shards[{i}].weight: expected 1-{MAX_SHARD_WEIGHT}, got {shard.weight}")
         _check_tls_pair(f"shards[{i}]", shard.tls_cert, shard.tls_key)
         if shard.tls and not shard.tls_cert:
             raise ConfigError(f"shards[{i}].tls_cert: required for an https:// url")
@@ -403,7 +408,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         namespaces[name] = _build(NamespaceConfig, f"namespaces.{name}", raw)
         try:
             _compiled(namespaces[name].channel_regex)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise ConfigError(f"namespaces.{name}.channel_regex: {exc}") from None
     edge = _build(EdgeSettings, "edge", data.get("edge", {}))
     unknown = [t for t in edge.transports if t not in TRANSPORTS]
@@ -470,4 +475,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Clust
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     return parse_config(data, env)
