@@ -108,25 +108,26 @@ class ChannelReplica:
     ) -> dict[str, Any]:
         if term < self.term:
             return {"ok": False, "term": self.term}
+        pubs = [Publication.from_record(record) for record in records]  # ValueError first
         self._follow(term, leader)
         stream = self.stream
         if stream is None or self.accepted_term != term or stream.top < prev:
             return {"ok": False, "install": True}
-        for record in records:
-            offset = int(record.get("offset", 0))
-            if offset <= stream.top:
+        for pub in pubs:
+            if pub.offset <= stream.top:
                 continue  # already applied: the same leader sent it before
-            if offset != stream.top + 1:
+            if pub.offset != stream.top + 1:
                 return {"ok": False, "install": True}
-            stream.append(Publication.from_record(record))
+            stream.append(pub)
         stream.commit(commit)
         return {"ok": True, "top": stream.top}
 
     def on_install(self, term: int, leader: str, state: dict[str, Any]) -> dict[str, Any]:
         if term < self.term:
             return {"ok": False, "term": self.term}
+        stream = ChannelStream.restore(state, self.size, self.ttl)  # ValueError first
         self._follow(term, leader)
-        self.stream = ChannelStream.restore(state, self.size, self.ttl)
+        self.stream = stream
         self.accepted_term = term
         return {"ok": True, "top": self.stream.top}
 

@@ -203,6 +203,9 @@ class Replicator:
                     term,
                     rep.stream.top if rep.stream else 0,
                 )
+                # With min_copies 1 the adopted stream is committed by this shard alone; no
+                # follower ack would ever come to commit it.
+                self._commit(rep, rep.advance_commit())
                 for follower in rep.followers:
                     self.replicate(channel, follower)
                 return

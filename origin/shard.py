@@ -54,7 +54,7 @@ class Shard:
         """Requests answered without waiting: replication and unsubscribe. The link runs
         them in arrival order, which replication relies on."""
         op = message.get("op")
-        return op in edgelink.PEER_OPS or op in _IMMEDIATE
+        return isinstance(op, str) and (op in edgelink.PEER_OPS or op in _IMMEDIATE)
 
     def handle_now(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)

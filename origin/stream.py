@@ -54,15 +54,31 @@ class Publication:
         return out
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Publication:
+    def from_record(cls, record: Any) -> Publication:
+        """A replicated record; ValueError if it is not one (it came over the network)."""
+        if not isinstance(record, dict):
+            raise ValueError("a publication record must be an object")
+        info, tags, ikey = record.get("info"), record.get("tags"), record.get("ikey")
+        if not (info is None or isinstance(info, dict)) or not (
+            tags is None or isinstance(tags, dict)
+        ):
+            raise ValueError("info and tags of a record must be objects")
+        if not (ikey is None or isinstance(ikey, str)):
+            raise ValueError("ikey of a record must be a string")
         return cls(
-            offset=int(record.get("offset", 0)),
+            offset=_count(record.get("offset", 0), "offset"),
             data=record.get("data"),
-            time=int(record.get("time", 0)),
-            info=record.get("info"),
-            tags=record.get("tags"),
-            ikey=record.get("ikey"),
+            time=_count(record.get("time", 0), "time"),
+            info=info,
+            tags=tags,
+            ikey=ikey,
         )
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +222,24 @@ class ChannelStream:
 
     @classmethod
     def restore(cls, state: dict[str, Any], size: int, ttl: float) -> ChannelStream:
-        stream = cls(size, ttl, epoch_factory=lambda: str(state["epoch"]))
-        stream.top = int(state["top"])
-        stream.committed = int(state.get("committed", 0))
-        pubs = [Publication.from_record(r) for r in state.get("pubs", [])]
+        """The stream a snapshot describes; ValueError if it does not hold together (a peer
+        sent it: a bad one must not leave a stream whose offsets skip or run backwards)."""
+        epoch = state.get("epoch")
+        if not isinstance(epoch, str) or not epoch:
+            raise ValueError("snapshot epoch must be a non-empty string")
+        top = _count(state.get("top"), "snapshot top")
+        committed = _count(state.get("committed", 0), "snapshot committed")
+        if committed > top:
+            raise ValueError("snapshot committed is past its top")
+        records = state.get("pubs", [])
+        if not isinstance(records, list):
+            raise ValueError("snapshot pubs must be a list")
+        pubs = [Publication.from_record(r) for r in records]
+        if [p.offset for p in pubs] != list(range(top - len(pubs) + 1, top + 1)):
+            raise ValueError("snapshot publications must run consecutively up to its top")
+        stream = cls(size, ttl, epoch_factory=lambda: epoch)
+        stream.top = top
+        stream.committed = committed
         stream._entries.extend(pubs[-size:] if size else [])
         return stream
 

@@ -375,7 +375,9 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
             raise ConfigError(f"shards[{i}].url: expected http://host:port, got {shard.url!r}")
         if not 1 <= shard.weight <= MAX_SHARD_WEIGHT:
-            raise ConfigError(f"shards[{i}].weight: expected 1-{MAX_SHARD_WEIGHT}, got {shard.weight}")
+            raise ConfigError(
+                f"shards[{i}].weight: expected 1-{MAX_SHARD_WEIGHT}, got {shard.weight}"
+            )
         _check_tls_pair(f"shards[{i}]", shard.tls_cert, shard.tls_key)
         if shard.tls and not shard.tls_cert:
             raise ConfigError(f"shards[{i}].tls_cert: required for an https:// url")

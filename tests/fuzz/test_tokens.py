@@ -113,7 +113,7 @@ def mutations(draw: st.DrawFn) -> tuple[str, str]:
     elif kind == "insert":
         mutated = token[:i] + draw(st.sampled_from(B64_ALPHABET + ".=")) + token[i:]
     else:
-        header, payload, signature = token.split(".")
+        header, _, signature = token.split(".")
         other = VALID_SUB[alg] if token == VALID[alg] else VALID[alg]
         mutated = ".".join([header, other.split(".")[1], signature])
     return token, mutated

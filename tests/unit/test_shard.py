@@ -165,3 +165,38 @@ async def test_a_leader_behind_an_edges_position_claims_the_channel_again() -> N
     assert rep.is_leader and rep.term > term  # claimed again under a new term
     assert other.sent == [{"push": {"ch": "c", "moved": True}}]
     assert answer["offset"] == 1  # still behind after the claim: the edge decides (2500)
+
+
+async def test_a_taken_over_stream_commits_at_once_when_one_copy_is_enough() -> None:
+    # Found by fuzzing: a leader adopting publications it held uncommitted waited for a
+    # follower ack that never comes when min_copies is 1, so the channel stayed unavailable.
+    shard = new_shard()
+    edge = FakeEdge("e")
+    term = shard.replicator.boot_term + 1
+    state = {"epoch": "e1", "top": 2, "committed": 1, "pubs": [{"offset": 1}, {"offset": 2}]}
+    installed = await call(
+        shard, edge, op="install", ch="c", term=term, state=state, **{"from": "o1"}
+    )
+    assert installed["result"]["ok"] is True
+    assert (await call(shard, edge, op="sub", ch="c"))["result"]["offset"] == 2
+    assert (await call(shard, edge, op="pub", ch="c", data=3))["result"]["offset"] == 3
+
+
+async def test_a_snapshot_that_does_not_hold_together_is_refused() -> None:
+    shard = new_shard()
+    edge = FakeEdge("e")
+    term = shard.replicator.boot_term + 1
+    for state in (
+        {"epoch": "e1", "top": 0, "committed": 1},
+        {"epoch": "e1", "top": 3, "pubs": [{"offset": 1}]},
+        {"epoch": "e1", "top": 1, "pubs": [None]},
+        {"top": 1},
+    ):
+        answer = await call(
+            shard, edge, op="install", ch="c", term=term, state=state, **{"from": "o1"}
+        )
+        assert answer["error"]["code"] == 107, state
+    answer = await call(
+        shard, edge, op="append", ch="c", term=term, prev=0, pubs=[[]], **{"from": "o1"}
+    )
+    assert answer["error"]["code"] == 107
