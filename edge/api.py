@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from edge import census
+from edge.bodies import BodyError, read_body
 from edge.codes import ErrorCode, ReplyError
 from edge.node import NODE_KEY, EdgeNode
 from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
@@ -266,8 +267,14 @@ async def api_handler(request: web.Request) -> web.StreamResponse:
 async def _serve(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     expected = node.config.api_key
-    if not expected or not hmac.compare_digest(_api_key(request).encode(), expected.encode()):
-        return web.Response(status=401)
+    given = _api_key(request)
+    # Header bytes that are not UTF-8 arrive surrogate-escaped: compare the bytes as sent.
+    if not expected or not hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode()
+    ):
+        # cent reads the status only; the body is for people and other clients.
+        problem = "API key not accepted" if given else "API key required (X-API-Key header)"
+        return _json({"error": {"code": ErrorCode.UNAUTHORIZED, "message": problem}}, status=401)
     name = request.match_info["method"]
     method = API_METHODS.get(name) or (api_batch if name == "batch" else None)
     if method is None:
@@ -275,13 +282,11 @@ async def _serve(request: web.Request) -> web.StreamResponse:
             {"error": {"code": ErrorCode.METHOD_NOT_FOUND, "message": f"unknown method {name!r}"}},
             status=404,
         )
+    settings = node.config.edge
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _json(
-            {"error": {"code": ErrorCode.BAD_REQUEST, "message": "request body too large"}},
-            status=413,
-        )
+        body = await read_body(request, settings.api_max_body, settings.http_body_timeout)
+    except BodyError as exc:
+        return exc.response()
     try:
         params = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:

@@ -18,6 +18,7 @@ from edge.api import api_handler
 from edge.codes import DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
+from edge.httperrors import json_errors
 from edge.hub import Hub
 from edge.keys import build_verifier
 from edge.longpoll import longpoll_handler
@@ -127,7 +128,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     if not config.token_secret and not any(keys):
         raise ConfigError("token_secret: set SKYRELAY_TOKEN_SECRET to verify client tokens")
     verifier, jwks = build_verifier(config.token_secret, auth)
-    app = web.Application(client_max_size=config.edge.api_max_body)
+    app = web.Application(client_max_size=config.edge.api_max_body, middlewares=[json_errors])
     metrics = EdgeMetrics()
     router = Router(config, shard_client_ssl(config))
     node = EdgeNode(
@@ -238,6 +239,7 @@ async def run_edge(config_path: str, edge_id: str | None = None) -> None:
         edge.host,
         edge.port,
         backlog=config.edge.listen_backlog,
+        header_timeout=config.edge.http_header_timeout,
         on_stop=lambda: drain(app),
         on_reload=lambda: reload(app, load_config(config_path)),
         ssl_context=tls,

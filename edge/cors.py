@@ -7,7 +7,9 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from edge.httperrors import error_response
 from edge.node import NODE_KEY
+from skyrelay.errors import ErrorCode
 
 # Seconds a browser may cache a preflight answer.
 PREFLIGHT_MAX_AGE = 300
@@ -39,9 +41,8 @@ def cors_headers(request: web.Request) -> dict[str, str] | None:
 
 
 def refused(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"error": "origin not allowed", "origin": request.headers.get("Origin")}, status=403
-    )
+    origin = (request.headers.get("Origin") or "")[:200]
+    return error_response(403, ErrorCode.PERMISSION_DENIED, f"origin {origin!r} not allowed")
 
 
 async def preflight(request: web.Request) -> web.StreamResponse:

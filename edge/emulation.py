@@ -16,8 +16,10 @@ from aiohttp import web
 
 from edge import protocol
 from edge.attach import Attachment, until_done
+from edge.bodies import BodyError, read_body
 from edge.client import Client
 from edge.cors import cors_headers, refused
+from edge.httperrors import error_response
 from edge.node import NODE_KEY
 from edge.outbox import (
     SSE_EVENT,
@@ -26,6 +28,7 @@ from edge.outbox import (
     Outgoing,
     http_chunk,
 )
+from skyrelay.errors import ErrorCode
 
 # Largest POST /emulation body (the protocol's limit).
 EMULATION_MAX_BODY = 64 * 1024
@@ -69,11 +72,8 @@ async def _stream(
     cors = cors_headers(request)
     if cors is None:
         return refused(request)
-    settings = node.config.edge
     if not commands:
-        return web.json_response({"error": "connect command required"}, status=400, headers=cors)
-    if len(commands) > settings.max_message_size:
-        return web.json_response({"error": "message too large"}, status=413, headers=cors)
+        return error_response(400, ErrorCode.BAD_REQUEST, "connect command required", cors)
     response = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **cors})
     response.content_type = content_type
     response.enable_chunked_encoding()
@@ -104,19 +104,34 @@ async def _stream(
     return response
 
 
+async def opening_body(request: web.Request) -> bytes:
+    """The commands that open a stream: at most one WebSocket message's worth."""
+    settings = request.app[NODE_KEY].config.edge
+    return await read_body(request, settings.max_message_size, settings.http_body_timeout)
+
+
 async def http_stream_handler(request: web.Request) -> web.StreamResponse:
-    body = await request.read()
+    try:
+        body = await opening_body(request)
+    except BodyError as exc:
+        return exc.response(cors_headers(request))
     return await _stream(request, body, STREAM_LINE, "application/json")
 
 
 async def sse_handler(request: web.Request) -> web.StreamResponse:
     if request.method == "POST":
-        commands = await request.read()
+        try:
+            commands = await opening_body(request)
+        except BodyError as exc:
+            return exc.response(cors_headers(request))
     else:
         connect = request.query.get("cf_connect")
         if connect is None:
-            return web.json_response({"error": "cf_connect query parameter required"}, status=400)
-        commands = connect.encode()
+            return error_response(400, ErrorCode.BAD_REQUEST, "cf_connect query parameter required")
+        # Query bytes that are not UTF-8 arrive surrogate-escaped; the codec refuses them.
+        commands = connect.encode("utf-8", "surrogateescape")
+        if len(commands) > request.app[NODE_KEY].config.edge.max_message_size:
+            return error_response(413, ErrorCode.BAD_REQUEST, "cf_connect too large")
     return await _stream(request, commands, SSE_EVENT, "text/event-stream")
 
 
@@ -126,20 +141,20 @@ async def emulation_handler(request: web.Request) -> web.StreamResponse:
     cors = cors_headers(request)
     if cors is None:
         return refused(request)
-    body = await request.content.read(EMULATION_MAX_BODY + 1)
-    if len(body) > EMULATION_MAX_BODY:
-        return web.json_response({"error": "body too large"}, status=413, headers=cors)
+    try:
+        body = await read_body(request, EMULATION_MAX_BODY, node.config.edge.http_body_timeout)
+    except BodyError as exc:
+        return exc.response(cors)
     try:
         message = orjson.loads(body)
         session, target, data = message["session"], message["node"], message["data"]
         if not all(isinstance(v, str) for v in (session, target, data)):
             raise TypeError
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return web.json_response(
-            {"error": "body must be {session, node, data} strings"}, status=400, headers=cors
-        )
+        message = "body must be {session, node, data} strings"
+        return error_response(400, ErrorCode.BAD_REQUEST, message, cors)
     if target != node.id:
-        return web.json_response({"error": "unknown node"}, status=404, headers=cors)
+        return error_response(404, ErrorCode.METHOD_NOT_FOUND, f"unknown node {target!r}", cors)
     client = node.sessions.get(session)
     if client is not None:
         await client.handle_serialized(data.encode())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ import orjson
 from aiohttp import web
 
 from edge.auth import ExpiredToken, InvalidToken
+from edge.bodies import BodyError, read_body
 from edge.codes import DisconnectCode, ErrorCode, ReplyError
 from edge.cors import cors_headers, refused
 from edge.hub import Channel
@@ -87,6 +89,20 @@ class Waiter:
         return False
 
 
+def poll_bounds(body: dict[str, Any], longest: float) -> tuple[float, int]:
+    """How long to hold the request (at most ``longest``) and how many publications per
+    channel to answer with. NaN or infinity would reach the event loop's timers: refused."""
+    timeout = body.get("timeout", longest)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise LongPollError(400, ErrorCode.BAD_REQUEST, "timeout must be a number of seconds")
+    if not math.isfinite(timeout):
+        raise LongPollError(400, ErrorCode.BAD_REQUEST, "timeout must be finite")
+    limit = body.get("limit", MAX_BATCH)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise LongPollError(400, ErrorCode.BAD_REQUEST, "limit must be an integer")
+    return max(0.0, min(float(timeout), longest)), max(1, min(limit, MAX_BATCH))
+
+
 def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
     cursor = body.get("cursor")
     if isinstance(cursor, str) and cursor:
@@ -126,16 +142,12 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
             raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
         if not allowed(ns.allow_subscribe, credentials.user, True):
             raise LongPollError(403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}")
-    timeout = min(
-        float(body.get("timeout", node.config.edge.longpoll_timeout)),
-        node.config.edge.longpoll_timeout,
-    )
+    timeout, limit = poll_bounds(body, node.config.edge.longpoll_timeout)
     published: list[dict[str, Any]] | None = None
     if "publish" in body:
         items = check_items(body["publish"])
         published = await publish_all(node, credentials.user, items, set(wanted))
         timeout = 0.0  # the sender waits for its acks: answer at once
-    limit = max(1, min(int(body.get("limit", MAX_BATCH)), MAX_BATCH))
     hub = node.hub
     waiter = Waiter()
     held: dict[str, Channel] = {}
@@ -202,8 +214,13 @@ async def longpoll_handler(request: web.Request) -> web.StreamResponse:
     cors = cors_headers(request)
     if cors is None:
         return refused(request)
+    settings = node.config.edge
     try:
-        body = orjson.loads(await request.read())
+        raw = await read_body(request, settings.max_message_size, settings.http_body_timeout)
+    except BodyError as exc:
+        return exc.response(cors)
+    try:
+        body = orjson.loads(raw)
         if not isinstance(body, dict):
             raise LongPollError(400, ErrorCode.BAD_REQUEST, "body must be a JSON object")
         answer = await _poll(node, body)

@@ -23,8 +23,10 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from edge.auth import ExpiredToken, InvalidToken
+from edge.httperrors import error_response
 from edge.node import NODE_KEY, EdgeNode
 from edge.status import StatusBoard
+from skyrelay.errors import ErrorCode
 
 COOKIE = "skyrelay_status"
 PAGE = Path(__file__).with_name("static") / "status.html"
@@ -110,7 +112,8 @@ def authorized(request: web.Request, *, cookie: bool = True) -> bool:
     if scheme.lower() == "apikey":
         key = credential.strip()
     if key and node.config.api_key:
-        return hmac.compare_digest(key.encode(), node.config.api_key.encode())
+        given = key.encode("utf-8", "surrogateescape")  # header bytes as sent
+        return hmac.compare_digest(given, node.config.api_key.encode())
     if scheme.lower() == "bearer" and credential:
         try:
             node.verifier.verify_admin(credential.strip(), now)
@@ -121,8 +124,8 @@ def authorized(request: web.Request, *, cookie: bool = True) -> bool:
 
 
 def _refused() -> web.Response:
-    body = {"error": "status needs the API key (X-API-Key) or an admin token (Bearer)"}
-    return web.json_response(body, status=401)
+    message = "status needs the API key (X-API-Key) or an admin token (Bearer)"
+    return error_response(401, ErrorCode.UNAUTHORIZED, message)
 
 
 async def status_page(_: web.Request) -> web.StreamResponse:

@@ -19,13 +19,16 @@ from aiohttp_sse import EventSourceResponse
 
 from edge.attach import Attachment, until_done
 from edge.auth import ExpiredToken, InvalidToken
+from edge.bodies import BodyError, read_body
 from edge.client import Client, Join
 from edge.codes import Disconnect, DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.emulation import STREAM_HEADERS, StreamSink
+from edge.httperrors import error_response
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, http_chunk
 from edge.session import SubscribeOptions
+from skyrelay.errors import ErrorCode
 
 log = logging.getLogger("skyrelay.edge.uni")
 
@@ -55,6 +58,27 @@ def decode_positions(value: str | None) -> Positions:
         if offset.isdigit():
             found[channel] = (epoch, int(offset))
     return found
+
+
+def resume_positions(connect_request: dict[str, Any], last_event_id: str | None) -> Positions:
+    """Where to resume each channel: ``Last-Event-ID`` first, then the request's ``subs``
+    (``{channel: {recover, offset, epoch}}``). ValueError names a malformed field."""
+    resume = decode_positions(last_event_id)
+    subs = connect_request.get("subs") or {}
+    if not isinstance(subs, dict):
+        raise ValueError("subs must map channels to positions")
+    for channel, sub in subs.items():
+        if not isinstance(sub, dict):
+            raise ValueError(f"subs[{channel[:100]!r}] must be an object")
+        if sub.get("recover") is not True or channel in resume:
+            continue
+        offset, epoch = sub.get("offset", 0), sub.get("epoch", "")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"subs[{channel[:100]!r}].offset must be a non-negative integer")
+        if not isinstance(epoch, str):
+            raise ValueError(f"subs[{channel[:100]!r}].epoch must be a string")
+        resume[channel] = (epoch, offset)
+    return resume
 
 
 def _bare(payload: bytes) -> bytes:
@@ -148,20 +172,25 @@ async def uni_sse_handler(request: web.Request) -> web.StreamResponse:
     cors = cors_headers(request)
     if cors is None:
         return refused(request)
-    raw = (
-        await request.read() if request.method == "POST" else request.query.get("cf_connect", "{}")
-    )
+    settings = node.config.edge
+    try:
+        if request.method == "POST":
+            raw = await read_body(request, settings.max_message_size, settings.http_body_timeout)
+        else:
+            raw = request.query.get("cf_connect", "{}").encode("utf-8", "surrogateescape")
+    except BodyError as exc:
+        return exc.response(cors)
     try:
         connect_request: Any = orjson.loads(raw or b"{}")
         if not isinstance(connect_request, dict):
-            raise TypeError
-    except (orjson.JSONDecodeError, TypeError):
-        return web.json_response({"error": "connect request must be a JSON object"}, status=400)
+            raise ValueError("connect request must be a JSON object")
+        resume = resume_positions(connect_request, request.headers.get("Last-Event-ID"))
+    except ValueError as exc:  # orjson's JSONDecodeError is one
+        message = (
+            "connect request is not JSON" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+        )
+        return error_response(400, ErrorCode.BAD_REQUEST, message, cors)
     token = connect_request.get("token", "")
-    resume = decode_positions(request.headers.get("Last-Event-ID"))
-    for channel, sub in (connect_request.get("subs") or {}).items():
-        if isinstance(sub, dict) and sub.get("recover") and channel not in resume:
-            resume[channel] = (str(sub.get("epoch", "")), int(sub.get("offset", 0)))
     response = EventSourceResponse(
         headers={**STREAM_HEADERS, **cors}, ping_interval=SSE_KEEPALIVE, allow_all_methods=True
     )

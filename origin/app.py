@@ -305,6 +305,7 @@ async def run_origin(config_path: str, shard_id: str) -> None:
         shard.host,
         shard.port,
         backlog=config.origin.listen_backlog,
+        header_timeout=config.origin.http_header_timeout,
         on_reload=lambda: reload(app, load_config(config_path)),
         ssl_context=tls,
     )

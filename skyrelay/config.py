@@ -155,6 +155,13 @@ class EdgeSettings:
     link_max_frame: int = 64 << 20
     # Largest server API request body.
     api_max_body: int = 1 << 20
+    # Seconds a connection has to send a complete request head, counted from when it opens
+    # or from its previous response (so also how long an idle keep-alive connection is kept):
+    # slowloris clients and connections that never send anything are closed.
+    http_header_timeout: float = 65.0
+    # Seconds a client has to send a whole request body (server API, long-poll, emulation,
+    # stream openings); past it the request gets 408.
+    http_body_timeout: float = 30.0
     # Seconds a channel nobody subscribes to any more stays subscribed upstream, with its hot
     # cache, so that reconnecting clients and long-polls find it warm.
     channel_linger: float = 30.0
@@ -212,6 +219,8 @@ class AuthSettings:
 @dataclass(frozen=True, slots=True)
 class OriginSettings:
     listen_backlog: int = 4096
+    # As edge.http_header_timeout, for the origin's port (edge links, health, metrics).
+    http_header_timeout: float = 65.0
     link_max_frame: int = 64 << 20
     # How long an idempotency key is remembered, in seconds.
     idempotency_window: float = 300.0
@@ -419,7 +428,11 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         raise ConfigError(f"edge.transports: unknown transport {unknown[0]!r} (one of {choices})")
     if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
+    if edge.http_header_timeout <= 0 or edge.http_body_timeout <= 0:
+        raise ConfigError("edge.http_header_timeout: header and body timeouts must be positive")
     origin = _build(OriginSettings, "origin", data.get("origin", {}))
+    if origin.http_header_timeout <= 0:
+        raise ConfigError("origin.http_header_timeout: must be positive")
     if origin.survey_timeout <= 0:
         raise ConfigError("origin.survey_timeout: must be positive")
     health = _build(HealthSettings, "health", data.get("health", {}))

@@ -15,6 +15,15 @@ from aiohttp import web
 
 log = logging.getLogger("skyrelay")
 
+# Request head limits, set here rather than left to the library: past them a request gets
+# 400 (431 for a header line) before any handler runs.
+MAX_REQUEST_LINE = 8190
+MAX_HEADER_FIELD = 8190
+MAX_HEADERS = 100
+# Seconds the server goes on reading (and dropping) the unread rest of a body it has already
+# answered (a 408 or 413), so the answer reaches a client still sending; then it closes.
+LINGER_TIME = 2.0
+
 
 def install_uvloop() -> None:
     with contextlib.suppress(ImportError):
@@ -29,6 +38,7 @@ async def serve_until_stopped(
     port: int,
     *,
     backlog: int,
+    header_timeout: float,
     reuse_port: bool = False,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     on_reload: Callable[[], None] | None = None,
@@ -37,8 +47,23 @@ async def serve_until_stopped(
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener.
     SIGHUP calls ``on_reload`` (re-read the config: ring changes). With ``ssl_context`` the
-    port speaks TLS only."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    port speaks TLS only.
+
+    ``header_timeout`` bounds how long a connection may take to send a request head (aiohttp
+    counts it from the connection's start or its previous response, and calls it the
+    keep-alive timeout): a slowloris client, or one that connects and says nothing, is cut."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=header_timeout,
+        # Kernel keepalive probes find peers that vanished without a FIN (half-open).
+        tcp_keepalive=True,
+        max_line_size=MAX_REQUEST_LINE,
+        max_field_size=MAX_HEADER_FIELD,
+        max_headers=MAX_HEADERS,
+        lingering_time=LINGER_TIME,
+    )
     await runner.setup()
     site = web.TCPSite(
         runner,
