@@ -10,10 +10,11 @@ from aiohttp import WSMsgType, web
 from edge.attach import Attachment
 from edge.client import Client
 from edge.codes import DisconnectCode
-from edge.cors import origin_allowed
+from edge.cors import origin_allowed, refused
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, WriteTransport
 from edge.wsframe import text_frame
+from edge.wsguard import pending_bytes, require_masking
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")
@@ -63,9 +64,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     settings = node.config.edge
     if not origin_allowed(request.headers.get("Origin"), settings.allowed_origins):
-        return web.json_response(
-            {"error": "origin not allowed", "origin": request.headers.get("Origin")}, status=403
-        )
+        return refused(request)
     ws = web.WebSocketResponse(
         timeout=CLOSE_TIMEOUT,
         autoping=True,
@@ -74,7 +73,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=settings.max_message_size,
         writer_limit=WRITER_LIMIT,
     )
+    early = pending_bytes(request)
     await ws.prepare(request)
+    require_masking(request, ws, early)
     transport = request.transport
     if transport is None:
         return ws
