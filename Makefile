@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 JS_STAMP := tests/js/node_modules/.installed
 
-.PHONY: up test check lint fmt clean js
+.PHONY: up test check lint fmt clean js fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,15 @@ js: $(JS_STAMP)
 test: check js
 	$(BIN)/pytest
 
+# `make test` runs the property-based fuzz tests (tests/fuzz) with a few dozen inputs each. This
+# runs thousands per property (several minutes); the failures it finds are kept in .hypothesis/
+# and tried first on the next run.
+fuzz: $(STAMP)
+	SKYRELAY_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz --timeout=3600
+
 fmt: $(STAMP)
 	$(BIN)/ruff format edge origin ring skyrelay tests benchmarks
 	$(BIN)/ruff check --fix edge origin ring skyrelay tests benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis tests/js/node_modules

@@ -11,9 +11,13 @@ The deadline is a hang guard, not a speed test: it is far above what any example
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.fuzz.edgehost import EdgeHost
 
 PROFILE_ENV = "SKYRELAY_FUZZ_PROFILE"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -29,9 +33,17 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
-    max_examples=3000,
+    max_examples=2000,
     deadline=HANG_GUARD,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
 settings.load_profile(os.environ.get(PROFILE_ENV, "bounded"))
+
+
+@pytest.fixture(scope="session")
+def edge_host() -> Iterator[EdgeHost]:
+    """One in-process edge and shard for every fuzz test that needs a server."""
+    host = EdgeHost().start()
+    yield host
+    host.stop()

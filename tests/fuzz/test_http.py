@@ -3,33 +3,15 @@ below 500 with a JSON body that names the problem, and no request leaves a trace
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edge.api import API_METHODS
 from tests.fuzz.edgehost import API_KEY, EdgeHost
 from tests.fuzz.strategies import channel_names, fields, json_values, near
-
-HOST: EdgeHost | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def host() -> Iterator[EdgeHost]:
-    global HOST
-    HOST = EdgeHost().start()
-    yield HOST
-    HOST.stop()
-    HOST = None
-
-
-def edge() -> EdgeHost:
-    assert HOST is not None
-    return HOST
 
 
 def _error_body(content_type: str, body: bytes) -> dict[str, Any]:
@@ -45,8 +27,8 @@ def _named_error(answer: dict[str, Any]) -> None:
     assert isinstance(error["message"], str) and error["message"]
 
 
-def _no_tracebacks() -> None:
-    assert edge().take_tracebacks() == []
+def _no_tracebacks(edge: EdgeHost) -> None:
+    assert edge.take_tracebacks() == []
 
 
 API_NAMES = st.sampled_from([*API_METHODS, "batch"]) | st.text(
@@ -93,15 +75,19 @@ api_bodies = st.one_of(
 @example("batch", b'{"commands":[{"publish":{"channel":"news","data":1}},{"nope":{}}]}')
 @example("publish", b'{"channel":"a\\u0000b","data":1}')
 @example("channels", b'{"pattern":"[!"}')
-def test_server_api_answers_json_and_never_500(method: str, body: bytes) -> None:
-    status, content_type, raw = edge().http("POST", f"/api/{method}", body, {"X-API-Key": API_KEY})
+def test_server_api_answers_json_and_never_500(
+    edge_host: EdgeHost, method: str, body: bytes
+) -> None:
+    status, content_type, raw = edge_host.http(
+        "POST", f"/api/{method}", body, {"X-API-Key": API_KEY}
+    )
     assert status in (200, 400, 404, 413), (status, raw[:200])
     answer = _error_body(content_type, raw)
     if status != 200 or "error" in answer:
         _named_error(answer)
     else:
         assert "result" in answer or "replies" in answer
-    _no_tracebacks()
+    _no_tracebacks(edge_host)
 
 
 @given(
@@ -110,12 +96,12 @@ def test_server_api_answers_json_and_never_500(method: str, body: bytes) -> None
     st.sampled_from([{}, {"X-API-Key": "wrong"}, {"Authorization": "apikey " + API_KEY}]),
 )
 def test_unknown_paths_methods_and_keys_get_json_4xx(
-    method: str, path: str, headers: dict[str, str]
+    edge_host: EdgeHost, method: str, path: str, headers: dict[str, str]
 ) -> None:
-    status, content_type, raw = edge().http(method, path, b"{}", headers)
+    status, content_type, raw = edge_host.http(method, path, b"{}", headers)
     assert 400 <= status < 500 or (status == 200 and path == "/api/publish"), (status, raw)
     _named_error(_error_body(content_type, raw))
-    _no_tracebacks()
+    _no_tracebacks(edge_host)
 
 
 TOKEN = EdgeHost.token_for("fuzzer")
@@ -136,15 +122,15 @@ longpoll_bodies = st.one_of(
 @example(orjson.dumps({"token": TOKEN, "channels": {"news": {}}, "timeout": "nan"}))
 @example(orjson.dumps({"token": TOKEN, "channels": {"news": {"offset": "1e999"}}}))
 @example(orjson.dumps({"token": TOKEN, "channels": {"news": {}}, "limit": 2**63}))
-def test_longpoll_answers_json_and_never_500(body: bytes) -> None:
-    status, content_type, raw = edge().http("POST", "/connection/longpoll", body)
+def test_longpoll_answers_json_and_never_500(edge_host: EdgeHost, body: bytes) -> None:
+    status, content_type, raw = edge_host.http("POST", "/connection/longpoll", body)
     assert status in (200, 400, 401, 403, 503), (status, raw[:200])
     answer = _error_body(content_type, raw)
     if status == 200:
         assert isinstance(answer["publications"], list)
     else:
         _named_error(answer)
-    _no_tracebacks()
+    _no_tracebacks(edge_host)
 
 
 def _sse_events(raw: bytes) -> list[dict[str, Any]]:
@@ -174,15 +160,17 @@ connect_requests = st.one_of(
 @example(orjson.dumps({"token": "x", "subs": {"news": {"recover": True, "offset": "x"}}}), "POST")
 @example(orjson.dumps({"token": "x", "subs": ["news"]}), "GET")
 @example(b"\xff", "GET")
-def test_uni_sse_answers_without_500(request: bytes, method: str) -> None:
+def test_uni_sse_answers_without_500(
+    edge_host: EdgeHost, connect_request: bytes, method: str
+) -> None:
     if method == "GET":
-        query = {"cf_connect": request.decode("utf-8", "replace")}
-        status, content_type, raw = edge().stream(
+        query = {"cf_connect": connect_request.decode("utf-8", "replace")}
+        status, content_type, raw = edge_host.stream(
             "GET", "/connection/uni_sse", params=query, enough=_ends_or_connected
         )
     else:
-        status, content_type, raw = edge().stream(
-            "POST", "/connection/uni_sse", request, enough=_ends_or_connected
+        status, content_type, raw = edge_host.stream(
+            "POST", "/connection/uni_sse", connect_request, enough=_ends_or_connected
         )
     assert status in (200, 400), (status, raw[:200])
     if status == 400:
@@ -192,7 +180,7 @@ def test_uni_sse_answers_without_500(request: bytes, method: str) -> None:
         for event in _sse_events(raw):
             assert isinstance(event, dict)
             assert event.get("disconnect", {}).get("code") not in (3004,), event
-    _no_tracebacks()
+    _no_tracebacks(edge_host)
 
 
 command_lines = st.lists(
@@ -211,7 +199,9 @@ command_lines = st.lists(
 
 @given(command_lines, st.sampled_from(["/connection/http_stream", "/connection/sse"]))
 @example([], "/connection/sse")
-def test_emulated_streams_answer_without_500(lines: list[Any], path: str) -> None:
+def test_emulated_streams_answer_without_500(
+    edge_host: EdgeHost, lines: list[Any], path: str
+) -> None:
     connect = {"id": 1, "connect": {"token": TOKEN}}
     body = b"\n".join(orjson.dumps(x) for x in [connect, *lines])
     ids = {x["id"] for x in lines if isinstance(x, dict) and isinstance(x.get("id"), int)}
@@ -224,10 +214,10 @@ def test_emulated_streams_answer_without_500(lines: list[Any], path: str) -> Non
         seen = {r.get("id") for r in replies}
         return ids <= seen or any("disconnect" in r.get("push", {}) for r in replies)
 
-    status, _content_type, raw = edge().stream("POST", path, body, enough=answered, wait=3)
+    status, _content_type, raw = edge_host.stream("POST", path, body, enough=answered, wait=3)
     assert status in (200, 400, 413), (status, raw[:200])
     assert b'"code":3004' not in raw, raw[:300]
-    _no_tracebacks()
+    _no_tracebacks(edge_host)
 
 
 emulation_bodies = st.one_of(
@@ -239,9 +229,9 @@ emulation_bodies = st.one_of(
 
 
 @given(emulation_bodies)
-def test_emulation_posts_answer_without_500(body: bytes) -> None:
-    status, content_type, raw = edge().http("POST", "/emulation", body)
+def test_emulation_posts_answer_without_500(edge_host: EdgeHost, body: bytes) -> None:
+    status, content_type, raw = edge_host.http("POST", "/emulation", body)
     assert status in (204, 400, 404, 413), (status, raw[:200])
     if status != 204:
         assert content_type == "application/json"
-    _no_tracebacks()
+    _no_tracebacks(edge_host)

@@ -3,12 +3,10 @@ gets replies with its ids or a close code that names the problem; never an inter
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -16,20 +14,10 @@ from edge.protocol import METHODS
 from tests.fuzz.edgehost import EdgeHost
 from tests.fuzz.strategies import INT64, channel_names, fields, json_values, near
 
-HOST: EdgeHost | None = None
 TOKEN = EdgeHost.token_for("ws-fuzzer")
 SENTINEL = 4_000_000_000
 # Close codes that mean the server failed, not the client.
 SERVER_FAULTS = {1011, 3004}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def host() -> Iterator[EdgeHost]:
-    global HOST
-    HOST = EdgeHost().start()
-    yield HOST
-    HOST.stop()
-    HOST = None
 
 
 params = fields(
@@ -102,9 +90,8 @@ async def _exchange(host: EdgeHost, sent: list[str]) -> tuple[list[dict[str, Any
 @example(['{"id":2,"subscribe":{"channel":"news"}}', '{"id":3,"publish":{"channel":"news"}}'])
 @example(['{"id":2,"rpc":{"method":[]}}', '{"id":3,"refresh":{"token":7}}'])
 @example(['{"id":2,"sub_refresh":{"channel":"$x","token":"y"}}'])
-def test_any_commands_get_replies_or_a_clear_close(sent: list[str]) -> None:
-    assert HOST is not None
-    host = HOST
+def test_any_commands_get_replies_or_a_clear_close(edge_host: EdgeHost, sent: list[str]) -> None:
+    host = edge_host
     replies, code = host.call(lambda: _exchange(host, sent))
     assert code not in SERVER_FAULTS, (code, replies[-3:])
     for reply in replies:
