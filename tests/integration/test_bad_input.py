@@ -306,6 +306,60 @@ async def test_path_like_channel_names_are_just_names(
     await bystander.check()
 
 
+async def test_channel_name_rules_and_unknown_namespaces(
+    hostile: LocalCluster, session: aiohttp.ClientSession, bystander: Bystander
+) -> None:
+    client, _ = await connect_raw(session, hostile.ws_url(0), token())
+    assert "subscribe" in await client.command("subscribe", {"channel": "slug:good-name-1"})
+    for bad in ("slug:Bad_Name", "slug:" + "x" * 40, "nonexistent:chat", ":x"):
+        reply = await client.command("subscribe", {"channel": bad})
+        assert reply["error"]["code"] == 102, bad
+    async with session.post(
+        api(hostile, "publish"),
+        json={"channel": "nonexistent:chat", "data": 1},
+        headers={"X-API-Key": API_KEY},
+    ) as resp:
+        assert (await resp.json())["error"]["code"] == 102
+    await client.ws.close()
+    await bystander.check()
+
+
+# Browsers on other origins.
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/connection/websocket"),
+        ("POST", "/connection/http_stream"),
+        ("POST", "/connection/longpoll"),
+        ("POST", "/emulation"),
+        ("OPTIONS", "/connection/http_stream"),
+    ],
+)
+async def test_a_page_on_a_foreign_origin_is_refused_with_403(
+    hostile: LocalCluster,
+    session: aiohttp.ClientSession,
+    bystander: Bystander,
+    method: str,
+    path: str,
+) -> None:
+    headers = {"Origin": "https://evil.example"}
+    if path.endswith("websocket"):
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        headers |= {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key}
+        headers["Sec-WebSocket-Version"] = "13"
+    async with session.request(
+        method, hostile.edge_url(0) + path, data=b"{}", headers=headers
+    ) as resp:
+        assert resp.status == 403
+        assert "Access-Control-Allow-Origin" not in resp.headers
+        assert await resp.json() == {
+            "error": {"code": 103, "message": "origin 'https://evil.example' not allowed"}
+        }
+    await bystander.check()
+
+
 # The server API.
 
 
