@@ -394,6 +394,7 @@ async def test_server_api_without_the_right_key_gets_401(
         ("POST", "/api/publish", b"[]", 400, 107),
         ("POST", "/api/publish", b'{"data":{}}', 200, 107),
         ("POST", "/api/nope", b"{}", 404, 104),
+        ("POST", "/api/batch", orjson.dumps({"commands": [{"info": {}}] * 1001}), 200, 106),
         ("GET", "/api/publish", b"", 405, 104),
         ("POST", "/api/a/b", b"{}", 404, 104),
         ("POST", "/api/publish", b'{"channel":"c","data":"' + b"x" * (1 << 20) + b'"}', 413, 107),
@@ -515,7 +516,7 @@ async def test_a_slow_body_gets_408(hostile: LocalCluster, bystander: Bystander)
         pytest.param(
             b"POST /api/publish HTTP/1.1\r\nHost: x\r\nX-API-Key: \xff\xfe\r\n"
             b"Content-Length: 2\r\n\r\n{}",
-            (400, 401),
+            (401,),
             id="api-key-not-utf8",
         ),
     ],
