@@ -19,7 +19,13 @@ from edge.bodies import BodyError, read_body
 from edge.codes import ErrorCode, ReplyError
 from edge.node import NODE_KEY, EdgeNode
 from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
-from edge.session import HistoryQuery, history_query, history_request, history_result
+from edge.session import (
+    HistoryQuery,
+    history_query,
+    history_request,
+    history_result,
+    name_ok,
+)
 from edge.survey import ask_cluster
 from skyrelay import edgelink
 
@@ -61,7 +67,7 @@ def _channel(params: dict[str, Any]) -> str:
     channel = params.get("channel")
     if not isinstance(channel, str) or not channel:
         raise ReplyError(ErrorCode.BAD_REQUEST, "channel is required")
-    if not channel.isprintable() or len(channel) > 255:
+    if not name_ok(channel):
         raise ReplyError(ErrorCode.BAD_REQUEST, "invalid channel name")
     return channel
 

@@ -39,7 +39,7 @@ from edge.longpoll_publish import check_items, publish_all
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import decide_recovery
-from edge.session import allowed
+from edge.session import allowed, name_ok
 
 # Channels one long-poll request may follow.
 MAX_CHANNELS = 64
@@ -137,8 +137,10 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
     if len(wanted) > MAX_CHANNELS:
         raise LongPollError(400, ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_CHANNELS} channels")
     for name in wanted:
+        if not name_ok(name):
+            raise LongPollError(400, ErrorCode.BAD_REQUEST, "invalid channel name")
         ns = node.config.namespace(name)
-        if ns is None:
+        if ns is None or not ns.name_allowed(name):
             raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
         if not allowed(ns.allow_subscribe, credentials.user, True):
             raise LongPollError(403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}")

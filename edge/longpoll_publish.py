@@ -15,7 +15,7 @@ from edge import protocol
 from edge.codes import ErrorCode, ReplyError
 from edge.commands import MAX_IDEMPOTENCY_KEY
 from edge.node import EdgeNode
-from edge.session import allowed
+from edge.session import allowed, name_ok
 from skyrelay import edgelink
 
 # Publications one long-poll request may carry.
@@ -52,6 +52,8 @@ async def _publish(node: EdgeNode, user: str, item: Any, following: set[str]) ->
     channel = item.get("channel")
     if not isinstance(channel, str) or not channel:
         raise ReplyError(ErrorCode.BAD_REQUEST, "channel required")
+    if not name_ok(channel):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "invalid channel name")
     ns = node.config.namespace(channel)
     if ns is None or not ns.name_allowed(channel):
         raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)

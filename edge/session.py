@@ -22,11 +22,16 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
+def name_ok(channel: str) -> bool:
+    """Printable and not too long: no channel name ever puts a control character in a log."""
+    return len(channel) <= MAX_CHANNEL_LENGTH and channel.isprintable()
+
+
 def channel_param(params: dict[str, Any]) -> str:
     channel = params.get("channel")
     if not isinstance(channel, str) or not channel:
         raise Disconnect(DisconnectCode.BAD_REQUEST, "channel required")
-    if len(channel) > MAX_CHANNEL_LENGTH or not channel.isprintable():
+    if not name_ok(channel):
         raise ReplyError(ErrorCode.BAD_REQUEST, "invalid channel name")
     return channel
 

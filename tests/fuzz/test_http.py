@@ -113,6 +113,12 @@ longpoll_bodies = st.one_of(
         cursor=st.sampled_from(["", "e30", "W10", "eyJhIjpbIngiLCJuYW4iXX0"]) | json_values,
         timeout=st.sampled_from([0, 0.01, -1, "nan", "inf", "1e999", "x"]) | json_values,
         limit=st.sampled_from([0, 1, -5, 2**63, "3", "x"]) | json_values,
+        publish=st.lists(
+            fields(channel=channel_names | json_values, data=json_values, idempotency_key=near("k"))
+            | json_values,
+            max_size=3,
+        )
+        | json_values,
     ).map(orjson.dumps),
     st.binary(max_size=40),
 )

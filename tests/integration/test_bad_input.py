@@ -279,6 +279,14 @@ async def test_channel_names_with_control_characters_get_107(
         api(hostile, "publish"), json={"channel": name, "data": 1}, headers={"X-API-Key": API_KEY}
     ) as resp:
         assert await resp.json() == {"error": {"code": 107, "message": "invalid channel name"}}
+    longpoll = f"{hostile.edge_url(0)}/connection/longpoll"
+    async with session.post(longpoll, json={"token": token(), "channels": {name: {}}}) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {"error": {"code": 107, "message": "invalid channel name"}}
+    sending = {"token": token(), "publish": [{"channel": name, "data": 1}]}
+    async with session.post(longpoll, json=sending) as resp:
+        answer = await resp.json()
+        assert answer["published"] == [{"error": {"code": 107, "message": "invalid channel name"}}]
     await client.ws.close()
     await bystander.check()
 
@@ -319,6 +327,12 @@ async def test_channel_name_rules_and_unknown_namespaces(
         json={"channel": "nonexistent:chat", "data": 1},
         headers={"X-API-Key": API_KEY},
     ) as resp:
+        assert (await resp.json())["error"]["code"] == 102
+    async with session.post(
+        f"{hostile.edge_url(0)}/connection/longpoll",
+        json={"token": token(), "channels": {"slug:Bad_Name": {}}},
+    ) as resp:
+        assert resp.status == 400
         assert (await resp.json())["error"]["code"] == 102
     await client.ws.close()
     await bystander.check()

@@ -44,7 +44,7 @@ async def test_status_needs_the_api_key_or_an_admin_token(
     ):
         async with session.get(f"{url}/status/data", headers=headers) as resp:
             assert resp.status == 401
-            assert "API key" in (await resp.json())["error"]
+            assert "API key" in (await resp.json())["error"]["message"]
     async with session.get(f"{url}/status/data", headers={"X-API-Key": API_KEY}) as resp:
         snapshot = await resp.json()
     assert [s["id"] for s in snapshot["shards"]] == ["o0", "o1", "o2"]
