@@ -27,6 +27,7 @@ TOP_LEVEL = {
     "health",
     "auth",
     "log",
+    "tls",
     "token_secret",
     "api_key",
 }
@@ -49,7 +50,9 @@ def _table(cls: type[Any], **special: st.SearchStrategy[Any]) -> st.SearchStrate
     return st.one_of(table, any_value)
 
 
-good_url = st.sampled_from(["http://127.0.0.1:9100", "https://h:1", "ftp://x:1", "http://h", ""])
+good_url = st.sampled_from(
+    ["http://127.0.0.1:9100", "https://h:1", "ftp://x:1", "http://h", "", "https://h:1/x?y"]
+)
 shard = _table(
     config.ShardConfig,
     id=st.one_of(st.sampled_from(["o0", "o1", "bad id"]), any_value),
@@ -75,6 +78,7 @@ documents = st.fixed_dictionaries(
         "health": _table(config.HealthSettings),
         "auth": _table(config.AuthSettings),
         "log": _table(config.LogSettings),
+        "tls": _table(config.TlsSettings),
         "token_secret": any_value,
         "api_key": any_value,
         "typo": any_value,
@@ -125,6 +129,7 @@ SECTIONS = {
     "health": config.HealthSettings,
     "auth": config.AuthSettings,
     "log": config.LogSettings,
+    "tls": config.TlsSettings,
 }
 
 
@@ -146,7 +151,8 @@ def test_one_bad_setting_in_a_good_document_is_named(section: tuple[str, dict[st
     try:
         parse_config({**GOOD, name: table}, env={})
     except ConfigError as exc:
-        assert str(exc).startswith(f"{name}."), exc
+        # The key at fault comes first; a check across sections names this one too.
+        assert str(exc).startswith(f"{name}.") or f" {name}." in str(exc), exc
         return
     for key, value in table.items():
         if isinstance(value, float) and not math.isfinite(value):
