@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from origin import amnesia
 from origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
 from origin.shard import Shard
 from origin.survey import Surveyor
@@ -105,13 +106,15 @@ async def health(_: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready once every shard that is up is linked, so claims can reach a quorum."""
+    """Ready once every shard that is up is linked, so claims can reach a quorum, and the
+    shard knows whether it restarted into a running cluster."""
     view = request.app[HEALTH_KEY]
     links = request.app[LINKS_KEY]
     waiting = [i for i, link in links.items() if not link.is_up and view.is_up(i)]
-    return web.json_response(
-        {"ready": not waiting, "waiting_for": waiting}, status=200 if not waiting else 503
-    )
+    asking = request.app[SHARD_KEY].replicator.joined_running is None
+    ok = not waiting and not asking
+    body = {"ready": ok, "waiting_for": waiting, "asking_peers": asking}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 def _digest(data: Any) -> str:
@@ -157,6 +160,8 @@ async def status(request: web.Request) -> web.Response:
         "recent_takeovers": list(replicator.recent_takeovers),
         "published": shard.published,
         "edge_links": len(request.app[PEERS_KEY]),
+        # Restarted into a running cluster (its empty copies count as unknown); null = asking.
+        "joined_running": replicator.joined_running,
     }
     if request.query.get("channels") == "0":
         return web.json_response(summary)
@@ -271,6 +276,29 @@ async def _start(app: web.Application) -> None:
             run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change, peers.tls)
         )
     )
+    app[TASKS_KEY].append(asyncio.create_task(_learn_if_restarted(app, peers)))
+
+
+async def _learn_if_restarted(app: web.Application, peers: PeerLinks) -> None:
+    """Ask the peers how long they have been up: did this shard join a running cluster?"""
+    replicator = app[SHARD_KEY].replicator
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + amnesia.ASK_FOR
+    heard: dict[str, float] = {}
+    while True:
+        heard.update(await amnesia.peer_uptimes(peers.session, peers.urls, peers.tls))
+        mine = time.time() - replicator.booted
+        if amnesia.joined_running(mine, list(heard.values())):
+            replicator.joined_running = True
+            log.warning("joined a running cluster: copies held nothing count only when synced")
+            return
+        if len(heard) >= len(peers.urls) or loop.time() >= deadline:
+            replicator.joined_running = False
+            log.info(
+                "started with the cluster (%d of %d peers answered)", len(heard), len(peers.urls)
+            )
+            return
+        await asyncio.sleep(amnesia.ASK_EVERY)
 
 
 def reload(app: web.Application, config: ClusterConfig) -> None:

@@ -74,6 +74,10 @@ class Replicator:
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         # Terms start at boot time: a restarted shard never re-grants a term it promised.
         self.boot_term = now_ms()
+        self.booted = time.time()
+        # Whether this shard restarted into a running cluster (see origin/amnesia.py); None
+        # until it has asked its peers, and meanwhile it assumes the worst.
+        self.joined_running: bool | None = None
         self.takeovers = 0
         # The latest takeovers from another leader, newest last, for the status page.
         self.recent_takeovers: deque[dict[str, Any]] = deque(maxlen=RECENT_TAKEOVERS)
@@ -104,6 +108,17 @@ class Replicator:
             )
             self.replicas[channel] = found
         return found
+
+    def amnesiac(self, rep: ChannelReplica) -> bool:
+        """This shard holds nothing of the channel and may have forgotten it in a restart:
+        until what it could have held has expired, its empty copy proves nothing."""
+        if rep.stream is not None or rep.accepted_term or self.joined_running is False:
+            return False
+        namespaces = self.config.namespaces.values()
+        window = max(
+            [ns.history_ttl for ns in namespaces] + [self.config.origin.idempotency_window]
+        )
+        return time.time() < self.booted + window
 
     def _reachable(self, shard_id: str) -> bool:
         link = self.links.get(shard_id)
@@ -160,20 +175,24 @@ class Replicator:
             params = {"ch": channel, "term": term, "from": self.id}
             granted: list[tuple[int, dict[str, Any] | None]] = []
             granters = {self.id}
+            # Granters whose copy counts: not empty after a restart into a running cluster.
+            informed = set() if self.amnesiac(rep) else {self.id}
             higher = 0
             pending = {
                 asyncio.ensure_future(self._ask(m, edgelink.OP_CLAIM, params, timeout)): m
                 for m in others
             }
 
-            def enough(granted_by: set[str]) -> bool:
-                return self._quorum_met(granted_by, members) and self._quorum_met(
-                    granted_by, previous
-                )
+            def enough(granted_by: set[str], knowing: set[str]) -> bool:
+                if self._quorum_met(knowing, members) and self._quorum_met(knowing, previous):
+                    return True
+                # Too few members remember the channel: only every member's copy shows all
+                # that is left of it.
+                return granted_by >= set(asked_for)
 
             # Stop at the first quorum of grants: a member that hangs (paused, partitioned)
             # must not hold the takeover up until its timeout.
-            while pending and not enough(granters):
+            while pending and not enough(granters, informed):
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
                     member = pending.pop(future)
@@ -183,13 +202,15 @@ class Replicator:
                     if answer.get("granted"):
                         granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
                         granters.add(member)
+                        if not answer.get("amnesiac"):
+                            informed.add(member)
                     else:
                         higher = max(higher, int(answer.get("term", 0)))
             for future in pending:
                 future.cancel()
             if rep.role is not Role.CANDIDATE or rep.term != term:
                 raise temporary("a newer claim won")
-            if enough(granters):
+            if enough(granters, informed):
                 best = best_state([(rep.accepted_term, rep.state()), *granted])
                 rep.become_leader(term, best, members)
                 self.takeovers += 1
@@ -388,7 +409,10 @@ class Replicator:
         rep = self.replica(channel)
         was_leader = rep.is_leader
         if op == edgelink.OP_CLAIM:
+            amnesiac = self.amnesiac(rep)
             answer = rep.on_claim(term, sender)
+            if amnesiac and answer.get("granted"):
+                answer["amnesiac"] = True
         elif op == edgelink.OP_APPEND:
             answer = rep.on_append(
                 term,

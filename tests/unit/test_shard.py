@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from origin.amnesia import START_GRACE, joined_running
 from origin.shard import Shard
 from ring import Member, Ring
 from ring.health import HealthSettings, HealthView
@@ -200,3 +201,30 @@ async def test_a_snapshot_that_does_not_hold_together_is_refused() -> None:
         shard, edge, op="append", ch="c", term=term, prev=0, pubs=[[]], **{"from": "o1"}
     )
     assert answer["error"]["code"] == 107
+
+
+def test_a_shard_restarted_into_a_running_cluster_counts_its_empty_copies_as_unknown() -> None:
+    assert joined_running(2.0, [3.0, 600.0])  # a peer ran long before this shard
+    assert not joined_running(2.0, [3.0, 2.0 + START_GRACE])  # one cluster start
+    assert not joined_running(2.0, [])
+    shard = new_shard()
+    replicator = shard.replicator
+    rep = replicator.replica("chat")
+    assert replicator.amnesiac(rep)  # before it has asked its peers: assume the worst
+    replicator.joined_running = False
+    assert not replicator.amnesiac(rep)
+    replicator.joined_running = True
+    assert replicator.amnesiac(rep)
+    replicator.booted -= CONFIG.origin.idempotency_window + 301  # what it held has expired
+    assert not replicator.amnesiac(rep)
+
+
+async def test_an_amnesiac_shard_says_so_when_it_grants_a_claim() -> None:
+    shard = new_shard()
+    shard.replicator.joined_running = True
+    peer = FakeEdge("o9")
+    answer = shard.replicator.on_peer("claim", {"ch": "chat", "term": 10**13, "from": "o9"})
+    assert answer["granted"] and answer["amnesiac"]
+    await call(shard, peer, op="pub", ch="other", data=1)  # a channel it leads and holds
+    other = shard.replicator.on_peer("claim", {"ch": "other", "term": 10**14, "from": "o9"})
+    assert other["granted"] and "amnesiac" not in other
