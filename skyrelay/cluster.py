@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
+import json
 import os
 import secrets
 import signal
@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import IO
 
 from skyrelay.config import API_KEY_ENV, TOKEN_SECRET_ENV
+from skyrelay.procs import die_with_parent
 
 # Seconds to wait for every process to answer its health check at start-up.
 START_TIMEOUT = 30.0
 # Seconds a process gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,8 @@ class ClusterSpec:
     # Ports edges reach origin i on instead of its own (a proxy in front of it, for fault
     # tests); empty = the origins' own ports. Edges then get a config file of their own.
     edge_origin_ports: tuple[int, ...] = ()
+    # Worker processes per edge (`skyrelay edge --workers`), all on the edge's port.
+    edge_workers: int = 1
 
     @property
     def scheme(self) -> str:
@@ -133,13 +135,6 @@ def cluster_secrets(env: dict[str, str]) -> tuple[str, str, bool]:
     )
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if the process that started it dies, even by SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class LocalCluster:
     spec: ClusterSpec
@@ -186,12 +181,12 @@ class LocalCluster:
             for i in range(self.spec.origins):
                 self.start_process(f"o{i}", ["origin", "--id", f"o{i}"])
             for i in range(self.spec.edges):
-                self.start_process(f"e{i}", ["edge", "--id", f"e{i}"])
+                self.start_process(f"e{i}", self._edge_args(f"e{i}"))
             deadline = time.monotonic() + START_TIMEOUT
             for i in range(self.spec.origins):
                 self._wait_ready(f"o{i}", self.origin_url(i) + "/ready", deadline)
             for i in range(self.spec.edges):
-                self._wait_ready(f"e{i}", self.edge_url(i) + "/ready", deadline)
+                self.wait_edge_ready(i, deadline)
         except BaseException:
             self.stop()
             raise
@@ -213,21 +208,38 @@ class LocalCluster:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         self.processes[name] = proc
         return proc
 
-    def _wait_ready(self, name: str, url: str, deadline: float) -> None:
+    def _edge_args(self, name: str) -> list[str]:
+        workers = self.spec.edge_workers
+        return ["edge", "--id", name, *(["--workers", str(workers)] if workers > 1 else [])]
+
+    def wait_edge_ready(self, index: int, deadline: float) -> None:
+        """Until the edge is ready; with workers, until every worker has answered ready (the
+        kernel spreads new connections over them, so each poll may reach another one)."""
+        workers = self.spec.edge_workers
+        self._wait_ready(
+            f"e{index}", self.edge_url(index) + "/ready", deadline, workers if workers > 1 else 0
+        )
+
+    def _wait_ready(self, name: str, url: str, deadline: float, workers: int = 0) -> None:
         proc = self.processes[name]
+        seen: set[object] = set()
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
             try:
                 with urllib.request.urlopen(url, timeout=1.0, context=self._tls()) as resp:
                     if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
+                        if not workers:
+                            return
+                        seen.add(json.load(resp).get("worker"))
+                        if len(seen) == workers:
+                            return
+            except (urllib.error.URLError, OSError, ValueError):
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"{name} was not ready at {url} within {START_TIMEOUT:.0f} s")
@@ -260,14 +272,13 @@ class LocalCluster:
         if proc.poll() is None:
             raise RuntimeError(f"{name} is still running")
         index = int(name[1:])
-        kind = "origin" if name.startswith("o") else "edge"
-        self.start_process(name, [kind, "--id", name])
-        url = (
-            self.origin_url(index) + "/ready"
-            if kind == "origin"
-            else self.edge_url(index) + "/ready"
-        )
-        self._wait_ready(name, url, time.monotonic() + START_TIMEOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        if name.startswith("o"):
+            self.start_process(name, ["origin", "--id", name])
+            self._wait_ready(name, self.origin_url(index) + "/ready", deadline)
+        else:
+            self.start_process(name, self._edge_args(name))
+            self.wait_edge_ready(index, deadline)
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         proc = self.processes[name]
