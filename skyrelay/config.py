@@ -189,6 +189,16 @@ class EdgeSettings:
     # Publications per second one connection may send (bursts up to the same number);
     # past it publish fails with 111 (too many requests). 0 = no limit.
     client_publish_rate: float = 100.0
+    # Worker processes per edge, all on the edge's port (SO_REUSEPORT); `--workers` overrides.
+    workers: int = 1
+    # First delay before a worker that died is started again; doubles after each death up to
+    # worker_restart_max_delay, and starts over once a worker has run that long.
+    worker_restart_delay: float = 0.5
+    worker_restart_max_delay: float = 30.0
+    # Seconds workers get to drain after SIGTERM before the supervisor kills them.
+    worker_stop_timeout: float = 8.0
+    # Seconds one worker waits for another (a forwarded emulation request, a metrics scrape).
+    worker_call_timeout: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +440,12 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
     if edge.http_header_timeout <= 0 or edge.http_body_timeout <= 0:
         raise ConfigError("edge.http_header_timeout: header and body timeouts must be positive")
+    if edge.workers < 1:
+        raise ConfigError("edge.workers: must be at least 1")
+    if not 0 < edge.worker_restart_delay <= edge.worker_restart_max_delay:
+        raise ConfigError(
+            "edge.worker_restart_delay: must be positive and at most edge.worker_restart_max_delay"
+        )
     origin = _build(OriginSettings, "origin", data.get("origin", {}))
     if origin.http_header_timeout <= 0:
         raise ConfigError("origin.http_header_timeout: must be positive")
