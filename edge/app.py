@@ -8,6 +8,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +23,7 @@ from edge.httperrors import json_errors
 from edge.hub import Hub
 from edge.keys import build_verifier
 from edge.longpoll import longpoll_handler
+from edge.mesh import MESH_KEY, Mesh, WorkerSpec
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
@@ -74,20 +76,25 @@ class EdgeCollector(Collector):
         )
 
 
-async def health(_: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+def _worker_fields(app: web.Application) -> dict[str, object]:
+    mesh = app.get(MESH_KEY)
+    return mesh.identity() if mesh is not None else {}
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", **_worker_fields(request.app)})
 
 
 async def ready(request: web.Request) -> web.Response:
     """Ready when linked to every shard that is up, and one is. A shard that health checks
     call down does not count: its channels are served by their replicas, so a load balancer
-    must keep sending clients here during a failover."""
+    must keep sending clients here during a failover. With workers: this worker's links."""
     node = request.app[NODE_KEY]
     health = node.router.health
     waiting = [i for i, link in node.router.links.items() if not link.is_up and health.is_up(i)]
     down = [i for i in node.router.links if not health.is_up(i)]
     ok = not waiting and len(down) < len(node.router.links)
-    body = {"ready": ok, "links_down": waiting, "shards_down": down}
+    body = {"ready": ok, "links_down": waiting, "shards_down": down, **_worker_fields(request.app)}
     return web.json_response(body, status=200 if ok else 503)
 
 
@@ -122,7 +129,10 @@ def add_transport_routes(app: web.Application, transports: tuple[str, ...]) -> N
         app.router.add_options(path, preflight)
 
 
-def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
+def build_app(
+    config: ClusterConfig, edge_id: str, worker: WorkerSpec | None = None
+) -> web.Application:
+    """The edge's app; with ``worker``, one worker of several on the edge's port."""
     auth = config.auth
     keys = (auth.rsa_public_key, auth.ecdsa_public_key, auth.ed25519_public_key, auth.jwks_url)
     if not config.token_secret and not any(keys):
@@ -132,7 +142,7 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     metrics = EdgeMetrics()
     router = Router(config, shard_client_ssl(config))
     node = EdgeNode(
-        id=edge_id,
+        id=worker.node_id if worker is not None else edge_id,
         config=config,
         verifier=verifier,
         jwks=jwks,
@@ -148,7 +158,11 @@ def build_app(config: ClusterConfig, edge_id: str) -> web.Application:
     app.router.add_post("/api/{method}", api_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    if worker is None:
+        app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    else:
+        mesh = app[MESH_KEY] = Mesh(worker, node)
+        app.router.add_get("/metrics", mesh.metrics)
     board = app[BOARD_KEY] = StatusBoard(time.time())
     router.health.watchers.append(
         lambda shard, state: board.record(time.time(), f"shard {state.value}", shard)
@@ -200,6 +214,9 @@ async def _stop(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    mesh = app.get(MESH_KEY)
+    if mesh is not None:
+        await mesh.stop()
     await app[NODE_KEY].router.close()
     await app[SESSION_KEY].close()
 
@@ -228,19 +245,27 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     log.info("config reloaded: %d shards", len(config.shards))
 
 
-async def run_edge(config_path: str, edge_id: str | None = None) -> None:
+async def run_edge(
+    config_path: str, edge_id: str | None = None, worker: tuple[int, int, str] | None = None
+) -> None:
+    """Serve one edge; ``worker`` = (index, count, mesh directory) for one of its workers."""
     config = load_config(config_path)
     edge = config.edge_by_id(edge_id)
     entry = f"edges[{config.edges.index(edge)}]"
     tls = server_context(edge.tls_cert, edge.tls_key, entry) if edge.tls_cert else None
-    app = build_app(config, edge.id)
+    spec = WorkerSpec(edge.id, worker[0], worker[1], Path(worker[2])) if worker else None
+    app = build_app(config, edge.id, spec)
+    mesh = app.get(MESH_KEY)
     await serve_until_stopped(
         app,
         edge.host,
         edge.port,
         backlog=config.edge.listen_backlog,
         header_timeout=config.edge.http_header_timeout,
+        reuse_port=spec is not None,
         on_stop=lambda: drain(app),
         on_reload=lambda: reload(app, load_config(config_path)),
         ssl_context=tls,
+        on_listening=mesh.start if mesh is not None else None,
+        announce=spec is None,
     )

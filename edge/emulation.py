@@ -20,6 +20,7 @@ from edge.bodies import BodyError, read_body
 from edge.client import Client
 from edge.cors import cors_headers, refused
 from edge.httperrors import error_response
+from edge.mesh import MESH_KEY
 from edge.node import NODE_KEY
 from edge.outbox import (
     SSE_EVENT,
@@ -154,8 +155,23 @@ async def emulation_handler(request: web.Request) -> web.StreamResponse:
         message = "body must be {session, node, data} strings"
         return error_response(400, ErrorCode.BAD_REQUEST, message, cors)
     if target != node.id:
-        return error_response(404, ErrorCode.METHOD_NOT_FOUND, f"unknown node {target!r}", cors)
+        return await _forward(request, target, body, cors)
     client = node.sessions.get(session)
     if client is not None:
         await client.handle_serialized(data.encode())
+    return web.Response(status=204, headers=cors)
+
+
+async def _forward(
+    request: web.Request, target: str, body: bytes, cors: dict[str, str]
+) -> web.Response:
+    """A session of another worker of this edge goes to that worker; any other node is 404."""
+    mesh = request.app.get(MESH_KEY)
+    index = mesh.spec.index_of(target) if mesh is not None else None
+    if mesh is None or index is None:
+        return error_response(404, ErrorCode.METHOD_NOT_FOUND, f"unknown node {target!r}", cors)
+    if not await mesh.forward_emulation(index, body):
+        # The owner is gone (its sessions with it): the client reconnects.
+        message = f"node {target!r} unreachable"
+        return error_response(404, ErrorCode.METHOD_NOT_FOUND, message, cors)
     return web.Response(status=204, headers=cors)

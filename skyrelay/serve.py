@@ -42,12 +42,15 @@ async def serve_until_stopped(
     reuse_port: bool = False,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     on_reload: Callable[[], None] | None = None,
+    on_listening: Callable[[], Awaitable[None]] | None = None,
+    announce: bool = True,
     shutdown_timeout: float = 5.0,
     ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener.
     SIGHUP calls ``on_reload`` (re-read the config: ring changes). With ``ssl_context`` the
-    port speaks TLS only.
+    port speaks TLS only. ``on_listening`` runs once the port is bound; ``announce`` prints
+    the ``ready`` line (a supervisor prints its own).
 
     ``header_timeout`` bounds how long a connection may take to send a request head (aiohttp
     counts it from the connection's start or its previous response, and calls it the
@@ -83,8 +86,11 @@ async def serve_until_stopped(
         loop.add_signal_handler(signal.SIGHUP, _guarded(on_reload))
     scheme = "https" if ssl_context is not None else "http"
     log.info("listening on %s://%s:%d", scheme, host, port)
-    print(f"ready {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     try:
+        if on_listening is not None:
+            await on_listening()
+        if announce:
+            print(f"ready {scheme}://{host}:{port}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         if on_stop is not None:
