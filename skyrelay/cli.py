@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--edges", type=int, default=2)
     up.add_argument("--replication", type=int, default=3)
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--edge-workers", type=int, default=1, help="worker processes per edge")
 
     origin = sub.add_parser("origin", help="run one origin shard")
     origin.add_argument("--config", required=True)
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     edge.add_argument("--config", required=True)
     edge.add_argument("--id", default=None, help="edge id in the config (default: the first)")
     edge.add_argument("--log-level", default=None, help="default: log.level in the config")
+    edge.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: edge.workers)"
+    )
+    # Set by the supervisor on the workers it starts: index, and the mesh's private directory.
+    edge.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    edge.add_argument("--mesh", default=None, help=argparse.SUPPRESS)
 
     token = sub.add_parser("token", help="mint a development token")
     token.add_argument("--sub", required=True, help="user id")
@@ -107,12 +114,31 @@ def _serve_origin(args: argparse.Namespace) -> int:
 
 def _serve_edge(args: argparse.Namespace) -> int:
     from edge.app import run_edge  # noqa: PLC0415
+    from edge.mesh import worker_node_id  # noqa: PLC0415
     from skyrelay.logs import configure  # noqa: PLC0415
     from skyrelay.serve import install_uvloop  # noqa: PLC0415
 
     config = load_config(args.config)
     edge = config.edge_by_id(args.id)
-    configure(edge.id, level=args.log_level or config.log.level, fmt=config.log.format)
+    workers = config.edge.workers if args.workers is None else args.workers
+    if workers < 1:
+        print("skyrelay: --workers must be at least 1", file=sys.stderr)
+        return 2
+    level = args.log_level or config.log.level
+    if args.worker is not None:
+        if args.mesh is None or not 0 <= args.worker < workers:
+            print("skyrelay: --worker is set by the edge supervisor only", file=sys.stderr)
+            return 2
+        configure(worker_node_id(edge.id, args.worker), level=level, fmt=config.log.format)
+        install_uvloop()
+        asyncio.run(run_edge(args.config, edge.id, (args.worker, workers, args.mesh)))
+        return 0
+    configure(edge.id, level=level, fmt=config.log.format)
+    if workers > 1:
+        from edge.workers import Supervisor  # noqa: PLC0415
+
+        supervisor = Supervisor(args.config, edge, config.edge, workers, args.log_level)
+        return asyncio.run(supervisor.run())
     install_uvloop()
     asyncio.run(run_edge(args.config, args.id))
     return 0
@@ -138,11 +164,13 @@ def _up(args: argparse.Namespace) -> int:
     from edge.auth import mint_token  # noqa: PLC0415
     from skyrelay.cluster import ClusterSpec, LocalCluster, cluster_secrets  # noqa: PLC0415
 
-    for name in ("origins", "edges", "replication"):
+    for name in ("origins", "edges", "replication", "edge_workers"):
         if getattr(args, name) < 1:
-            print(f"skyrelay: --{name} must be at least 1", file=sys.stderr)
+            print(f"skyrelay: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
-    spec = ClusterSpec(args.origins, args.edges, args.replication, args.port)
+    spec = ClusterSpec(
+        args.origins, args.edges, args.replication, args.port, edge_workers=args.edge_workers
+    )
     token_secret, api_key, generated = cluster_secrets(dict(os.environ))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -153,7 +181,10 @@ def _up(args: argparse.Namespace) -> int:
         try:
             print("\nSkyrelay local cluster is up.")
             for i in range(spec.edges):
-                print(f"  edge e{i}    {cluster.ws_url(i)}   API {cluster.edge_url(i)}/api")
+                workers = f"   ({spec.edge_workers} workers)" if spec.edge_workers > 1 else ""
+                print(
+                    f"  edge e{i}    {cluster.ws_url(i)}   API {cluster.edge_url(i)}/api{workers}"
+                )
             for i in range(spec.origins):
                 print(f"  origin o{i}  {cluster.origin_url(i)}")
             print(f"  status      {cluster.edge_url(0)}/status#key={api_key}")
