@@ -58,6 +58,7 @@ def free_spec(
     edge_toml: str = "",
     extra: str = "",
     tls: ClusterTls | None = None,
+    edge_workers: int = 1,
 ) -> ClusterSpec:
     """A spec whose edge and origin ports are all free right now."""
     for _ in range(200):
@@ -70,6 +71,7 @@ def free_spec(
             extra_toml=TEST_NAMESPACES + extra,
             edge_toml=edge_toml,
             tls=tls,
+            edge_workers=edge_workers,
         )
         ports = [spec.edge_port(i) for i in range(edges)]
         ports += [spec.origin_port(i) for i in range(origins)]
