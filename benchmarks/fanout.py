@@ -2,7 +2,10 @@
 publications), and publish-to-receive latency at a fixed rate below it, for Skyrelay and for
 the peers, in the same run.
 
-    skyrelay bench fanout [--quick] [--subscribers 1000] [--peers socketio,pushpin]
+    skyrelay bench fanout [--quick] [--subscribers 1000] [--peers socketio,pushpin] [--workers 2]
+
+With ``--workers N`` Skyrelay's edge runs N worker processes on its port; results then go to
+``fanout-workersN.json``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from benchmarks.peers import pushpin
 RESULTS = Path(__file__).parent / "results"
 # Receiver processes: the load generators must never be the bottleneck.
 RECEIVER_PROCESSES = 2
+# Share of one core a receiver process may use during the burst before the run warns that
+# the load generators, not the server, may have set the pace.
+RECEIVER_BUSY_LIMIT = 0.9
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Figures:
     p99_ms: float
     max_ms: float
     rate: float
+    # Largest share of one core a receiver process used while the burst arrived.
+    receiver_busy: float
 
 
 def free_port() -> int:
@@ -58,6 +66,8 @@ class Target:
     kind: str
     url: str
     token: str = ""
+    # How the report names it (the kind, plus the worker count of a multi-core edge).
+    label: str = ""
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -66,10 +76,11 @@ class Target:
 class SkyrelayTarget(Target):
     kind = "skyrelay"
 
-    def __init__(self, edge_url: str, ws_url: str) -> None:
+    def __init__(self, edge_url: str, ws_url: str, workers: int = 1) -> None:
         self.api = f"{edge_url}/api/publish"
         self.url = ws_url
         self.token = bench_token()
+        self.label = f"skyrelay-{workers}w" if workers > 1 else "skyrelay"
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
         async def one(message: dict[str, Any]) -> None:
@@ -200,6 +211,10 @@ async def measure(target: Target, subscribers: int, burst: int, paced: int, rate
         got = await results(procs)
         delivered = sum(r["received"] for r in got)
         elapsed = max(r["last"] for r in got) - started
+        busy = max(
+            (r["cpu"] / (r["last"] - r["first"]) for r in got if r["last"] > r["first"]),
+            default=0.0,
+        )
         # Latency at a fixed rate below saturation.
         procs = await receivers(target, subscribers, paced)
         for n in range(paced):
@@ -208,7 +223,7 @@ async def measure(target: Target, subscribers: int, burst: int, paced: int, rate
         paced_results = await results(procs)
     latencies = [v * 1000 for r in paced_results for v in r["latencies"]]
     return Figures(
-        target.kind,
+        target.label or target.kind,
         subscribers,
         burst,
         delivered,
@@ -217,6 +232,7 @@ async def measure(target: Target, subscribers: int, burst: int, paced: int, rate
         percentile(latencies, 0.99) if latencies else 0.0,
         max(latencies) if latencies else 0.0,
         rate,
+        busy,
     )
 
 
@@ -230,14 +246,17 @@ def run(argv: list[str]) -> int:
     parser.add_argument(
         "--peers", default="socketio", help="comma-separated: socketio,pushpin, or none"
     )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the edge")
     args = parser.parse_args(argv)
     subscribers, burst, paced, rate = args.subscribers, args.burst, 100, 50.0
     if args.quick:
         subscribers, burst, paced, rate = 100, 20, 10, 20.0
     peers = [p for p in args.peers.split(",") if p and p != "none"]
     figures: list[Figures] = []
-    with local_cluster(origins=1, edges=1, replication=1) as cluster:
-        target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0))
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
+        target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0), args.workers)
         figures.append(asyncio.run(measure(target, subscribers, burst, paced, rate)))
     if "socketio" in peers:
         with socketio_server() as peer:
@@ -245,7 +264,8 @@ def run(argv: list[str]) -> int:
     if "pushpin" in peers:
         with pushpin_server() as pp:
             figures.append(asyncio.run(measure(pp, subscribers, burst, paced, rate)))
-    report(figures, "fanout", quick=args.quick)
+    name = "fanout" if args.workers == 1 else f"fanout-workers{args.workers}"
+    report(figures, name, quick=args.quick)
     return 0
 
 
@@ -255,14 +275,21 @@ def report(figures: list[Figures], name: str, *, quick: bool) -> None:
         f"\n{name}: {base.subscribers} subscribers, burst of {base.publications}, "
         f"latency at {base.rate:.0f}/s"
     )
-    header = f"{'target':<10} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-    print(f"{header}  vs Skyrelay")
+    header = f"{'target':<12} {'deliveries/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    print(f"{header} {'receivers':>9}  vs Skyrelay")
     for f in figures:
         ratio = base.deliveries_per_s / f.deliveries_per_s if f.deliveries_per_s else 0.0
         print(
-            f"{f.target:<10} {f.deliveries_per_s:>13,.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} "
-            f"{f.max_ms:>8.1f}  {'' if f is base else f'Skyrelay x{ratio:.1f}'}"
+            f"{f.target:<12} {f.deliveries_per_s:>13,.0f} {f.p50_ms:>8.1f} {f.p99_ms:>8.1f} "
+            f"{f.max_ms:>8.1f} {f.receiver_busy:>9.0%}  "
+            f"{'' if f is base else f'Skyrelay x{ratio:.1f}'}"
         )
+    for f in figures:
+        if f.receiver_busy > RECEIVER_BUSY_LIMIT:
+            print(
+                f"warning: a load generator for {f.target} was busy {f.receiver_busy:.0%} of "
+                "the burst; it may have set the pace"
+            )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
     out.write_text(json.dumps([asdict(f) for f in figures], indent=2))

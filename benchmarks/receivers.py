@@ -33,6 +33,9 @@ class Counter:
         self.received = 0
         self.first = 0.0
         self.last = 0.0
+        # CPU seconds this process had used at the first and at the last message.
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
         self.latencies: list[float] = []
         self.done = asyncio.Event()
         self.complete = 0
@@ -41,8 +44,10 @@ class Counter:
         now = time.time()
         if not self.received:
             self.first = now
+            self.cpu_first = time.process_time()
         self.received += 1
         self.last = now
+        self.cpu_last = time.process_time()
         if len(self.latencies) < LATENCY_SAMPLE:
             match = _T.search(text)
             if match:
@@ -145,6 +150,9 @@ async def main(args: argparse.Namespace) -> None:
                 "complete": counter.complete,
                 "first": counter.first,
                 "last": counter.last,
+                # CPU seconds spent receiving: next to last - first, it shows whether this
+                # load generator kept up or was itself the bottleneck.
+                "cpu": counter.cpu_last - counter.cpu_first,
                 "latencies": counter.latencies,
             }
         ),

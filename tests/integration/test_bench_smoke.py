@@ -42,3 +42,8 @@ def test_channels_quick_delivers_to_every_subscription() -> None:
     out = bench("channels", "--quick")
     assert "400 publications, 800 deliveries" in out  # nothing lost at saturation
     assert "p99" in out
+
+
+def test_fanout_quick_with_two_edge_workers() -> None:
+    out = bench("fanout", "--quick", "--workers", "2", "--peers", "none")
+    assert "skyrelay-2w" in out and "deliveries/s" in out
