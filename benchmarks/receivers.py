@@ -73,6 +73,9 @@ async def skyrelay(
                 await ws.send_str("{}")
             elif '"subscribe"' in line:
                 ready.set()
+            elif line.startswith('{"id":2,"error"'):
+                # A temporary error (a busy edge's link dropped during a connect storm): retry.
+                await ws.send_str(json.dumps(commands[1]))
         if seen >= args.expect:
             break
     counter.complete += 1

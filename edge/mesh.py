@@ -152,10 +152,14 @@ class Mesh:
         # The forwarding worker checked the body and the origin; 204 as soon as the commands
         # are taken, as for an unknown session (its stream is over). The session's lock keeps
         # its messages in the order they arrive.
-        message = orjson.loads(await request.read())
-        client = self.node.sessions.get(message["session"])
+        try:
+            message = orjson.loads(await request.read())
+            session, data = str(message["session"]), str(message["data"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return web.json_response({"error": "body must be {session, data}"}, status=400)
+        client = self.node.sessions.get(session)
         if client is not None:
-            spawn(client.handle_serialized(message["data"].encode()), name="emulation")
+            spawn(client.handle_serialized(data.encode()), name="emulation")
         return web.Response(status=204)
 
     async def _local_metrics(self, _: web.Request) -> web.Response:

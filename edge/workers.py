@@ -3,8 +3,11 @@
 ``skyrelay edge --workers N`` runs this instead of serving. It makes a private directory for
 the workers' mesh sockets (see ``edge/mesh.py``), starts the workers, prints ``ready`` once
 every worker listens, forwards SIGHUP, restarts a worker that dies (with a growing delay) and,
-on SIGTERM or SIGINT, stops them all. Workers die with it even if it is killed (SIGKILL): each
-asks the kernel for SIGTERM when its parent goes.
+on SIGTERM or SIGINT, stops them all. A worker that dies before the edge was ever ready means a
+bad setup (the port is taken, say): the supervisor then stops and exits with code 1.
+
+Workers die with the supervisor even if it is killed (SIGKILL): each asks the kernel for
+SIGTERM when its parent goes.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class Supervisor:
         ]
         self._stop = asyncio.Event()
         self._announced = False
+        self._failed = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -109,7 +113,7 @@ class Supervisor:
                     task.cancel()
             shutil.rmtree(self.directory, ignore_errors=True)
         log.info("edge %s stopped", self.edge.id)
-        return 0
+        return 1 if self._failed else 0
 
     def _command(self, index: int) -> list[str]:
         command = [sys.executable, "-m", "skyrelay", "edge", "--config", self.config_path]
@@ -136,6 +140,11 @@ class Supervisor:
     async def _watch(self, worker: Worker, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if self._stop.is_set():
+            return
+        if not self._announced:
+            log.error("worker %d exited with code %d during start-up; stopping", worker.index, code)
+            self._failed = True
+            self._stop.set()
             return
         uptime = asyncio.get_running_loop().time() - worker.started
         delay = worker.backoff.after(uptime)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -410,3 +411,24 @@ def test_bad_worker_arguments_are_refused(tmp_path: Path, args: list[str], messa
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_worker_failing_at_start_up_stops_the_edge(tmp_path: Path) -> None:
+    spec = free_spec(origins=1, edges=1, replication=1)
+    config = tmp_path / "edge.toml"
+    config.write_text(render_config(spec))
+    env = {**os.environ, "SKYRELAY_TOKEN_SECRET": "s" * 40}
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: no worker can bind
+        taken.bind(("127.0.0.1", spec.edge_port(0)))
+        taken.listen()
+        done = subprocess.run(
+            [*SKYRELAY, "edge", "--config", str(config), "--workers", "2"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "during start-up; stopping" in done.stderr
