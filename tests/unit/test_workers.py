@@ -46,7 +46,7 @@ def test_merged_metrics_label_every_sample_with_its_worker() -> None:
     first.disconnects.labels(code="3001").inc()
     first.api_seconds.labels(method="publish").observe(0.01)
     second.deliveries.inc(5)
-    second.connections.set(7)
+    second.connections.labels(transport="websocket").set(7)
     merged = merge_expositions(
         {
             "0": generate_latest(first.registry).decode(),
@@ -63,7 +63,7 @@ def test_merged_metrics_label_every_sample_with_its_worker() -> None:
     }
     assert values[("skyrelay_edge_deliveries_total", (("worker", "0"),))] == 3
     assert values[("skyrelay_edge_deliveries_total", (("worker", "1"),))] == 5
-    assert values[("skyrelay_edge_connections", (("worker", "1"),))] == 7
+    assert values[("skyrelay_edge_connections", (("transport", "websocket"), ("worker", "1")))] == 7
     assert values[("skyrelay_edge_disconnects_total", (("code", "3001"), ("worker", "0")))] == 1
     assert (
         values[("skyrelay_edge_api_seconds_count", (("method", "publish"), ("worker", "0")))] == 1
