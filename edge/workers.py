@@ -179,7 +179,10 @@ class Supervisor:
         if not self._announced and all(w.listening for w in self.workers):
             self._announced = True
             log.info("edge %s: %d workers listening", self.edge.id, self.count)
-            print(f"ready http://{self.edge.host}:{self.edge.port}", file=sys.stderr, flush=True)
+            scheme = "https" if self.edge.tls_cert else "http"
+            print(
+                f"ready {scheme}://{self.edge.host}:{self.edge.port}", file=sys.stderr, flush=True
+            )
 
     def _reload(self) -> None:
         # A worker still starting reads the new config anyway, and may not handle SIGHUP yet.

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,11 +22,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from skyrelay.cluster import START_TIMEOUT, ClusterSpec, LocalCluster, render_config
+from skyrelay.cluster import START_TIMEOUT, ClusterSpec, ClusterTls, LocalCluster, render_config
 from tests.integration.conftest import API_KEY, free_spec, start_cluster, token
 from tests.integration.helpers import channel, until
 from tests.integration.jsclient import JsClient
 from tests.integration.wsclient import RawClient, connect_raw
+from tests.tlsfiles import make_ca, make_server_cert
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -430,3 +432,35 @@ def test_a_worker_failing_at_start_up_stops_the_edge(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert "during start-up; stopping" in done.stderr
+
+
+async def test_workers_over_tls(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path)
+    files = make_server_cert(ca, tmp_path, "host")
+    pki = ClusterTls(str(ca.path), str(files.cert), str(files.key))
+    cluster = start_cluster(
+        tmp_path / "cluster", origins=1, edges=1, replication=1, edge_workers=WORKERS, tls=pki
+    )
+    context = ssl.create_default_context(cafile=pki.ca)
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, force_close=True)
+        ) as trusting:
+            edge = cluster.edge_url(0)
+            assert edge.startswith("https://")
+            ch = channel()
+            clients = []
+            for i in range(10):
+                client, _ = await connect_raw(trusting, cluster.ws_url(0), token(f"t{i}"))
+                assert "subscribe" in await client.command("subscribe", {"channel": ch})
+                clients.append(client)
+            await publish(trusting, edge, ch, {"n": 1})
+            for client in clients:
+                assert [p["pub"]["offset"] for p in await client.wait_pushes(1)] == [1]
+                await client.ws.close()
+            samples = await scrape(trusting, edge)
+            assert per_worker(samples, "skyrelay_edge_worker_up") == {"0": 1.0, "1": 1.0}
+        log = (tmp_path / "cluster" / "logs" / "e0.log").read_text()
+        assert f"ready https://127.0.0.1:{cluster.spec.edge_port(0)}" in log
+    finally:
+        cluster.stop()
