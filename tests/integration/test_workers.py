@@ -240,7 +240,7 @@ async def test_emulation_for_an_unknown_node_is_404(
         body = {"session": "s", "node": node, "data": "{}"}
         async with fresh.post(f"{edge}/emulation", data=json.dumps(body)) as resp:
             assert resp.status == 404
-            assert (await resp.json())["error"] == "unknown node"
+            assert (await resp.json())["error"]["message"] == f"unknown node {node!r}"
 
 
 @pytest.mark.parametrize("transport", ["http_stream", "sse"])
