@@ -15,14 +15,12 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.common import API_KEY, bench_token, local_cluster, percentile
+from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile
 
-RESULTS = Path(__file__).parent / "results"
 # Receiver processes, and channels each of their connections follows.
 RECEIVER_PROCESSES = 2
 CHANNELS_PER_CONNECTION = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import tempfile
@@ -17,6 +18,10 @@ import aiohttp
 from edge.auth import mint_token
 from ring import Member, Ring
 from skyrelay.cluster import ClusterSpec, LocalCluster
+
+# Where scenarios write their JSON and plots; tests point it at a temporary directory so
+# that a smoke run never rewrites the published figures.
+RESULTS = Path(os.environ.get("SKYRELAY_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 SECRET = "bench-secret-" + "0" * 48
 API_KEY = "bench-api-key"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import API_KEY, local_cluster
-from benchmarks.fanout import RESULTS, SkyrelayTarget, receivers, results
+from benchmarks.common import API_KEY, RESULTS, local_cluster
+from benchmarks.fanout import SkyrelayTarget, receivers, results
 
 # Receiver processes holding the connections.
 HOLDERS = 4

@@ -27,10 +27,9 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import API_KEY, bench_token, local_cluster, percentile
+from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile
 from benchmarks.peers import pushpin
 
-RESULTS = Path(__file__).parent / "results"
 # Receiver processes: the load generators must never be the bottleneck.
 RECEIVER_PROCESSES = 2
 # Share of one core a receiver process may use during the burst before the run warns that

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from benchmarks.fanout import RESULTS
+from benchmarks.common import RESULTS
 from ring import Member, Ring, moved_channels
 
 CHANNELS = 100_000

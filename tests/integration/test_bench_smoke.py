@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -11,8 +13,14 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def bench(*args: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="bench-results-") as results:
+        return _bench(results, *args)
+
+
+def _bench(results: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "skyrelay", "bench", *args],
+        env={**os.environ, "SKYRELAY_BENCH_RESULTS": results},
         capture_output=True,
         text=True,
         timeout=280,
