@@ -30,6 +30,9 @@ import aiohttp
 from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile
 from benchmarks.peers import pushpin
 
+DEFAULT_SUBSCRIBERS = 1000
+# Highest publication rate of the latency phase, per second.
+MAX_PACED_RATE = 50.0
 # Receiver processes: the load generators must never be the bottleneck.
 RECEIVER_PROCESSES = 2
 # Share of one core a receiver process may use during the burst before the run warns that
@@ -201,7 +204,10 @@ async def results(procs: list[asyncio.subprocess.Process]) -> list[dict[str, Any
     return found
 
 
-async def measure(target: Target, subscribers: int, burst: int, paced: int, rate: float) -> Figures:
+async def measure(
+    target: Target, subscribers: int, burst: int, paced: int, rate: float | None
+) -> Figures:
+    """``rate`` None: half the measured saturation, at most MAX_PACED_RATE publications/s."""
     async with aiohttp.ClientSession() as session:
         # Saturation: a burst of publications as fast as the publisher goes.
         procs = await receivers(target, subscribers, burst)
@@ -215,6 +221,8 @@ async def measure(target: Target, subscribers: int, burst: int, paced: int, rate
             default=0.0,
         )
         # Latency at a fixed rate below saturation.
+        if rate is None:
+            rate = max(1.0, min(MAX_PACED_RATE, delivered / elapsed / subscribers / 2))
         procs = await receivers(target, subscribers, paced)
         for n in range(paced):
             await target.publish(session, [{"n": n, "t": time.time()}])
@@ -240,14 +248,21 @@ def run(argv: list[str]) -> int:
         prog="skyrelay bench fanout", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
-    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--subscribers", type=int, default=DEFAULT_SUBSCRIBERS)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument(
         "--peers", default="socketio", help="comma-separated: socketio,pushpin, or none"
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the edge")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="latency phase, publications/s (default: "
+        f"half of Skyrelay's saturation, at most {MAX_PACED_RATE:.0f})",
+    )
     args = parser.parse_args(argv)
-    subscribers, burst, paced, rate = args.subscribers, args.burst, 100, 50.0
+    subscribers, burst, paced, rate = args.subscribers, args.burst, 100, args.rate
     if args.quick:
         subscribers, burst, paced, rate = 100, 20, 10, 20.0
     peers = [p for p in args.peers.split(",") if p and p != "none"]
@@ -257,13 +272,15 @@ def run(argv: list[str]) -> int:
     with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
         target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0), args.workers)
         figures.append(asyncio.run(measure(target, subscribers, burst, paced, rate)))
+    rate = figures[0].rate  # the peers are timed at the same rate
     if "socketio" in peers:
         with socketio_server() as peer:
             figures.append(asyncio.run(measure(peer, subscribers, burst, paced, rate)))
     if "pushpin" in peers:
         with pushpin_server() as pp:
             figures.append(asyncio.run(measure(pp, subscribers, burst, paced, rate)))
-    name = "fanout" if args.workers == 1 else f"fanout-workers{args.workers}"
+    name = "fanout" + ("" if subscribers == DEFAULT_SUBSCRIBERS else f"-{subscribers}")
+    name += "" if args.workers == 1 else f"-workers{args.workers}"
     report(figures, name, quick=args.quick)
     return 0
 
