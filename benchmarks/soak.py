@@ -185,15 +185,10 @@ def summarise(run: Run, plan: Plan, subs: list[Subscriber], pub: Publisher) -> d
     lost = missing(subs, pub)
     slots = [slot for sub in subs for slot in sub.slots]
     restarted = {k["process"] for k in run.kills}
-    growth: dict[str, Any] = {}
-    for name, samples in sorted(run.memory.items()):
-        warm = next((s for s in samples if s[0] >= plan.warm_up), samples[-1])
-        growth[name] = {
-            "warm_mib": round(warm[1], 1),
-            "end_mib": round(samples[-1][1], 1),
-            "growth_mib": round(samples[-1][1] - warm[1], 1),
-            "restarted": name in restarted,
-        }
+    growth = {
+        name: memory_growth(samples, plan.warm_up, name in restarted)
+        for name, samples in sorted(run.memory.items())
+    }
     acked_at = {(c, o): t for c, offs in pub.acked.items() for o, t in offs.items()}
     return {
         "seconds": plan.seconds,
@@ -228,6 +223,24 @@ def summarise(run: Run, plan: Plan, subs: list[Subscriber], pub: Publisher) -> d
     }
 
 
+def memory_growth(samples: list[list[float]], warm_up: float, restarted: bool) -> dict[str, Any]:
+    """RSS growth from the end of the warm-up to the end. A restarted process starts afresh:
+    its growth is taken over its last life, from ``warm_up`` / 6 seconds after its start
+    (imports and the resync done)."""
+    since = warm_up
+    if restarted:
+        life = [s for s in samples if s[2] == samples[-1][2]]
+        samples, since = life, life[0][0] + warm_up / 6
+    warm = next((s for s in samples if s[0] >= since), samples[-1])
+    return {
+        "from_s": warm[0],
+        "warm_mib": round(warm[1], 1),
+        "end_mib": round(samples[-1][1], 1),
+        "growth_mib": round(samples[-1][1] - warm[1], 1),
+        "restarted": restarted,
+    }
+
+
 def report(result: dict[str, Any], *, quick: bool) -> None:
     minutes = result["seconds"] / 60
     print(
@@ -256,7 +269,7 @@ def report(result: dict[str, Any], *, quick: bool) -> None:
         print(f"  kill {kill['process']} at {kill['at']:6.1f} s: {back}")
     print(f"  memory (MiB) after the {result['warm_up']:.0f} s warm-up -> end:")
     for name, g in result["memory_growth"].items():
-        note = "  (restarted: memory reset)" if g["restarted"] else ""
+        note = f"  (restarted: from {g['from_s']:.0f} s, its last life)" if g["restarted"] else ""
         print(
             f"    {name:<4} {g['warm_mib']:7.1f} -> {g['end_mib']:7.1f}  "
             f"growth {g['growth_mib']:+6.1f}{note}"
