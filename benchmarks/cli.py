@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-SCENARIOS = ("fanout", "channels", "connections", "ring", "failover", "replication", "latency")
+SCENARIOS = (
+    "fanout",
+    "channels",
+    "connections",
+    "ring",
+    "failover",
+    "replication",
+    "latency",
+    "soak",
+)
 
 
 def _runner(name: str) -> Callable[[list[str]], int]:
@@ -25,6 +34,10 @@ def _runner(name: str) -> Callable[[list[str]], int]:
         from benchmarks import ringbench  # noqa: PLC0415
 
         return ringbench.run
+    if name == "soak":
+        from benchmarks import soak  # noqa: PLC0415
+
+        return soak.run
 
     def legacy(argv: list[str]) -> int:
         import runpy  # noqa: PLC0415

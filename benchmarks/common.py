@@ -135,16 +135,38 @@ async def subscribed_socket(
     return ws
 
 
-async def publications(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[dict[str, Any]]:
-    """The publications a raw client receives, answering the server's pings on the way."""
+async def frames(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """Every reply and push a raw client receives (one per line of a frame), answering the
+    server's pings on the way."""
     async for msg in ws:
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            continue
         for line in msg.data.split("\n"):
             obj = json.loads(line)
-            pub = obj.get("push", {}).get("pub")
-            if pub is not None:
-                yield pub
-            elif not obj:
+            if obj:
+                yield obj
+            else:
                 await ws.send_str("{}")
+
+
+async def publications(ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[dict[str, Any]]:
+    """The publications a raw client receives."""
+    async for obj in frames(ws):
+        pub = obj.get("push", {}).get("pub")
+        if pub is not None:
+            yield pub
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory (VmRSS) in KiB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -12,11 +12,10 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import API_KEY, RESULTS, local_cluster
+from benchmarks.common import API_KEY, RESULTS, local_cluster, rss_kib
 from benchmarks.fanout import SkyrelayTarget, receivers, results
 
 # Receiver processes holding the connections.
@@ -31,13 +30,6 @@ class ConnectionFigures:
     rss_before_kib: int
     rss_after_kib: int
     kib_per_connection: float
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def measure(edge_url: str, ws_url: str, pid: int, count: int) -> ConnectionFigures:

@@ -55,3 +55,11 @@ def test_channels_quick_delivers_to_every_subscription() -> None:
 def test_fanout_quick_with_two_edge_workers() -> None:
     out = bench("fanout", "--quick", "--workers", "2", "--peers", "none")
     assert "skyrelay-2w" in out and "deliveries/s" in out
+
+
+def test_soak_quick_loses_no_acked_publication_across_a_shard_kill() -> None:
+    out = bench("soak", "--quick")
+    assert "1 shard kills" in out
+    lost = next(line for line in out.splitlines() if "acked lost" in line)
+    assert lost.split()[-1] == "0", out
+    assert "duplicates" in out and "growth" in out
