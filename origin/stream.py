@@ -139,7 +139,14 @@ class ChannelStream:
             return []
         first = self.committed + 1
         self.committed = offset
-        return [p for p in self._entries if first <= p.offset <= offset]
+        # Entries hold consecutive offsets ending at ``top``, so the newly visible ones are
+        # found by position from the end: a commit costs what it returns, not the history.
+        entries = self._entries
+        if not entries:
+            return []
+        end = len(entries) - (entries[-1].offset - offset)
+        start = max(0, end - (offset - first + 1))
+        return [entries[i] for i in range(start, end)]
 
     @property
     def pending(self) -> int:

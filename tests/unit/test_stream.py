@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from origin.stream import ChannelStream
 
 
@@ -81,3 +83,20 @@ def test_clear_keeps_the_position() -> None:
 
 def test_each_stream_gets_its_own_epoch() -> None:
     assert ChannelStream(1, 1).epoch != ChannelStream(1, 1).epoch
+
+
+def test_commit_returns_exactly_the_newly_visible_publications() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        stream = ChannelStream(rng.randint(1, 8), 3600, epoch_factory=lambda: "e")
+        held: list[int] = []
+        for _ in range(rng.randint(0, 30)):
+            if rng.random() < 0.6:
+                held.append(stream.publish({}, 1.0, commit=False).offset)
+            else:
+                before = stream.committed
+                target = rng.randint(0, stream.top + 2)
+                got = [p.offset for p in stream.commit(target)]
+                kept = {p.offset for p in stream._entries}
+                expected = [o for o in held if before < o <= min(target, stream.top) and o in kept]
+                assert got == expected
