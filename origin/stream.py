@@ -202,7 +202,9 @@ class ChannelStream:
         entries = self._entries
         if not entries or entries[0].offset > offset + 1:
             return None
-        return [p.to_record() for p in entries if p.offset > offset]
+        # Consecutive offsets ending at ``top``: start by position, not by a scan.
+        start = len(entries) - (self.top - offset)
+        return [entries[i].to_record() for i in range(start, len(entries))]
 
     def held(self) -> list[Publication]:
         """Every publication held, committed or not, oldest first."""

@@ -100,3 +100,21 @@ def test_commit_returns_exactly_the_newly_visible_publications() -> None:
                 kept = {p.offset for p in stream._entries}
                 expected = [o for o in held if before < o <= min(target, stream.top) and o in kept]
                 assert got == expected
+
+
+def test_records_after_returns_what_follows_or_none_when_trimmed() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        stream = ChannelStream(rng.randint(1, 6), 3600, epoch_factory=lambda: "e")
+        for _ in range(rng.randint(0, 15)):
+            stream.publish({}, 1.0, commit=rng.random() < 0.5)
+        kept = [p.offset for p in stream._entries]
+        for offset in range(0, stream.top + 2):
+            got = stream.records_after(offset)
+            if offset >= stream.top:
+                assert got == []
+            elif not kept or kept[0] > offset + 1:
+                assert got is None
+            else:
+                assert got is not None
+                assert [r["offset"] for r in got] == [o for o in kept if o > offset]
