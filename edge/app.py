@@ -170,7 +170,12 @@ def build_app(
     router.health.watchers.append(
         lambda shard, state: metrics.shard_health_changes.labels(shard, state.value).inc()
     )
-    add_status_routes(app, node, board)
+    worker_mesh = app.get(MESH_KEY)
+    if worker_mesh is not None:
+        worker_mesh.status_part = lambda: board.local(node, time.time())
+    add_status_routes(
+        app, node, board, worker_mesh.status_parts if worker_mesh is not None else None
+    )
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app

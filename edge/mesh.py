@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -31,6 +33,7 @@ from skyrelay.tasks import spawn
 EMULATION_PATH = "/worker/emulation"
 METRICS_PATH = "/worker/metrics"
 HEALTH_PATH = "/worker/health"
+STATUS_PATH = "/worker/status"
 
 
 def worker_node_id(edge_id: str, index: int) -> str:
@@ -82,6 +85,8 @@ class Mesh:
         self._timeout = aiohttp.ClientTimeout(total=node.config.edge.worker_call_timeout)
         self._clients: dict[int, aiohttp.ClientSession] = {}
         self._runner: web.AppRunner | None = None
+        # This worker's part of the status page, set by the app (StatusBoard.local).
+        self.status_part: Callable[[], dict[str, Any]] | None = None
 
     @property
     def socket(self) -> Path:
@@ -92,6 +97,7 @@ class Mesh:
         app.router.add_post(EMULATION_PATH, self._emulation)
         app.router.add_get(METRICS_PATH, self._local_metrics)
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(STATUS_PATH, self._status)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         # A worker restarted after a crash finds its predecessor's socket file.
@@ -144,6 +150,20 @@ class Mesh:
         )
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def status_parts(self) -> list[dict[str, Any]]:
+        """Every reachable sibling's part of the status page (see StatusBoard.local)."""
+
+        async def one(index: int) -> dict[str, Any] | None:
+            try:
+                async with self._clients[index].get(f"http://worker{STATUS_PATH}") as resp:
+                    body = orjson.loads(await resp.read()) if resp.status == 200 else None
+            except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError):
+                return None
+            return body if isinstance(body, dict) else None
+
+        answers = await asyncio.gather(*(one(i) for i in self.spec.siblings()))
+        return [a for a in answers if a is not None]
+
     def identity(self) -> dict[str, object]:
         """What /health and /ready add about this worker."""
         return {"node": self.node.id, "worker": self.spec.index, "pid": os.getpid()}
@@ -165,6 +185,11 @@ class Mesh:
     async def _local_metrics(self, _: web.Request) -> web.Response:
         body = generate_latest(self.node.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _status(self, _: web.Request) -> web.Response:
+        if self.status_part is None:
+            return web.json_response({"error": "no status here"}, status=404)
+        return web.Response(body=orjson.dumps(self.status_part()), content_type="application/json")
 
     async def _health(self, _: web.Request) -> web.Response:
         return web.json_response(self.identity())

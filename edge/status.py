@@ -47,56 +47,20 @@ class StatusBoard:
     def record(self, at: float, kind: str, shard: str = "", detail: str = "") -> None:
         self.events.appendleft({"at": at, "kind": kind, "shard": shard, "detail": detail})
 
-    def snapshot(
-        self, node: EdgeNode, now: float, origins: dict[str, dict[str, Any] | None]
-    ) -> dict[str, Any]:
-        """``origins``: each shard's ``/status?channels=0`` answer, None when unreachable."""
+    def local(self, node: EdgeNode, now: float) -> dict[str, Any]:
+        """What this process alone holds; the workers of one edge each answer theirs."""
         sample = node.metrics.registry.get_sample_value
         counts = {
             "deliveries": sample("skyrelay_edge_deliveries_total") or 0.0,
             "publications": sample("skyrelay_edge_publications_total") or 0.0,
             "client_publications": sample("skyrelay_edge_client_publications_total") or 0.0,
         }
-        rates = self.rates.update(now, counts)
         routed: dict[str, int] = {}
         for channel in node.hub.channels.values():
             if channel.link is not None:
                 routed[channel.link.id] = routed.get(channel.link.id, 0) + 1
-        health = node.router.health.snapshot()
-        total_weight = sum(s.weight for s in node.config.shards) or 1
-        shards = []
-        for shard in node.config.shards:
-            summary = origins.get(shard.id)
-            shards.append(
-                {
-                    "id": shard.id,
-                    "url": shard.url,
-                    "weight": shard.weight,
-                    "share": shard.weight / total_weight,
-                    "health": health.get(shard.id, "unknown"),
-                    "reachable": summary is not None,
-                    "routed_channels": routed.get(shard.id, 0),
-                    "leading": (summary or {}).get("leading"),
-                    "replicas": (summary or {}).get("replicas"),
-                    "takeovers": (summary or {}).get("takeovers"),
-                    "published": (summary or {}).get("published"),
-                    "uptime": (summary or {}).get("uptime"),
-                }
-            )
-        takeovers = [
-            {**event, "shard": shard_id}
-            for shard_id, summary in origins.items()
-            if summary is not None
-            for event in summary.get("recent_takeovers", [])
-        ]
-        takeovers.sort(key=lambda event: -float(event.get("at", 0)))
         return {
-            "edge": node.id,
-            "time": now,
-            "uptime": round(now - self.started, 1),
-            "replication": node.config.replication,
             "connections": len(node.clients),
-            "connection_limit": node.config.edge.max_connections,
             "by_transport": {
                 t: int(sample("skyrelay_edge_connections", {"transport": t}) or 0)
                 for t in TRANSPORTS
@@ -106,8 +70,90 @@ class StatusBoard:
                 for t in TRANSPORTS
             ),
             "channels": len(node.hub.channels),
-            "rates": {name: round(value, 1) for name, value in rates.items()},
-            "shards": shards,
+            "rates": self.rates.update(now, counts),
+            "routed": routed,
+            "health": node.router.health.snapshot(),
             "events": list(self.events),
-            "takeovers": takeovers[:RECENT_EVENTS],
         }
+
+    def snapshot(
+        self,
+        node: EdgeNode,
+        now: float,
+        origins: dict[str, dict[str, Any] | None],
+        siblings: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """``origins``: each shard's ``/status?channels=0`` answer, None when unreachable;
+        ``siblings``: the other workers' ``local`` parts, when the edge has several."""
+        parts = [self.local(node, now), *(siblings or [])]
+        return assemble(node, now, now - self.started, parts, origins)
+
+
+def assemble(
+    node: EdgeNode,
+    now: float,
+    uptime: float,
+    parts: list[dict[str, Any]],
+    origins: dict[str, dict[str, Any] | None],
+) -> dict[str, Any]:
+    """One edge's snapshot from its processes' parts (the first is the one answering).
+    A shard counts as down when any process of the edge sees it down."""
+    routed: dict[str, int] = {}
+    health: dict[str, str] = {}
+    for part in parts:
+        for shard_id, count in part["routed"].items():
+            routed[shard_id] = routed.get(shard_id, 0) + int(count)
+        for shard_id, state in part["health"].items():
+            if health.get(shard_id) != "down":
+                health[shard_id] = state
+    total_weight = sum(s.weight for s in node.config.shards) or 1
+    shards = []
+    for shard in node.config.shards:
+        summary = origins.get(shard.id)
+        shards.append(
+            {
+                "id": shard.id,
+                "url": shard.url,
+                "weight": shard.weight,
+                "share": shard.weight / total_weight,
+                "health": health.get(shard.id, "unknown"),
+                "reachable": summary is not None,
+                "routed_channels": routed.get(shard.id, 0),
+                "leading": (summary or {}).get("leading"),
+                "replicas": (summary or {}).get("replicas"),
+                "takeovers": (summary or {}).get("takeovers"),
+                "published": (summary or {}).get("published"),
+                "uptime": (summary or {}).get("uptime"),
+            }
+        )
+    takeovers = [
+        {**event, "shard": shard_id}
+        for shard_id, summary in origins.items()
+        if summary is not None
+        for event in summary.get("recent_takeovers", [])
+    ]
+    takeovers.sort(key=lambda event: -float(event.get("at", 0)))
+    events = sorted(
+        (event for part in parts for event in part["events"]), key=lambda e: -float(e["at"])
+    )
+    return {
+        "edge": node.id,
+        "workers": len(parts),
+        "time": now,
+        "uptime": round(uptime, 1),
+        "replication": node.config.replication,
+        "connections": sum(int(p["connections"]) for p in parts),
+        "connection_limit": node.config.edge.max_connections * len(parts),
+        "by_transport": {
+            t: sum(int(p["by_transport"].get(t, 0)) for p in parts) for t in TRANSPORTS
+        },
+        "subscriptions": sum(int(p["subscriptions"]) for p in parts),
+        "channels": sum(int(p["channels"]) for p in parts),
+        "rates": {
+            name: round(sum(float(p["rates"].get(name, 0.0)) for p in parts), 1)
+            for name in parts[0]["rates"]
+        },
+        "shards": shards,
+        "events": events[:RECENT_EVENTS],
+        "takeovers": takeovers[:RECENT_EVENTS],
+    }

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from edge.httperrors import error_response
 from edge.node import NODE_KEY, EdgeNode
 from edge.status import StatusBoard
 from skyrelay.errors import ErrorCode
+
+# The other workers' parts of the page (Mesh.status_parts).
+SiblingParts = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 COOKIE = "skyrelay_status"
 PAGE = Path(__file__).with_name("static") / "status.html"
@@ -45,9 +49,13 @@ PAGE_HEADERS = {
 class StatusFeed:
     """Snapshots for every viewer: one origin round per interval, however many are watching."""
 
-    def __init__(self, node: EdgeNode, board: StatusBoard) -> None:
+    def __init__(
+        self, node: EdgeNode, board: StatusBoard, siblings: SiblingParts | None = None
+    ) -> None:
         self.node = node
         self.board = board
+        # The other workers of this edge, when it has several: their parts of the page.
+        self.siblings = siblings
         self._lock = asyncio.Lock()
         self._last: dict[str, Any] | None = None
         self._last_at = 0.0
@@ -57,8 +65,11 @@ class StatusFeed:
             now = time.time()
             fresh_for = self.node.config.edge.status_interval / 2
             if self._last is None or now - self._last_at >= fresh_for:
-                origins = await self._origins()
-                self._last = self.board.snapshot(self.node, time.time(), origins)
+                if self.siblings is not None:
+                    origins, parts = await asyncio.gather(self._origins(), self.siblings())
+                else:
+                    origins, parts = await self._origins(), []
+                self._last = self.board.snapshot(self.node, time.time(), origins, parts)
                 self._last_at = now
             return self._last
 
@@ -172,8 +183,13 @@ async def status_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def add_status_routes(app: web.Application, node: EdgeNode, board: StatusBoard) -> None:
-    app[FEED_KEY] = StatusFeed(node, board)
+def add_status_routes(
+    app: web.Application,
+    node: EdgeNode,
+    board: StatusBoard,
+    siblings: SiblingParts | None = None,
+) -> None:
+    app[FEED_KEY] = StatusFeed(node, board, siblings)
     app.router.add_get("/status", status_page)
     app.router.add_post("/status/login", status_login)
     app.router.add_get("/status/data", status_data)

@@ -125,6 +125,14 @@ async def test_connections_spread_over_both_workers_and_each_gets_every_publicat
     assert upstream == {"0": 1, "1": 1}
     async with fresh.get(f"{multicore.origin_url(0)}/metrics") as resp:
         assert "skyrelay_origin_edge_links 2.0" in await resp.text()
+    # The status page covers the whole edge, whichever worker serves it.
+    for _ in range(4):
+        async with fresh.get(f"{edge}/status/data", headers={"X-API-Key": API_KEY}) as resp:
+            status = await resp.json()
+        assert status["workers"] == WORKERS
+        assert status["connections"] >= 40 and status["by_transport"]["websocket"] >= 40
+        routed = {s["id"]: s["routed_channels"] for s in status["shards"]}
+        assert routed["o0"] >= WORKERS  # the channel, held once by each worker
     for client in clients:
         await client.ws.close()
 

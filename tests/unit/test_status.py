@@ -66,3 +66,26 @@ def test_login_cookies_are_signed_and_expire() -> None:
     expires, _, signature = cookie.partition(".")
     assert not cookie_valid(node, f"{int(expires) + 1}.{signature}", 1000.0)
     assert not cookie_valid(node, "garbage", 1000.0)
+
+
+def test_an_edge_with_workers_adds_up_their_parts() -> None:
+    app = build_app(CONFIG, "e0")
+    node, board = app[NODE_KEY], app[BOARD_KEY]
+    sibling = {
+        "connections": 7,
+        "by_transport": {"websocket": 5, "sse": 2},
+        "subscriptions": 9,
+        "channels": 3,
+        "rates": {"deliveries": 10.0, "publications": 2.0, "client_publications": 0.0},
+        "routed": {"o1": 3},
+        "health": {"o0": "up", "o1": "down"},
+        "events": [{"at": 50.0, "kind": "shard down", "shard": "o1", "detail": ""}],
+    }
+    snapshot = board.snapshot(node, 100.0, {"o0": None, "o1": None}, [sibling])
+    assert snapshot["workers"] == 2
+    assert snapshot["connections"] == 7 and snapshot["by_transport"]["sse"] == 2
+    assert snapshot["rates"]["deliveries"] == 10.0
+    o0, o1 = snapshot["shards"]
+    assert (o0["health"], o1["health"]) == ("up", "down")  # down if any worker sees it down
+    assert o1["routed_channels"] == 3
+    assert snapshot["events"][0]["shard"] == "o1"
