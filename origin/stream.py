@@ -91,7 +91,7 @@ class HistoryPage:
 class ChannelStream:
     """Orders a channel's publications and keeps the last ``size`` of them for ``ttl`` seconds."""
 
-    __slots__ = ("_entries", "committed", "epoch", "size", "top", "ttl")
+    __slots__ = ("_entries", "_ikeys", "committed", "epoch", "size", "top", "ttl")
 
     def __init__(self, size: int, ttl: float, epoch_factory: Callable[[], str] = new_epoch) -> None:
         self.size = size
@@ -101,6 +101,9 @@ class ChannelStream:
         self.committed = 0  # offset of the newest publication readers may see
         # Oldest first; offsets are consecutive.
         self._entries: deque[Publication] = deque()
+        # Idempotency key -> offset of the publication held that carries it: a publish with a
+        # key looks it up without scanning the history.
+        self._ikeys: dict[str, int] = {}
 
     def publish(
         self,
@@ -129,8 +132,15 @@ class ChannelStream:
             raise ValueError(f"offset {pub.offset} does not follow {self.top}")
         self.top = pub.offset
         self._entries.append(pub)
+        if pub.ikey is not None:
+            self._ikeys[pub.ikey] = pub.offset
         if len(self._entries) > self.size:
-            self._entries.popleft()
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        pub = self._entries.popleft()
+        if pub.ikey is not None and self._ikeys.get(pub.ikey) == pub.offset:
+            del self._ikeys[pub.ikey]
 
     def commit(self, offset: int) -> list[Publication]:
         """Advance ``committed`` to ``offset``; returns the publications that became visible."""
@@ -157,7 +167,7 @@ class ChannelStream:
         entries = self._entries
         horizon_ms = (now - self.ttl) * 1000
         while entries and entries[0].time <= horizon_ms and entries[0].offset <= self.committed:
-            entries.popleft()
+            self._drop_oldest()
 
     def _visible(self, now: float) -> list[Publication]:
         self.trim(now)
@@ -211,14 +221,16 @@ class ChannelStream:
         return list(self._entries)
 
     def find_ikey(self, ikey: str) -> Publication | None:
-        for pub in reversed(self._entries):
-            if pub.ikey == ikey:
-                return pub
-        return None
+        offset = self._ikeys.get(ikey)
+        entries = self._entries
+        if offset is None or not entries:
+            return None
+        return entries[offset - entries[0].offset]
 
     def clear(self) -> None:
         """Drop the publications but keep the position (history_remove)."""
         self._entries.clear()
+        self._ikeys.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a replica needs to continue this stream."""
@@ -249,7 +261,10 @@ class ChannelStream:
         stream = cls(size, ttl, epoch_factory=lambda: epoch)
         stream.top = top
         stream.committed = committed
-        stream._entries.extend(pubs[-size:] if size else [])
+        for pub in pubs[-size:] if size else []:
+            stream._entries.append(pub)
+            if pub.ikey is not None:
+                stream._ikeys[pub.ikey] = pub.offset
         return stream
 
     def __len__(self) -> int:

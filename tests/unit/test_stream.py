@@ -118,3 +118,24 @@ def test_records_after_returns_what_follows_or_none_when_trimmed() -> None:
             else:
                 assert got is not None
                 assert [r["offset"] for r in got] == [o for o in kept if o > offset]
+
+
+def test_idempotency_keys_are_found_while_held_and_forgotten_with_their_publication() -> None:
+    rng = random.Random(5)
+    for _ in range(100):
+        stream = ChannelStream(rng.randint(1, 5), 3600, epoch_factory=lambda: "e")
+        for n in range(rng.randint(0, 20)):
+            key = f"k{rng.randint(0, 6)}" if rng.random() < 0.8 else None
+            stream.publish({"n": n}, 1.0, ikey=key)
+            if rng.random() < 0.1:
+                stream.clear()
+        held = list(stream._entries)
+        for k in range(7):
+            expected = next((p for p in reversed(held) if p.ikey == f"k{k}"), None)
+            assert stream.find_ikey(f"k{k}") is expected
+        assert len(stream._ikeys) <= len(held)  # nothing kept for what is gone
+        copy = ChannelStream.restore(stream.snapshot(), stream.size, 3600)
+        for k in range(7):
+            found = copy.find_ikey(f"k{k}")
+            expected = stream.find_ikey(f"k{k}")
+            assert (found and found.offset) == (expected and expected.offset)
