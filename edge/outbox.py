@@ -50,13 +50,16 @@ class Outgoing:
     """One reply or push, encoded once; each transport's framing is built once on first use
     and shared by every client on that transport."""
 
-    __slots__ = ("_framed", "payload", "position")
+    __slots__ = ("_framed", "_ws_frame", "payload", "position")
 
     def __init__(self, payload: bytes, position: tuple[str, str, int] | None = None) -> None:
         self.payload = payload
         # (channel, epoch, offset) of a publication push, for transports that resume by id.
         self.position = position
         self._framed: dict[Hashable, bytes] | None = None
+        # The WebSocket frame has a slot of its own: it is read once per WebSocket delivery,
+        # the hottest line of a fan-out.
+        self._ws_frame: bytes | None = None
 
     def framed(self, framing: Callable[[bytes], bytes]) -> bytes:
         return self.framed_as(framing, lambda: framing(self.payload))
@@ -73,7 +76,10 @@ class Outgoing:
 
     @property
     def ws_frame(self) -> bytes:
-        return self.framed(_ws)
+        frame = self._ws_frame
+        if frame is None:
+            frame = self._ws_frame = _ws(self.payload)
+        return frame
 
 
 # The framings of the streaming transports, keyed for Outgoing.framed.
