@@ -360,28 +360,31 @@ def _build(cls: type[_T], key: str, table: Any, **fixed: Any) -> _T:
         raise ConfigError(f"{key}: missing required setting {missing}") from None
 
 
-_TOP_LEVEL = {
-    "shards",
-    "edges",
-    "replication",
-    "min_copies",
-    "namespaces",
-    "edge",
-    "origin",
-    "health",
-    "auth",
-    "log",
-    "tls",
-    "token_secret",
-    "api_key",
-}
+# The tables and keys a config file may have at its top level.
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "shards",
+        "edges",
+        "replication",
+        "min_copies",
+        "namespaces",
+        "edge",
+        "origin",
+        "health",
+        "auth",
+        "log",
+        "tls",
+        "token_secret",
+        "api_key",
+    }
+)
 
 
 def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ClusterConfig:
     """Validate a parsed TOML document; environment secrets override the file's."""
     env = os.environ if env is None else env
     for name in data:
-        if name not in _TOP_LEVEL:
+        if name not in TOP_LEVEL_KEYS:
             raise ConfigError(f"{name}: unknown setting")
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:

@@ -16,21 +16,7 @@ from skyrelay import config
 from skyrelay.config import ClusterConfig, ConfigError, load_config, parse_config
 from tests.fuzz.strategies import json_values
 
-TOP_LEVEL = {
-    "shards",
-    "edges",
-    "replication",
-    "min_copies",
-    "namespaces",
-    "edge",
-    "origin",
-    "health",
-    "auth",
-    "log",
-    "tls",
-    "token_secret",
-    "api_key",
-}
+TOP_LEVEL = config.TOP_LEVEL_KEYS
 # What TOML can hold beyond JSON: infinities, NaN, and 64-bit integers.
 toml_scalars = st.one_of(
     st.floats(),
