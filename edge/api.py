@@ -51,16 +51,27 @@ def _bad_request(message: str) -> web.Response:
     return _json({"error": {"code": ErrorCode.BAD_REQUEST, "message": message}}, status=400)
 
 
-def _api_key(request: web.Request) -> str:
+def header_api_key(request: web.Request) -> str | None:
+    """The key from ``X-API-Key``, else from ``Authorization: apikey <key>``."""
     key = request.headers.get("X-API-Key")
     if key is None:
-        auth = request.headers.get("Authorization", "")
-        scheme, _, value = auth.partition(" ")
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "apikey":
             key = value.strip()
-    if key is None:
-        key = request.query.get("api_key", "")
     return key
+
+
+def api_key_accepted(expected: str, given: str) -> bool:
+    """``given`` is the API key (none is accepted when no key is set)."""
+    # Header bytes that are not UTF-8 arrive surrogate-escaped: compare the bytes as sent.
+    return bool(expected) and hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode()
+    )
+
+
+def _api_key(request: web.Request) -> str:
+    key = header_api_key(request)
+    return key if key is not None else request.query.get("api_key", "")
 
 
 def _channel(params: dict[str, Any]) -> str:
@@ -274,10 +285,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     expected = node.config.api_key
     given = _api_key(request)
-    # Header bytes that are not UTF-8 arrive surrogate-escaped: compare the bytes as sent.
-    if not expected or not hmac.compare_digest(
-        given.encode("utf-8", "surrogateescape"), expected.encode()
-    ):
+    if not api_key_accepted(expected, given):
         # cent reads the status only; the body is for people and other clients.
         problem = "API key not accepted" if given else "API key required (X-API-Key header)"
         return _json({"error": {"code": ErrorCode.UNAUTHORIZED, "message": problem}}, status=401)

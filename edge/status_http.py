@@ -18,16 +18,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from edge.api import api_key_accepted, header_api_key
 from edge.auth import ExpiredToken, InvalidToken
 from edge.httperrors import error_response
 from edge.node import NODE_KEY, EdgeNode
 from edge.status import StatusBoard
 from skyrelay.errors import ErrorCode
+from skyrelay.prober import shard_summary
 
 # The other workers' parts of the page (Mesh.status_parts).
 SiblingParts = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -82,16 +83,8 @@ class StatusFeed:
         http = self.node.http
         if http is None:
             return None
-        timeout = aiohttp.ClientTimeout(total=self.node.config.edge.status_origin_timeout)
-        try:
-            tls = self.node.router.tls
-            async with http.get(f"{url}/status?channels=0", timeout=timeout, ssl=tls) as resp:
-                if resp.status != 200:
-                    return None
-                body = orjson.loads(await resp.read())
-                return body if isinstance(body, dict) else None
-        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-            return None
+        limit = self.node.config.edge.status_origin_timeout
+        return await shard_summary(http, url, limit, self.node.router.tls)
 
 
 FEED_KEY = web.AppKey("status_feed", StatusFeed)
@@ -118,13 +111,10 @@ def cookie_valid(node: EdgeNode, value: str, now: float) -> bool:
 def authorized(request: web.Request, *, cookie: bool = True) -> bool:
     node = request.app[NODE_KEY]
     now = time.time()
-    key = request.headers.get("X-API-Key", "")
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "apikey":
-        key = credential.strip()
+    key = header_api_key(request)
     if key and node.config.api_key:
-        given = key.encode("utf-8", "surrogateescape")  # header bytes as sent
-        return hmac.compare_digest(given, node.config.api_key.encode())
+        return api_key_accepted(node.config.api_key, key)
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credential:
         try:
             node.verifier.verify_admin(credential.strip(), now)

@@ -14,15 +14,17 @@ import ssl
 from collections.abc import Mapping
 
 import aiohttp
-import orjson
+
+from skyrelay.prober import shard_summary
 
 # Seconds of difference in uptime that still count as one cluster start (processes of a
 # cluster that starts together come up within a few seconds of each other).
 START_GRACE = 2.0
 # How long a starting shard keeps asking its peers for their uptime, in seconds.
 ASK_FOR = 5.0
-# Seconds between rounds of asking.
+# Seconds between rounds of asking, and how long one answer may take.
 ASK_EVERY = 0.25
+ASK_TIMEOUT = 1.0
 
 
 def joined_running(my_uptime: float, peer_uptimes: list[float]) -> bool:
@@ -33,18 +35,14 @@ def joined_running(my_uptime: float, peer_uptimes: list[float]) -> bool:
 async def peer_uptimes(
     session: aiohttp.ClientSession, urls: Mapping[str, str], tls: ssl.SSLContext | bool
 ) -> dict[str, float]:
-    """Each reachable peer's uptime from its ``/status?channels=0``."""
-
-    async def one(url: str) -> float | None:
-        try:
-            async with session.get(
-                f"{url}/status?channels=0", timeout=aiohttp.ClientTimeout(total=1.0), ssl=tls
-            ) as resp:
-                body = orjson.loads(await resp.read())
-                return float(body["uptime"])
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, OSError):
-            return None
-
+    """Each reachable peer's uptime from its status summary."""
     ids = list(urls)
-    answers = await asyncio.gather(*(one(urls[i]) for i in ids))
-    return {i: a for i, a in zip(ids, answers, strict=True) if a is not None}
+    answers = await asyncio.gather(
+        *(shard_summary(session, urls[i], ASK_TIMEOUT, tls) for i in ids)
+    )
+    uptimes: dict[str, float] = {}
+    for shard_id, summary in zip(ids, answers, strict=True):
+        uptime = (summary or {}).get("uptime")
+        if isinstance(uptime, int | float):
+            uptimes[shard_id] = float(uptime)
+    return uptimes

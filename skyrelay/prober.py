@@ -1,4 +1,5 @@
-"""Active health checks: GET /health on every shard, every interval, into a HealthView."""
+"""What edges and shards ask of shards over HTTP: active health checks (GET /health on every
+shard, every interval, into a HealthView) and a shard's status summary."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
+import orjson
 
 from ring.health import HealthView
 
@@ -25,6 +28,25 @@ async def probe_once(
             return resp.status == 200
     except (aiohttp.ClientError, OSError, TimeoutError):
         return False
+
+
+async def shard_summary(
+    session: aiohttp.ClientSession, url: str, limit: float, tls: ssl.SSLContext | bool = True
+) -> dict[str, Any] | None:
+    """A shard's ``/status?channels=0`` (role counts, uptime, takeovers); None when it does not
+    answer in ``limit`` seconds or answers nonsense."""
+    try:
+        async with session.get(
+            f"{url.rstrip('/')}/status?channels=0",
+            timeout=aiohttp.ClientTimeout(total=limit),
+            ssl=tls,
+        ) as resp:
+            if resp.status != 200:
+                return None
+            body = orjson.loads(await resp.read())
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 async def run_prober(
