@@ -132,12 +132,17 @@ class Mesh:
         self.forwards.labels(outcome="ok" if ok else "unreachable").inc()
         return ok
 
-    async def scrape(self, index: int) -> str | None:
+    async def _get(self, index: int, path: str) -> bytes | None:
+        """A sibling's answer on its private endpoint; None if it could not be reached."""
         try:
-            async with self._clients[index].get(f"http://worker{METRICS_PATH}") as resp:
-                return await resp.text() if resp.status == 200 else None
+            async with self._clients[index].get(f"http://worker{path}") as resp:
+                return await resp.read() if resp.status == 200 else None
         except (aiohttp.ClientError, OSError, TimeoutError):
             return None
+
+    async def scrape(self, index: int) -> str | None:
+        body = await self._get(index, METRICS_PATH)
+        return body.decode() if body is not None else None
 
     async def metrics(self, _: web.Request) -> web.Response:
         """``/metrics`` on the edge's port: every worker's series, labelled ``worker``."""
@@ -154,10 +159,10 @@ class Mesh:
         """Every reachable sibling's part of the status page (see StatusBoard.local)."""
 
         async def one(index: int) -> dict[str, Any] | None:
+            raw = await self._get(index, STATUS_PATH)
             try:
-                async with self._clients[index].get(f"http://worker{STATUS_PATH}") as resp:
-                    body = orjson.loads(await resp.read()) if resp.status == 200 else None
-            except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError):
+                body = orjson.loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
                 return None
             return body if isinstance(body, dict) else None
 
