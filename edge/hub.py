@@ -62,6 +62,7 @@ class Channel:
         "mover",
         "name",
         "offset",
+        "outgoing",
         "presence",
         "ready",
         "recent",
@@ -86,6 +87,9 @@ class Channel:
         # Clients holding the channel: subscribed, or on their way (counts both).
         self.holds = 0
         self.subscribers: dict[Subscriber, None] = {}
+        # Publications of this loop tick not yet handed to the subscribers: they go out as
+        # one batch at the end of the tick (see Hub.flush).
+        self.outgoing: list[Outgoing] = []
         # Subscribers whose reply is not out yet -> publications pushed meanwhile.
         self.joining: dict[Subscriber, list[dict[str, Any]]] = {}
         # The shard a redirect or a moved push named, for the next move attempt.
@@ -115,6 +119,11 @@ class Hub:
         self.cache_size = cache_size
         self.channels: dict[str, Channel] = {}
         self.moves = 0
+        # Channels with publications waiting for the end of the tick.
+        self._pending: list[Channel] = []
+        # Publications and batches handed to subscribers, for the batching ratio.
+        self.batched_publications = 0
+        self.batches = 0
 
     async def acquire(self, name: str) -> Channel:
         """Hold ``name`` and wait until its upstream subscription is live."""
@@ -137,6 +146,7 @@ class Hub:
 
     def release(self, channel: Channel, subscriber: Subscriber | None) -> None:
         if subscriber is not None:
+            self._hand_out(channel)
             channel.subscribers.pop(subscriber, None)
             channel.joining.pop(subscriber, None)
         channel.holds -= 1
@@ -163,6 +173,7 @@ class Hub:
         channel.state = ChannelState.GONE
 
     def add_live(self, channel: Channel, subscriber: Subscriber) -> None:
+        self._hand_out(channel)
         channel.subscribers[subscriber] = None
 
     def start_join(self, channel: Channel, subscriber: Subscriber) -> None:
@@ -170,6 +181,7 @@ class Hub:
 
     def finish_join(self, channel: Channel, subscriber: Subscriber) -> list[dict[str, Any]]:
         """End buffering: the subscriber is live from now on; returns what was buffered."""
+        self._hand_out(channel)
         buffered = channel.joining.pop(subscriber, [])
         if channel.state is not ChannelState.GONE:
             channel.subscribers[subscriber] = None
@@ -238,6 +250,7 @@ class Hub:
         for kind in ("join", "leave"):
             event = push.get(kind)
             if isinstance(event, dict) and channel.state is ChannelState.LIVE:
+                self._hand_out(channel)  # in order after the publications before it
                 message = Outgoing(orjson.dumps({"push": {"channel": name, kind: event}}))
                 for subscriber in channel.subscribers:
                     if subscriber.wants_join_leave(name):
@@ -263,15 +276,41 @@ class Hub:
         self.metrics.publications.inc()
         if pub.get("offset"):
             channel.recent.append(pub)
-        subscribers = channel.subscribers
-        if subscribers:
+        if channel.subscribers:
             position = (channel.name, channel.epoch, pub.get("offset", 0))
-            message = Outgoing(protocol.pub_push(channel.name, pub), position)
-            for subscriber in subscribers:
-                subscriber.deliver(message)
-            self.metrics.deliveries.inc(len(subscribers))
+            if not channel.outgoing:
+                if not self._pending:
+                    asyncio.get_running_loop().call_soon(self.flush)
+                self._pending.append(channel)
+            channel.outgoing.append(Outgoing(protocol.pub_push(channel.name, pub), position))
         for buffered in channel.joining.values():
             buffered.append(pub)
+
+    def flush(self) -> None:
+        """Hand each channel's publications of this tick to its subscribers as one batch.
+
+        Under load many publications arrive in one tick (one read from a shard's link
+        carries many), and each subscriber then gets one frame for all of them instead of
+        one per publication. A lone publication goes out alone, a tick later at most.
+        Anything that changes a channel's subscribers first hands out what is waiting, so
+        batching never changes who gets what.
+        """
+        pending, self._pending = self._pending, []
+        for channel in pending:
+            self._hand_out(channel)
+
+    def _hand_out(self, channel: Channel) -> None:
+        messages = channel.outgoing
+        if not messages:
+            return
+        channel.outgoing = []
+        message = Outgoing.batch(messages)
+        subscribers = channel.subscribers
+        for subscriber in subscribers:
+            subscriber.deliver(message)
+        self.metrics.deliveries.inc(len(subscribers) * len(messages))
+        self.batches += 1
+        self.batched_publications += len(messages)
 
     # Moving channels between shards.
 
@@ -372,6 +411,7 @@ class Hub:
     def _invalidate(self, channel: Channel, reason: str) -> None:
         """The channel's position cannot be continued: subscribers resubscribe and recover."""
         log.warning("channel %s: %s; asking subscribers to resubscribe", channel.name, reason)
+        self._hand_out(channel)
         victims = list(channel.subscribers) + list(channel.joining)
         channel.subscribers.clear()
         channel.joining.clear()

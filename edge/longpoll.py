@@ -78,8 +78,9 @@ class Waiter:
         self.arrived = asyncio.Event()
 
     def deliver(self, message: Outgoing) -> None:
-        push = orjson.loads(message.payload)["push"]
-        self.pubs.append({"channel": push["channel"], **push["pub"]})
+        for single in message.singles():
+            push = orjson.loads(single.payload)["push"]
+            self.pubs.append({"channel": push["channel"], **push["pub"]})
         self.arrived.set()
 
     def lost_channel(self, channel: str, code: int, reason: str) -> None:

@@ -47,21 +47,48 @@ def _sse_event(payload: bytes) -> bytes:
 
 
 class Outgoing:
-    """One reply or push, encoded once; each transport's framing is built once on first use
-    and shared by every client on that transport."""
+    """One reply or push, or a batch of pushes, encoded once; each transport's framing is
+    built once on first use and shared by every client on that transport.
 
-    __slots__ = ("_framed", "_ws_frame", "payload", "position")
+    A batch goes to WebSocket clients as one frame of newline-separated pushes (the protocol
+    allows several replies per frame), and to the other transports as one framed event per
+    push, in one write.
+    """
 
-    def __init__(self, payload: bytes, position: tuple[str, str, int] | None = None) -> None:
+    __slots__ = ("_framed", "_ws_frame", "parts", "payload", "position")
+
+    def __init__(
+        self,
+        payload: bytes,
+        position: tuple[str, str, int] | None = None,
+        parts: tuple[Outgoing, ...] = (),
+    ) -> None:
         self.payload = payload
-        # (channel, epoch, offset) of a publication push, for transports that resume by id.
+        # (channel, epoch, offset) of a publication push (of a batch's last one), for
+        # transports that resume by id.
         self.position = position
+        # The single pushes of a batch; empty for a single message.
+        self.parts = parts
         self._framed: dict[Hashable, bytes] | None = None
         # The WebSocket frame has a slot of its own: it is read once per WebSocket delivery,
         # the hottest line of a fan-out.
         self._ws_frame: bytes | None = None
 
+    @classmethod
+    def batch(cls, messages: list[Outgoing]) -> Outgoing:
+        """One message for several: itself when there is one."""
+        if len(messages) == 1:
+            return messages[0]
+        payload = b"\n".join(m.payload for m in messages)
+        return cls(payload, messages[-1].position, tuple(messages))
+
+    def singles(self) -> tuple[Outgoing, ...]:
+        return self.parts or (self,)
+
     def framed(self, framing: Callable[[bytes], bytes]) -> bytes:
+        parts = self.parts
+        if parts:
+            return self.framed_as(framing, lambda: b"".join(p.framed(framing) for p in parts))
         return self.framed_as(framing, lambda: framing(self.payload))
 
     def framed_as(self, key: Hashable, build: Callable[[], bytes]) -> bytes:

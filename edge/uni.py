@@ -110,6 +110,10 @@ class UniSseSink(StreamSink):
         self._outbox.push(_event(_bare(payload), encode_positions(self.positions)))
 
     def deliver(self, message: Outgoing) -> None:
+        for single in message.singles():
+            self._deliver_one(single)
+
+    def _deliver_one(self, message: Outgoing) -> None:
         position = message.position
         if position is None or not position[2]:
             super().deliver(message)

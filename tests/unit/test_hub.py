@@ -55,7 +55,8 @@ class Recorder:
         self.lost: list[int] = []
 
     def deliver(self, message: Outgoing) -> None:
-        self.offsets.append(orjson.loads(message.payload)["push"]["pub"]["offset"])
+        for single in message.singles():
+            self.offsets.append(orjson.loads(single.payload)["push"]["pub"]["offset"])
 
     def lost_channel(self, channel: str, code: int, reason: str) -> None:
         self.lost.append(code)
@@ -84,6 +85,7 @@ async def test_pushes_right_behind_the_subscribe_answer_are_not_lost() -> None:
     hub.add_live(channel, sub)
     assert channel.offset == 6  # the early push was applied after the answer
     hub.on_push(router.links["a"], pub(7))  # type: ignore[arg-type]
+    hub.flush()
     assert sub.offsets == [7]
 
 
@@ -108,6 +110,7 @@ async def test_a_move_hands_over_missed_publications_then_continues_on_the_new_l
     assert ("unsub", {"ch": "c"}) in router.links["a"].sent
     hub.on_push(router.links["a"], pub(8))  # type: ignore[arg-type]  # old link: ignored
     hub.on_push(router.links["b"], pub(8))  # type: ignore[arg-type]
+    hub.flush()
     assert sub.offsets == [6, 7, 8]
     assert sub.lost == []
 
@@ -134,3 +137,36 @@ async def test_a_gap_on_the_live_stream_is_never_silent() -> None:
     hub.add_live(channel, sub)
     hub.on_push(router.links["a"], pub(3))  # type: ignore[arg-type]
     assert sub.offsets == [] and sub.lost == [2500]
+
+
+class BatchRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def deliver(self, message: Outgoing) -> None:
+        self.calls.append(len(message.singles()))
+        super().deliver(message)
+
+
+async def test_publications_of_one_tick_go_out_as_one_batch_and_membership_changes_cut_it() -> None:
+    hub, router = setup()
+    router.answers = [{"epoch": "e", "offset": 0, "publications": []}]
+    channel = await hub.acquire("c")
+    first, second = BatchRecorder(), BatchRecorder()
+    hub.add_live(channel, first)
+    link = router.links["a"]
+    for offset in (1, 2, 3):
+        hub.on_push(link, pub(offset))  # type: ignore[arg-type]
+    assert first.offsets == []  # not before the end of the tick
+    # A subscriber joining mid-tick gets only what follows it; the first one what came before.
+    hub.add_live(channel, second)
+    hub.on_push(link, pub(4))  # type: ignore[arg-type]
+    hub.on_push(link, pub(5))  # type: ignore[arg-type]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert first.offsets == [1, 2, 3, 4, 5] and first.calls == [3, 2]
+    assert second.offsets == [4, 5] and second.calls == [2]
+    batch = Outgoing.batch([Outgoing(b"a"), Outgoing(b"b")])
+    assert batch.payload == b"a\nb"
+    assert batch.ws_frame[2:] == b"a\nb"  # one frame for both
