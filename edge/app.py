@@ -19,6 +19,7 @@ from edge.api import api_handler
 from edge.codes import DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
+from edge.front import front_factory
 from edge.httperrors import json_errors
 from edge.hub import Hub
 from edge.keys import build_verifier
@@ -261,6 +262,10 @@ async def run_edge(
     spec = WorkerSpec(edge.id, worker[0], worker[1], Path(worker[2])) if worker else None
     app = build_app(config, edge.id, spec)
     mesh = app.get(MESH_KEY)
+    # The edge's own WebSocket path takes plain upgrades; aiohttp serves the rest.
+    front = None
+    if "websocket" in config.edge.transports:
+        front = front_factory(app[NODE_KEY], config.edge.http_header_timeout)
     await serve_until_stopped(
         app,
         edge.host,
@@ -273,4 +278,5 @@ async def run_edge(
         ssl_context=tls,
         on_listening=mesh.start if mesh is not None else None,
         announce=spec is None,
+        front=front,
     )

@@ -10,6 +10,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -46,6 +47,7 @@ async def serve_until_stopped(
     announce: bool = True,
     shutdown_timeout: float = 5.0,
     ssl_context: ssl.SSLContext | None = None,
+    front: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener.
     SIGHUP calls ``on_reload`` (re-read the config: ring changes). With ``ssl_context`` the
@@ -54,7 +56,11 @@ async def serve_until_stopped(
 
     ``header_timeout`` bounds how long a connection may take to send a request head (aiohttp
     counts it from the connection's start or its previous response, and calls it the
-    keep-alive timeout): a slowloris client, or one that connects and says nothing, is cut."""
+    keep-alive timeout): a slowloris client, or one that connects and says nothing, is cut.
+
+    ``front`` wraps the HTTP server's protocol factory: the listener then makes each
+    connection's protocol with it (the edge's own WebSocket path), and connections it hands
+    on are the HTTP server's as usual."""
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -68,18 +74,31 @@ async def serve_until_stopped(
         lingering_time=LINGER_TIME,
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner,
-        host,
-        port,
-        backlog=backlog,
-        reuse_port=reuse_port,
-        shutdown_timeout=shutdown_timeout,
-        ssl_context=ssl_context,
-    )
-    await site.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    listener: asyncio.AbstractServer | None = None
+    if front is None:
+        site = web.TCPSite(
+            runner,
+            host,
+            port,
+            backlog=backlog,
+            reuse_port=reuse_port,
+            shutdown_timeout=shutdown_timeout,
+            ssl_context=ssl_context,
+        )
+        await site.start()
+    else:
+        assert runner.server is not None
+        listener = await loop.create_server(
+            front(runner.server),
+            host,
+            port,
+            backlog=backlog,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            ssl=ssl_context,
+        )
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if on_reload is not None:
@@ -95,6 +114,11 @@ async def serve_until_stopped(
     finally:
         if on_stop is not None:
             await on_stop()
+        if listener is not None:
+            # Not wait_closed(): it would wait for every WebSocket connection to end.
+            listener.close()
+            if runner.server is not None:
+                await runner.server.shutdown(shutdown_timeout)
         await runner.cleanup()
 
 

@@ -1,0 +1,156 @@
+"""The edge's own WebSocket connection: an ``asyncio.Protocol`` that owns the socket after the
+opening handshake, reads frames with ``FrameReader`` and writes through the client's outbox.
+
+An idle connection is this object, its ``Client``, its outbox and the transport: no HTTP
+request or response objects, no reader queue, no task. A task runs only while the client's
+messages are being handled, and ends when none are waiting. This is what keeps an idle
+connection small (see ``skyrelay bench connections``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+from typing import Any
+
+from edge.attach import Attachment
+from edge.client import Client
+from edge.codes import DisconnectCode
+from edge.node import EdgeNode
+from edge.outbox import Outgoing
+from edge.ws import CLOSE_TIMEOUT
+from edge.wsframe import text_frame
+from edge.wsreader import OP_PONG, FrameReader, Kind, close_frame, control_frame
+from skyrelay.tasks import spawn
+
+log = logging.getLogger("skyrelay.edge.ws")
+
+# Client messages queued while earlier ones are handled; past this the socket is not read
+# until the queue drains (TCP flow control then holds the client back).
+INBOX_LIMIT = 64
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One client's socket from the end of the handshake to its close."""
+
+    __slots__ = (
+        "_attached",
+        "_client",
+        "_close_timer",
+        "_closing",
+        "_handler",
+        "_inbox",
+        "_reader",
+        "_stale",
+        "_transport",
+    )
+
+    def __init__(self, node: EdgeNode, transport: Any) -> None:
+        self._transport = transport
+        self._reader = FrameReader(node.config.edge.max_message_size)
+        self._attached = Attachment(node, transport)
+        self._client = self._attached.client = Client(node, self, "websocket")
+        self._inbox: collections.deque[bytes | str] | None = None
+        self._handler: asyncio.Task[None] | None = None
+        self._closing = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        loop = asyncio.get_running_loop()
+        self._stale: asyncio.TimerHandle | None = loop.call_later(
+            node.config.edge.connect_timeout, self._close_stale
+        )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Kernel keepalive probes find peers that vanished without a FIN (half-open).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    # The Sink the client writes to.
+
+    def send(self, payload: bytes) -> None:
+        self._attached.outbox.push(text_frame(payload))
+
+    def deliver(self, message: Outgoing) -> None:
+        self._attached.outbox.push(message.ws_frame)
+
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then our close frame; drop the socket if no answer comes."""
+        if self._closing:
+            return
+        self._closing = True
+        outbox = self._attached.outbox
+        outbox.flush()
+        outbox.close()
+        transport = self._transport
+        if not transport.is_closing():
+            transport.write(close_frame(code, reason))
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
+
+    # asyncio.Protocol.
+
+    def data_received(self, data: bytes) -> None:
+        for event in self._reader.feed(data):
+            kind = event.kind
+            if kind is Kind.TEXT or kind is Kind.BINARY:
+                self._queue(event.data)
+            elif kind is Kind.PING:
+                payload = event.data if isinstance(event.data, bytes) else b""
+                self._attached.outbox.push(control_frame(OP_PONG, payload))
+            elif kind is Kind.CLOSE:
+                self._answer_close(event.code)
+            elif kind is Kind.FAIL:
+                log.debug("websocket protocol error: %s", event.data)
+                self._client.close(event.code, str(event.data))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the socket: a client that ends its side is gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._stale, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._stale = self._close_timer = None
+        self._inbox = None
+        self._client.transport_closed()
+        self._attached.outbox.close()
+
+    # Internals.
+
+    def _queue(self, data: bytes | str) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = collections.deque()
+        inbox.append(data)
+        if len(inbox) >= INBOX_LIMIT:
+            self._transport.pause_reading()
+        if self._handler is None:
+            self._handler = spawn(self._handle_inbox())
+
+    async def _handle_inbox(self) -> None:
+        try:
+            while self._inbox:
+                data = self._inbox.popleft()
+                if len(self._inbox) == INBOX_LIMIT - 1 and not self._transport.is_closing():
+                    self._transport.resume_reading()
+                await self._client.handle(data)
+        finally:
+            self._handler = None
+            self._inbox = None
+
+    def _answer_close(self, code: int) -> None:
+        """The client closed: echo its close (unless ours is out already), then hang up."""
+        if not self._closing:
+            self._closing = True
+            self._client.transport_closed()
+            self._attached.outbox.flush()
+            self._attached.outbox.close()
+            self._transport.write(close_frame(code))
+        self._transport.close()
+
+    def _close_stale(self) -> None:
+        self._stale = None
+        if self._client.state.value == "connecting":
+            self._client.close(DisconnectCode.STALE)

@@ -1,0 +1,113 @@
+"""The edge's two WebSocket paths: its own (a plain upgrade on a fresh connection) and
+aiohttp's (compression negotiated, or an upgrade after HTTP requests on a kept-alive
+connection). Both must serve the same protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from skyrelay.cluster import LocalCluster
+from tests.integration.conftest import API_KEY, start_cluster, token
+from tests.integration.helpers import channel
+from tests.integration.hostile import frame
+from tests.integration.wsclient import RawClient
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def compressing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = start_cluster(
+        tmp_path_factory.mktemp("wspaths"),
+        origins=1,
+        edges=1,
+        replication=1,
+        edge_toml="websocket_compression = true",
+    )
+    yield c
+    c.stop()
+
+
+async def publish(session: aiohttp.ClientSession, base: str, ch: str, data: object) -> None:
+    body = {"channel": ch, "data": data}
+    async with session.post(f"{base}/api/publish", json=body, headers={"X-API-Key": API_KEY}) as r:
+        assert r.status == 200, await r.text()
+
+
+@pytest.mark.parametrize("compress", [0, 15], ids=["own-path", "deflate-via-aiohttp"])
+async def test_both_paths_connect_subscribe_and_deliver(
+    compressing: LocalCluster, compress: int
+) -> None:
+    ch = channel("paths")
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(compressing.ws_url(0), compress=compress, autoclose=False)
+        assert ws.compress == compress  # deflate only where asked for and switched on
+        client = RawClient(ws)
+        assert "error" not in await client.command("connect", {"token": token()})
+        reply = await client.command("subscribe", {"channel": ch})
+        assert "error" not in reply, reply
+        await publish(session, compressing.edge_url(0), ch, {"n": 1})
+        pushes = await client.wait_pushes(1)
+        assert pushes[0]["pub"]["data"] == {"n": 1}
+        await ws.close()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    first, second = await reader.readexactly(2)
+    size = second & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(size)
+
+
+def upgrade_request(port: int) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("after_http", [False, True], ids=["fresh", "after-keep-alive-request"])
+async def test_a_command_sent_with_the_upgrade_and_one_sent_byte_by_byte_are_answered(
+    compressing: LocalCluster, after_http: bool
+) -> None:
+    port = compressing.spec.edge_port(0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if after_http:
+            writer.write(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        connect = json.dumps({"id": 1, "connect": {"token": token()}}).encode()
+        writer.write(upgrade_request(port) + frame(connect))
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # A fresh connection is the edge's own path; after HTTP requests, aiohttp's.
+        assert (b"aiohttp" in head) is after_http, head
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x1 and json.loads(payload)["id"] == 1
+        for byte in frame(b'{"id":2,"subscribe":{"channel":"' + channel("b").encode() + b'"}}'):
+            writer.write(bytes([byte]))
+            await writer.drain()
+        opcode, payload = await read_frame(reader)
+        assert json.loads(payload) == {"id": 2, "subscribe": {}}
+        writer.write(frame(b"hi", opcode=0x9))
+        assert await read_frame(reader) == (0xA, b"hi")
+        writer.write(frame(b"\x03\xe8", opcode=0x8))
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x8 and payload[:2] == b"\x03\xe8"
+        assert await reader.read() == b""  # and the server hangs up
+    finally:
+        writer.close()

@@ -1,0 +1,117 @@
+"""The sans-I/O WebSocket frame reader and opening handshake (no sockets)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+import pytest
+
+from edge.wshandshake import accept_response, parse_upgrade
+from edge.wsreader import FrameReader, Kind, close_frame, unmask
+from tests.integration.hostile import frame
+
+UPGRADE = (
+    b"GET /connection/websocket?format=json HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\n"
+    b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\nOrigin: https://app.example"
+)
+
+
+def test_a_message_split_at_every_byte_comes_out_once_and_whole() -> None:
+    data = frame(b'{"id":1}') + frame("é".encode() * 200) + frame(b"x" * 70_000)
+    reader = FrameReader(max_message=1 << 20)
+    events = [e for i in range(len(data)) for e in reader.feed(data[i : i + 1])]
+    assert [e.kind for e in events] == [Kind.TEXT] * 3
+    assert events[0].data == '{"id":1}' and events[1].data == "é" * 200
+    assert events[2].data == "x" * 70_000
+
+
+def test_fragments_are_joined_and_control_frames_may_come_between_them() -> None:
+    data = frame(b"ab", fin=False) + frame(b"hi", opcode=0x9) + frame(b"cd", opcode=0x0)
+    events = FrameReader(1024).feed(data)
+    assert [(e.kind, e.data) for e in events] == [(Kind.PING, b"hi"), (Kind.TEXT, "abcd")]
+
+
+def test_binary_and_close() -> None:
+    reader = FrameReader(1024)
+    events = reader.feed(frame(b"\x00\xff", opcode=0x2) + frame(b"\x03\xe8bye", opcode=0x8))
+    assert [(e.kind, e.data, e.code) for e in events] == [
+        (Kind.BINARY, b"\x00\xff", 0),
+        (Kind.CLOSE, "bye", 1000),
+    ]
+    assert reader.feed(frame(b"late")) == []  # nothing is read after a close
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(b"x", masked=False), 1002),
+        (frame(b"x", opcode=0x3), 1002),
+        (frame(b"x", rsv=0x4), 1002),
+        (frame(b"x", opcode=0x0), 1002),
+        (frame(b"{", fin=False) + frame(b"}"), 1002),
+        (frame(b"p", opcode=0x9, fin=False), 1002),
+        (frame(b"p" * 126, opcode=0x9), 1002),
+        (frame(b"\x03", opcode=0x8), 1002),
+        (frame(b"\x03\xe7", opcode=0x8), 1002),
+        (frame(b"\xff\xfe"), 1007),
+        (frame(b"\x03\xe8\xff", opcode=0x8), 1007),
+        (frame(b"", declared=1 << 40)[:14], 1009),
+        (frame(b"a" * 600, fin=False) + frame(b"b" * 600, opcode=0x0)[:20], 1009),
+    ],
+)
+def test_violations_fail_with_their_close_code_before_any_payload_is_buffered(
+    data: bytes, code: int
+) -> None:
+    reader = FrameReader(max_message=1024)
+    events = reader.feed(data)
+    assert events[-1].kind is Kind.FAIL and events[-1].code == code
+    assert reader.feed(frame(b"more")) == []
+
+
+def test_unmask_matches_the_rfc_definition() -> None:
+    mask, payload = os.urandom(4), os.urandom(1001)
+    assert unmask(mask, payload) == bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert close_frame(1000, "x") == b"\x88\x03\x03\xe8x"
+
+
+def test_a_plain_upgrade_is_taken_with_the_rfc_accept_key() -> None:
+    upgrade = parse_upgrade(UPGRADE, compression=False)
+    assert upgrade is not None and upgrade.origin == "https://app.example"
+    response = accept_response(upgrade.key)
+    # The example of RFC 6455 section 1.3.
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
+    expected = base64.b64encode(
+        hashlib.sha1(upgrade.key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    )
+    assert expected in response
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        UPGRADE.replace(b"GET ", b"POST "),
+        UPGRADE.replace(b"/connection/websocket", b"/connection/websocketx"),
+        UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        UPGRADE.replace(b"Version: 13", b"Version: 8"),
+        UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+        UPGRADE.replace(b"keep-alive, Upgrade", b"keep-alive"),
+        UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"c2hvcnQ="),
+        UPGRADE.replace(b"Host: e\r\n", b""),
+        UPGRADE + b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf",
+        UPGRADE + b"\r\nContent-Length: 5",
+        UPGRADE + b"\r\nHost: other",
+        UPGRADE + b"\r\n folded",
+        UPGRADE + b"\r\nOrigin: \xff",
+    ],
+)
+def test_anything_but_a_plain_upgrade_goes_to_the_http_server(head: bytes) -> None:
+    assert parse_upgrade(head, compression=False) is None
+
+
+def test_compression_asked_for_while_it_is_on_goes_to_the_http_server() -> None:
+    offer = UPGRADE + b"\r\nSec-WebSocket-Extensions: permessage-deflate"
+    assert parse_upgrade(offer, compression=True) is None
+    assert parse_upgrade(offer, compression=False) is not None  # declined: no extension
