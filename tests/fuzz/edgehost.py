@@ -20,6 +20,8 @@ from aiohttp import web
 
 from edge.app import build_app as build_edge
 from edge.auth import mint_token
+from edge.front import front_factory
+from edge.node import NODE_KEY
 from origin.app import build_app as build_origin
 from skyrelay.config import ClusterConfig, parse_config
 
@@ -82,6 +84,7 @@ class EdgeHost:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._runners: list[web.AppRunner] = []
+        self._servers: list[asyncio.AbstractServer] = []
         self.session: aiohttp.ClientSession | None = None
         self.tracebacks = _Tracebacks()
 
@@ -92,14 +95,19 @@ class EdgeHost:
         return self
 
     async def _start(self) -> None:
-        for app, port in (
-            (build_origin(self.config, "o0"), self.origin_port),
-            (build_edge(self.config, "e0"), self.edge_port),
-        ):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            self._runners.append(runner)
+        origin = web.AppRunner(build_origin(self.config, "o0"), access_log=None)
+        await origin.setup()
+        await web.TCPSite(origin, "127.0.0.1", self.origin_port).start()
+        edge_app = build_edge(self.config, "e0")
+        edge = web.AppRunner(edge_app, access_log=None)
+        await edge.setup()
+        assert edge.server is not None
+        # As the edge process serves: its own WebSocket path first, aiohttp for the rest.
+        front = front_factory(edge_app[NODE_KEY], self.config.edge.http_header_timeout)
+        self._servers.append(
+            await self.loop.create_server(front(edge.server), "127.0.0.1", self.edge_port)
+        )
+        self._runners += [origin, edge]
         self.session = aiohttp.ClientSession()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -172,6 +180,8 @@ class EdgeHost:
         async def stop() -> None:
             if self.session is not None:
                 await self.session.close()
+            for server in self._servers:
+                server.close()
             for runner in reversed(self._runners):
                 await runner.cleanup()
 
