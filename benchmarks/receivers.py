@@ -60,7 +60,8 @@ class Counter:
         self.received = 0
         self.first = 0.0
         self.last = 0.0
-        # CPU seconds this process had used at the first and at the last message.
+        # CPU seconds this process had used at the first message, and once every connection
+        # had all it expected (or the wait ended).
         self.cpu_first = 0.0
         self.cpu_last = 0.0
         self.latencies: list[float] = []
@@ -79,7 +80,6 @@ class Counter:
             self.cpu_first = time.process_time()
         self.received += count
         self.last = now
-        self.cpu_last = time.process_time()
 
     def sample(self, data: bytes) -> None:
         now = time.time()
@@ -92,6 +92,7 @@ class Counter:
     def mark_complete(self) -> None:
         self.complete += 1
         if self.complete == self.connections:
+            self.cpu_last = time.process_time()
             self.all_complete.set()
 
 
@@ -309,6 +310,8 @@ async def main(args: argparse.Namespace) -> None:
     if args.expect:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(counter.all_complete.wait(), args.timeout)
+        if not counter.all_complete.is_set():
+            counter.cpu_last = time.process_time()
     print(
         json.dumps(
             {
