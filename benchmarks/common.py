@@ -169,6 +169,42 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def _parents() -> dict[int, int]:
+    """Every live process's parent, from /proc/<pid>/stat."""
+    found: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # Gone since the listing.
+            continue
+        # The command name (in parentheses) may hold spaces; the parent is the second field
+        # after it.
+        found[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def tree_rss_kib(pid: int) -> int:
+    """The summed resident memory (VmRSS) in KiB of ``pid`` and all its descendants, e.g. a
+    server that runs several processes. Pages that processes share (after a fork) count once
+    per process."""
+    return sum(rss_kib(p) for p in process_tree(pid))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

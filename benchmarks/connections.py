@@ -1,7 +1,27 @@
-"""Connections: how fast an edge accepts WebSocket clients (connect + subscribe), and how much
-memory each idle one costs (RSS growth of the edge process divided by connections).
+"""Connections: how fast a server accepts WebSocket clients (connect + subscribe), and how much
+memory each idle one costs (RSS growth / connections), for Skyrelay and for the peers, in the
+same run.
 
-    skyrelay bench connections [--quick] [--connections 10000]
+    skyrelay bench connections [--quick] [--connections 10000] [--peers socketio,pushpin]
+        [--workers 2]
+
+Every connection subscribes to one channel and then idles; at the end one publication releases
+them all (each receiver waits for one message), which also checks that every connection was
+still served.
+
+What is measured, per target:
+- connect/s: connections / the time until every receiver process printed ``ready`` (all its
+  connections subscribed), including the start of the receiver processes;
+- memory: the growth of the server's resident memory (summed VmRSS of its process tree) between
+  before the first connect and once all are connected, divided by the connections.
+
+Skyrelay's memory is its edge, which holds the client connections: the edge process, or with
+``--workers N`` the edge's process tree; the origin shard is not counted. python-socketio is its
+one server process. Pushpin is its runner's whole process tree (condure, zurl, pushpin-proxy,
+pushpin-handler); its GRIP origin, the application behind it, is not counted. Pushpin's clients
+connect gradually (it answers 502 to bursts), so its rate is at most the pacing allows.
+
+With ``--workers N`` results go to ``connections-workersN.json``.
 """
 
 from __future__ import annotations
@@ -12,14 +32,29 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import API_KEY, RESULTS, local_cluster, rss_kib
-from benchmarks.fanout import SkyrelayTarget, receivers, results
+from benchmarks.common import RESULTS, local_cluster, process_tree, tree_rss_kib
+from benchmarks.fanout import (
+    PUSHPIN_RAMP,
+    RECEIVER_PROCESSES,
+    SkyrelayTarget,
+    Target,
+    pushpin_server,
+    receivers,
+    results,
+    socketio_server,
+)
 
-# Receiver processes holding the connections.
-HOLDERS = 4
+DEFAULT_CONNECTIONS = 10_000
+QUICK_CONNECTIONS = 300
+# The pause of benchmarks.receivers after each --ramp connects, in seconds (not imported: that
+# module is not type-checked with the packages).
+RAMP_PAUSE = 0.1
+# Seconds to let allocations settle after the last connect, before reading the RSS.
+SETTLE = 1.0
 
 
 @dataclass
@@ -30,25 +65,34 @@ class ConnectionFigures:
     rss_before_kib: int
     rss_after_kib: int
     kib_per_connection: float
+    # Processes whose RSS was summed (the server's process tree once all were connected).
+    processes: int
+    # Connections that received the releasing publication (all of them, unless some dropped).
+    released: int
 
 
-async def measure(edge_url: str, ws_url: str, pid: int, count: int) -> ConnectionFigures:
-    target = SkyrelayTarget(edge_url, ws_url)
-    before = rss_kib(pid)
+async def measure(target: Target, count: int) -> ConnectionFigures:
+    if not target.pid:
+        raise ValueError(f"no server process to measure for {target.kind}")
+    before = tree_rss_kib(target.pid)
     started = time.monotonic()
     procs = await receivers(target, count, 1)
     connected = time.monotonic() - started
-    await asyncio.sleep(1.0)  # let allocations settle before reading the RSS
-    after = rss_kib(pid)
-    async with aiohttp.ClientSession() as session:  # release the holders
-        body = json.dumps({"channel": "bench", "data": {"t": time.time()}})
-        async with session.post(
-            f"{edge_url}/api/publish", data=body, headers={"X-API-Key": API_KEY}
-        ) as resp:
-            await resp.read()
-    await results(procs)
+    await asyncio.sleep(SETTLE)
+    after = tree_rss_kib(target.pid)
+    processes = len(process_tree(target.pid))
+    async with aiohttp.ClientSession() as session:  # release the receivers
+        await target.publish(session, [{"n": 0, "t": time.time()}])
+    got = await results(procs)
     return ConnectionFigures(
-        "skyrelay", count, count / connected, before, after, (after - before) / count
+        target.label or target.kind,
+        count,
+        count / connected,
+        before,
+        after,
+        (after - before) / count,
+        processes,
+        sum(r["complete"] for r in got),
     )
 
 
@@ -56,26 +100,105 @@ def run(argv: list[str]) -> int:
     doc = (__doc__ or "").splitlines()[0]
     parser = argparse.ArgumentParser(prog="skyrelay bench connections", description=doc)
     parser.add_argument("--quick", action="store_true", help="a small run for smoke tests")
-    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS)
+    parser.add_argument(
+        "--peers", default="socketio", help="comma-separated: socketio,pushpin, or none"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the edge")
     args = parser.parse_args(argv)
-    count = 300 if args.quick else args.connections
-    with local_cluster(origins=1, edges=1, replication=1) as cluster:
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    peers = [p for p in args.peers.split(",") if p and p != "none"]
+    unknown = set(peers) - {"socketio", "pushpin"}
+    if unknown:
+        parser.error(f"unknown peers: {','.join(sorted(unknown))}")
+    count = QUICK_CONNECTIONS if args.quick else args.connections
+    if count < 1:
+        parser.error("--connections must be at least 1")
+    figures: list[ConnectionFigures] = []
+    with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
         pid = cluster.processes["e0"].pid
-        figures = asyncio.run(measure(cluster.edge_url(0), cluster.ws_url(0), pid, count))
-    print(f"\nconnections: {figures.connections} idle WebSocket clients on one edge process")
-    print(
-        f"  connect + subscribe rate   {figures.connect_per_s:10,.0f} /s (including client start)"
-    )
-    print(
-        f"  edge RSS                   {figures.rss_before_kib / 1024:7.1f} MiB -> "
-        f"{figures.rss_after_kib / 1024:.1f} MiB"
-    )
-    print(f"  memory per connection      {figures.kib_per_connection:10.1f} KiB")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("connections-quick.json" if args.quick else "connections.json")
-    out.write_text(json.dumps(asdict(figures), indent=2))
-    print(f"results: {out}")
+        target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0), args.workers, pid)
+        figures.append(asyncio.run(measure(target, count)))
+    if "socketio" in peers:
+        with socketio_server() as peer:
+            figures.append(asyncio.run(measure(peer, count)))
+    if "pushpin" in peers:
+        with pushpin_server() as pp:
+            figures.append(asyncio.run(measure(pp, count)))
+    name = "connections" + ("" if args.workers == 1 else f"-workers{args.workers}")
+    report(figures, name, args.workers, quick=args.quick)
     return 0
+
+
+def _times(value: float) -> str:
+    return f"x{value:.1f}" if value > 0 else "-"
+
+
+def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: bool) -> None:
+    base = figures[0]
+    edge = "the edge process" if workers == 1 else f"the edge's process tree ({workers} workers)"
+    print(f"\n{name}: {base.connections} idle connections per target, one channel each")
+    print(f"  memory per connection = RSS growth / connections; Skyrelay: {edge}")
+    print(
+        f"{'target':<12} {'connections':>11} {'connect/s':>10} {'RSS MiB before -> after':>24}",
+        end="",
+    )
+    print(f" {'KiB/conn':>9} {'procs':>5}  {'rate vs':>7} {'memory vs':>9}")
+    for f in figures:
+        rate = base.connect_per_s / f.connect_per_s if f.connect_per_s > 0 else 0.0
+        memory = (
+            f.kib_per_connection / base.kib_per_connection if base.kib_per_connection > 0 else 0.0
+        )
+        rss = f"{f.rss_before_kib / 1024:8.1f} -> {f.rss_after_kib / 1024:8.1f}"
+        print(
+            f"{f.target:<12} {f.connections:>11,} {f.connect_per_s:>10,.0f} {rss:>24} "
+            f"{f.kib_per_connection:>9.1f} {f.processes:>5}  "
+            f"{'' if f is base else f'{_times(rate):>7} {_times(memory):>9}'}"
+        )
+    if len(figures) > 1:
+        print(
+            "  vs: Skyrelay's connect rate / the peer's, and the peer's KiB per connection / "
+            "Skyrelay's (above 1: Skyrelay connects faster, uses less memory)"
+        )
+    for f in figures:
+        if f.target == "pushpin":
+            ceiling = RECEIVER_PROCESSES * PUSHPIN_RAMP / RAMP_PAUSE
+            print(
+                f"  pushpin: clients connect gradually ({PUSHPIN_RAMP} per {RAMP_PAUSE:.1f} s "
+                f"per load generator, at most {ceiling:,.0f}/s); its rate is a lower bound"
+            )
+        if f.released < f.connections:
+            print(
+                f"warning: only {f.released} of {f.connections} {f.target} connections got the "
+                "releasing publication"
+            )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+    out.write_text(json.dumps([asdict(f) for f in figures], indent=2))
+    print(f"results: {out}")
+    if not quick:
+        plot(figures, RESULTS / f"{name}.png")
+
+
+def plot(figures: list[ConnectionFigures], path: Path) -> None:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    names = [f.target for f in figures]
+    a.bar(names, [f.connect_per_s for f in figures], color="#3b82f6")
+    a.set_title("connect + subscribe, /s (higher is better)")
+    b.bar(names, [f.kib_per_connection for f in figures], color="#f97316")
+    b.set_title("KiB per idle connection (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ DEFAULT_SUBSCRIBERS = 1000
 MAX_PACED_RATE = 50.0
 # Receiver processes: the load generators must never be the bottleneck.
 RECEIVER_PROCESSES = 2
+# Pushpin answers 502 to bursts of new connections: its receivers pause 100 ms after each
+# this many connects (so at most RECEIVER_PROCESSES * 10 * PUSHPIN_RAMP connects a second).
+PUSHPIN_RAMP = 50
 # Share of one core a receiver process may use during the burst before the run warns that
 # the load generators, not the server, may have set the pace.
 RECEIVER_BUSY_LIMIT = 0.9
@@ -70,6 +73,8 @@ class Target:
     token: str = ""
     # How the report names it (the kind, plus the worker count of a multi-core edge).
     label: str = ""
+    # The server's process, the root of its process tree (0: unknown), for memory figures.
+    pid: int = 0
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -78,8 +83,9 @@ class Target:
 class SkyrelayTarget(Target):
     kind = "skyrelay"
 
-    def __init__(self, edge_url: str, ws_url: str, workers: int = 1) -> None:
+    def __init__(self, edge_url: str, ws_url: str, workers: int = 1, pid: int = 0) -> None:
         self.api = f"{edge_url}/api/publish"
+        self.pid = pid
         self.url = ws_url
         self.token = bench_token()
         self.label = f"skyrelay-{workers}w" if workers > 1 else "skyrelay"
@@ -97,8 +103,9 @@ class SkyrelayTarget(Target):
 class SocketIoTarget(Target):
     kind = "socketio"
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, pid: int = 0) -> None:
         self.url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        self.pid = pid
         self.api = f"http://127.0.0.1:{port}/publish"
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
@@ -110,8 +117,9 @@ class SocketIoTarget(Target):
 class PushpinTarget(Target):
     kind = "pushpin"
 
-    def __init__(self, http_port: int, port_offset: int) -> None:
+    def __init__(self, http_port: int, port_offset: int, pid: int = 0) -> None:
         self.url = f"http://127.0.0.1:{http_port}/bench"
+        self.pid = pid
         self.api = pushpin.publish_url(port_offset)
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
@@ -134,7 +142,7 @@ def pushpin_server() -> Iterator[PushpinTarget]:
         proc = pushpin.start_pushpin(Path(workdir), http_port, origin_port)
         try:
             pushpin.wait_pushpin_ready(proc, http_port)
-            yield PushpinTarget(http_port, 0)
+            yield PushpinTarget(http_port, 0, proc.pid)  # the runner, parent of the rest
         finally:
             pushpin.stop_pushpin(proc)
             origin.terminate()
@@ -154,7 +162,7 @@ def socketio_server() -> Iterator[SocketIoTarget]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "ready" not in (proc.stderr.readline() or "ready"):
             pass
-        yield SocketIoTarget(port)
+        yield SocketIoTarget(port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -182,7 +190,7 @@ async def receivers(
             "--expect",
             str(expect),
             "--ramp",
-            "50" if target.kind == "pushpin" else "0",
+            str(PUSHPIN_RAMP if target.kind == "pushpin" else 0),
             stdout=asyncio.subprocess.PIPE,
         )
         procs.append(proc)

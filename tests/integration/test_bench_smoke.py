@@ -38,7 +38,10 @@ def test_fanout_quick_measures_skyrelay_and_the_python_peer() -> None:
 
 def test_connections_quick_reports_memory_per_connection() -> None:
     out = bench("connections", "--quick")
-    assert "memory per connection" in out
+    assert "KiB/conn" in out and "connect/s" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["skyrelay"][1] == "300" and rows["socketio"][1] == "300", out
+    assert "warning" not in out, out
 
 
 def test_ring_reports_lookup_cost_and_moved_fraction() -> None:
