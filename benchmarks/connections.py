@@ -47,12 +47,10 @@ from benchmarks.fanout import (
     results,
     socketio_server,
 )
+from benchmarks.receivers import RETRY_PAUSE as RAMP_PAUSE
 
 DEFAULT_CONNECTIONS = 10_000
 QUICK_CONNECTIONS = 300
-# The pause of benchmarks.receivers after each --ramp connects, in seconds (not imported: that
-# module is not type-checked with the packages).
-RAMP_PAUSE = 0.1
 # Seconds to let allocations settle after the last connect, before reading the RSS.
 SETTLE = 1.0
 

@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+from typing import cast
 from urllib.parse import urlsplit
 
 # Latency samples kept per process.
@@ -118,8 +119,9 @@ class Receiver(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport, but behave as one.
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request())
+        writable = cast(asyncio.Transport, transport)
+        self.transport = writable
+        writable.write(self.request())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.settled.done():
