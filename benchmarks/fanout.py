@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
@@ -29,6 +30,7 @@ import aiohttp
 
 from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile
 from benchmarks.peers import pushpin
+from benchmarks.profiler import print_top, profiled
 
 DEFAULT_SUBSCRIBERS = 1000
 # The fixed rate of the second latency phase, publications/s (the p99 target is
@@ -293,6 +295,9 @@ def run(argv: list[str]) -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the edge")
     parser.add_argument(
+        "--profile", action="store_true", help="sample Skyrelay's edge with py-spy during the run"
+    )
+    parser.add_argument(
         "--rate",
         type=float,
         default=FIXED_RATE,
@@ -306,17 +311,24 @@ def run(argv: list[str]) -> int:
     figures: list[Figures] = []
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    name = "fanout" + ("" if subscribers == DEFAULT_SUBSCRIBERS else f"-{subscribers}")
+    name += "" if args.workers == 1 else f"-workers{args.workers}"
     with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
         target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0), args.workers)
-        figures.append(asyncio.run(measure(target, subscribers, burst, rate, args.quick)))
+        with contextlib.ExitStack() as stack:
+            profile = None
+            if args.profile:
+                edge_pid = cluster.processes["e0"].pid
+                profile = stack.enter_context(profiled(edge_pid, RESULTS / f"{name}-edge.profile"))
+            figures.append(asyncio.run(measure(target, subscribers, burst, rate, args.quick)))
+        if profile is not None:
+            print_top(profile)
     if "socketio" in peers:
         with socketio_server() as peer:
             figures.append(asyncio.run(measure(peer, subscribers, burst, rate, args.quick)))
     if "pushpin" in peers:
         with pushpin_server() as pp:
             figures.append(asyncio.run(measure(pp, subscribers, burst, rate, args.quick)))
-    name = "fanout" + ("" if subscribers == DEFAULT_SUBSCRIBERS else f"-{subscribers}")
-    name += "" if args.workers == 1 else f"-workers{args.workers}"
     report(figures, name, quick=args.quick)
     return 0
 
