@@ -130,15 +130,18 @@ class WebSocketConnection(asyncio.Protocol):
             self._handler = spawn(self._handle_inbox())
 
     async def _handle_inbox(self) -> None:
+        transport = self._transport
         try:
             while self._inbox:
                 data = self._inbox.popleft()
-                if len(self._inbox) == INBOX_LIMIT - 1 and not self._transport.is_closing():
-                    self._transport.resume_reading()
+                if len(self._inbox) == INBOX_LIMIT - 1 and not transport.is_closing():
+                    transport.resume_reading()
                 await self._client.handle(data)
         finally:
             self._handler = None
             self._inbox = None
+            if not transport.is_closing():
+                transport.resume_reading()  # whatever ended the loop, never stay paused
 
     def _answer_close(self, code: int) -> None:
         """The client closed: echo its close (unless ours is out already), then hang up."""
