@@ -65,6 +65,11 @@ class EdgeCollector(Collector):
             "Channels moved to another shard (failover, takeover, ring change)",
             value=self._node.hub.moves,
         )
+        yield CounterMetricFamily(
+            "skyrelay_edge_fanout_batches",
+            "Batches handed to a channel's subscribers (publications / batches: the mean batch)",
+            value=self._node.hub.batches.count,
+        )
         yield GaugeMetricFamily(
             "skyrelay_edge_connection_limit",
             "Connections this edge process accepts at most (edge.max_connections; 0 = none)",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from edge import protocol
+from edge.batches import Batches
 from edge.cache import RecentPublications
 from edge.codes import ErrorCode, ReplyError, UnsubscribeCode
 from edge.outbox import Outgoing
@@ -87,8 +88,8 @@ class Channel:
         # Clients holding the channel: subscribed, or on their way (counts both).
         self.holds = 0
         self.subscribers: dict[Subscriber, None] = {}
-        # Publications of this loop tick not yet handed to the subscribers: they go out as
-        # one batch at the end of the tick (see Hub.flush).
+        # Publications of this loop turn not yet handed to the subscribers: they go out as
+        # one batch at the end of the turn (edge/batches.py).
         self.outgoing: list[Outgoing] = []
         # Subscribers whose reply is not out yet -> publications pushed meanwhile.
         self.joining: dict[Subscriber, list[dict[str, Any]]] = {}
@@ -119,11 +120,7 @@ class Hub:
         self.cache_size = cache_size
         self.channels: dict[str, Channel] = {}
         self.moves = 0
-        # Channels with publications waiting for the end of the tick.
-        self._pending: list[Channel] = []
-        # Publications and batches handed to subscribers, for the batching ratio.
-        self.batched_publications = 0
-        self.batches = 0
+        self.batches = Batches(metrics.deliveries)
 
     async def acquire(self, name: str) -> Channel:
         """Hold ``name`` and wait until its upstream subscription is live."""
@@ -146,7 +143,7 @@ class Hub:
 
     def release(self, channel: Channel, subscriber: Subscriber | None) -> None:
         if subscriber is not None:
-            self._hand_out(channel)
+            self.batches.hand_out(channel)
             channel.subscribers.pop(subscriber, None)
             channel.joining.pop(subscriber, None)
         channel.holds -= 1
@@ -173,7 +170,7 @@ class Hub:
         channel.state = ChannelState.GONE
 
     def add_live(self, channel: Channel, subscriber: Subscriber) -> None:
-        self._hand_out(channel)
+        self.batches.hand_out(channel)
         channel.subscribers[subscriber] = None
 
     def start_join(self, channel: Channel, subscriber: Subscriber) -> None:
@@ -181,7 +178,7 @@ class Hub:
 
     def finish_join(self, channel: Channel, subscriber: Subscriber) -> list[dict[str, Any]]:
         """End buffering: the subscriber is live from now on; returns what was buffered."""
-        self._hand_out(channel)
+        self.batches.hand_out(channel)
         buffered = channel.joining.pop(subscriber, [])
         if channel.state is not ChannelState.GONE:
             channel.subscribers[subscriber] = None
@@ -250,7 +247,7 @@ class Hub:
         for kind in ("join", "leave"):
             event = push.get(kind)
             if isinstance(event, dict) and channel.state is ChannelState.LIVE:
-                self._hand_out(channel)  # in order after the publications before it
+                self.batches.hand_out(channel)  # in order after the publications before it
                 message = Outgoing(orjson.dumps({"push": {"channel": name, kind: event}}))
                 for subscriber in channel.subscribers:
                     if subscriber.wants_join_leave(name):
@@ -278,39 +275,10 @@ class Hub:
             channel.recent.append(pub)
         if channel.subscribers:
             position = (channel.name, channel.epoch, pub.get("offset", 0))
-            if not channel.outgoing:
-                if not self._pending:
-                    asyncio.get_running_loop().call_soon(self.flush)
-                self._pending.append(channel)
-            channel.outgoing.append(Outgoing(protocol.pub_push(channel.name, pub), position))
+            message = Outgoing(protocol.pub_push(channel.name, pub), position)
+            self.batches.add(channel, message)
         for buffered in channel.joining.values():
             buffered.append(pub)
-
-    def flush(self) -> None:
-        """Hand each channel's publications of this tick to its subscribers as one batch.
-
-        Under load many publications arrive in one tick (one read from a shard's link
-        carries many), and each subscriber then gets one frame for all of them instead of
-        one per publication. A lone publication goes out alone, a tick later at most.
-        Anything that changes a channel's subscribers first hands out what is waiting, so
-        batching never changes who gets what.
-        """
-        pending, self._pending = self._pending, []
-        for channel in pending:
-            self._hand_out(channel)
-
-    def _hand_out(self, channel: Channel) -> None:
-        messages = channel.outgoing
-        if not messages:
-            return
-        channel.outgoing = []
-        message = Outgoing.batch(messages)
-        subscribers = channel.subscribers
-        for subscriber in subscribers:
-            subscriber.deliver(message)
-        self.metrics.deliveries.inc(len(subscribers) * len(messages))
-        self.batches += 1
-        self.batched_publications += len(messages)
 
     # Moving channels between shards.
 
@@ -411,7 +379,7 @@ class Hub:
     def _invalidate(self, channel: Channel, reason: str) -> None:
         """The channel's position cannot be continued: subscribers resubscribe and recover."""
         log.warning("channel %s: %s; asking subscribers to resubscribe", channel.name, reason)
-        self._hand_out(channel)
+        self.batches.hand_out(channel)
         victims = list(channel.subscribers) + list(channel.joining)
         channel.subscribers.clear()
         channel.joining.clear()

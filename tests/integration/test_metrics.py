@@ -64,6 +64,8 @@ async def test_metrics_count_publications_deliveries_and_errors(
 
     assert delta("skyrelay_edge_deliveries_total") == 15
     assert delta("skyrelay_edge_publications_total") == 5
+    # Published one at a time, each waited for: batches of one at most five.
+    assert 1 <= delta("skyrelay_edge_fanout_batches_total") <= 5
     assert delta('skyrelay_edge_command_errors_total{code="102"}') == 1
     assert delta('skyrelay_edge_api_seconds_count{method="publish"}') == 5
     assert after['skyrelay_edge_connections{transport="websocket"}'] >= 3

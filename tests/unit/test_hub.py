@@ -85,7 +85,7 @@ async def test_pushes_right_behind_the_subscribe_answer_are_not_lost() -> None:
     hub.add_live(channel, sub)
     assert channel.offset == 6  # the early push was applied after the answer
     hub.on_push(router.links["a"], pub(7))  # type: ignore[arg-type]
-    hub.flush()
+    hub.batches.flush()
     assert sub.offsets == [7]
 
 
@@ -110,7 +110,7 @@ async def test_a_move_hands_over_missed_publications_then_continues_on_the_new_l
     assert ("unsub", {"ch": "c"}) in router.links["a"].sent
     hub.on_push(router.links["a"], pub(8))  # type: ignore[arg-type]  # old link: ignored
     hub.on_push(router.links["b"], pub(8))  # type: ignore[arg-type]
-    hub.flush()
+    hub.batches.flush()
     assert sub.offsets == [6, 7, 8]
     assert sub.lost == []
 
