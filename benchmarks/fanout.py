@@ -37,8 +37,8 @@ DEFAULT_SUBSCRIBERS = 1000
 # given at 1,000 subscribers and this rate).
 FIXED_RATE = 100.0
 # Each latency phase publishes for about this many seconds, within these counts.
-PACED_SECONDS = 2.0
-PACED_MIN, PACED_MAX = 50, 1000
+PACED_SECONDS = 5.0
+PACED_MIN, PACED_MAX = 50, 2500
 # Receiver processes: the load generators must never be the bottleneck.
 RECEIVER_PROCESSES = 2
 # Pushpin answers 502 to bursts of new connections: its receivers pause 100 ms after each
