@@ -189,6 +189,12 @@ class WebSocketReceiver(Receiver):
 
     def on_data(self, data: bytes) -> None:
         buffer = self.buffer
+        # The common case: one whole small text frame per read, read without copying.
+        if not buffer and len(data) > 2 and data[0] == 0x81:
+            size = data[1]
+            if size < 126 and len(data) == 2 + size:
+                self.on_message(data[2:])
+                return
         buffer += data
         pos, end = 0, len(buffer)
         while end - pos >= 2:
