@@ -61,6 +61,7 @@ class FrontProtocol(asyncio.Protocol):
             self._hand_off(buffer)
             return
         self._stop_timer()
+        self._node.metrics.websocket_upgrades.labels("own").inc()
         transport = self._transport
         transport.write(accept_response(upgrade.key))
         connection = WebSocketConnection(self._node, transport)

@@ -75,6 +75,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     )
     early = pending_bytes(request)
     await ws.prepare(request)
+    node.metrics.websocket_upgrades.labels("aiohttp").inc()
     require_masking(request, ws, early)
     transport = request.transport
     if transport is None:

@@ -60,6 +60,12 @@ class EdgeMetrics:
         self.deliveries = Counter(
             "skyrelay_edge_deliveries", "Publications queued to clients", registry=r
         )
+        self.websocket_upgrades = Counter(
+            "skyrelay_edge_websocket_upgrades",
+            "WebSocket upgrades, by the path that took them (own: the edge's; aiohttp)",
+            ["path"],
+            registry=r,
+        )
         self.disconnects = Counter(
             "skyrelay_edge_disconnects", "Connections closed, by code", ["code"], registry=r
         )

@@ -15,7 +15,7 @@ import pytest
 
 from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel
+from tests.integration.helpers import channel, metric
 from tests.integration.hostile import frame
 from tests.integration.wsclient import RawClient
 
@@ -41,13 +41,27 @@ async def publish(session: aiohttp.ClientSession, base: str, ch: str, data: obje
         assert r.status == 200, await r.text()
 
 
+async def upgrades(base: str, series: str) -> float:
+    """The count so far; a labelled series appears with its first upgrade. A session of its
+    own: an upgrade on a connection kept alive from this request would go to aiohttp."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            return await metric(session, base, series)
+        except AssertionError:
+            return 0.0
+
+
 @pytest.mark.parametrize("compress", [0, 15], ids=["own-path", "deflate-via-aiohttp"])
 async def test_both_paths_connect_subscribe_and_deliver(
     compressing: LocalCluster, compress: int
 ) -> None:
     ch = channel("paths")
+    path = "aiohttp" if compress else "own"
+    series = f'skyrelay_edge_websocket_upgrades_total{{path="{path}"}}'
     async with aiohttp.ClientSession() as session:
+        before = await upgrades(compressing.edge_url(0), series)
         ws = await session.ws_connect(compressing.ws_url(0), compress=compress, autoclose=False)
+        assert await upgrades(compressing.edge_url(0), series) == before + 1
         assert ws.compress == compress  # deflate only where asked for and switched on
         client = RawClient(ws)
         assert "error" not in await client.command("connect", {"token": token()})
