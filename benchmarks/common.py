@@ -208,3 +208,16 @@ def tree_rss_kib(pid: int) -> int:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend, or None (and a message) without it."""
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return None
+    return plt

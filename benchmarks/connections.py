@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import RESULTS, local_cluster, process_tree, tree_rss_kib
+from benchmarks.common import RESULTS, local_cluster, process_tree, pyplot, tree_rss_kib
 from benchmarks.fanout import (
     PUSHPIN_RAMP,
     RECEIVER_PROCESSES,
@@ -180,13 +180,8 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
 
 
 def plot(figures: list[ConnectionFigures], path: Path) -> None:
-    try:
-        import matplotlib  # noqa: PLC0415
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
-        print("matplotlib missing: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     names = [f.target for f in figures]

@@ -12,17 +12,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from benchmarks.common import (
+    RESULTS,
     api_publish,
     channels_led_by,
     local_cluster,
     publications,
+    pyplot,
     subscribed_socket,
 )
 
@@ -100,18 +105,45 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--port", type=int, default=None, help="default: a free range")
     args = parser.parse_args()
+    found: dict[str, Any] = {"rate": RATE, "runs": args.runs}
     for sig in (signal.SIGKILL, signal.SIGSTOP):
         times, lost = [], 0
         for _ in range(args.runs):
             seconds, lost_now = asyncio.run(one_run(args.port, sig))
             times.append(seconds * 1000)
             lost += lost_now
+        found[sig.name] = {"ms": times, "median_ms": statistics.median(times), "lost": lost}
         print(
             f"{sig.name:<8} leader of 4 channels, {RATE} publications/s: failover median "
             f"{statistics.median(times):.0f} ms (runs: {', '.join(f'{t:.0f}' for t in times)}); "
             f"acked then lost: {lost}"
         )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "failover.json"
+    out.write_text(json.dumps(found, indent=2))
+    print(f"results: {out}")
+    plot(found, RESULTS / "failover.png")
     return 0
+
+
+def plot(found: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for i, name in enumerate(("SIGKILL", "SIGSTOP")):
+        times = found[name]["ms"]
+        ax.scatter([i] * len(times), times, color="#3b82f6", zorder=2)
+        ax.hlines(found[name]["median_ms"], i - 0.25, i + 0.25, color="#f97316", zorder=3)
+        ax.annotate(f"lost {found[name]['lost']}", (i + 0.28, found[name]["median_ms"]))
+    ax.set_xticks([0, 1], ["leader killed (SIGKILL)", "leader hung (SIGSTOP)"])
+    ax.set_yscale("log")
+    ax.set_ylabel("ms to the first delivery")
+    ax.set_title(f"failover under {found['rate']} publications/s (runs, median in orange)")
+    ax.set_xlim(-0.5, 1.8)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

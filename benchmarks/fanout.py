@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile
+from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile, pyplot
 from benchmarks.peers import pushpin
 from benchmarks.profiler import print_top, profiled
 
@@ -367,13 +367,8 @@ def report(figures: list[Figures], name: str, *, quick: bool) -> None:
 
 
 def plot(figures: list[Figures], path: Path) -> None:
-    try:
-        import matplotlib  # noqa: PLC0415
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
-        print("matplotlib missing: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     names = [f.target for f in figures]

@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
-from benchmarks.common import RESULTS
+from benchmarks.common import RESULTS, pyplot
 from ring import Member, Ring, moved_channels
 
 CHANNELS = 100_000
@@ -58,8 +59,31 @@ def run(argv: list[str]) -> int:
         f"(ideal {figures['ideal_remove']:.1%})"
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ring.json").write_text(json.dumps(figures, indent=2))
+    out = RESULTS / "ring.json"
+    out.write_text(json.dumps(figures, indent=2))
+    print(f"results: {out}")
+    plot(figures, args.shards, RESULTS / "ring.png")
     return 0
+
+
+def plot(figures: dict[str, float], shards: int, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.bar(["uncached", "cached"], [figures["lookup_us_uncached"], figures["lookup_us_cached"]])
+    a.set_title("replica-set lookup, us")
+    kinds = [f"add a shard ({shards} to {shards + 1})", f"remove one ({shards} to {shards - 1})"]
+    moved = [figures["add_primaries_moved"], figures["remove_primaries_moved"]]
+    ideal = [figures["ideal_add"], figures["ideal_remove"]]
+    b.bar([0, 1], [m * 100 for m in moved], 0.4, label="leaders moved")
+    b.bar([0.4, 1.4], [i * 100 for i in ideal], 0.4, label="ideal (1/shards)")
+    b.set_xticks([0.2, 1.2], kinds)
+    b.set_title("% of channels whose leader moves")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

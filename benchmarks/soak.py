@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import RESULTS, local_cluster, rss_kib
+from benchmarks.common import RESULTS, local_cluster, pyplot, rss_kib
 from benchmarks.soakload import Publisher, Slot, Subscriber
 from skyrelay.cluster import LocalCluster
 
@@ -287,13 +287,8 @@ def report(result: dict[str, Any], *, quick: bool) -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib  # noqa: PLC0415
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
-        print("matplotlib missing: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(9, 4))
     for name, samples in sorted(result["memory"].items()):
