@@ -39,6 +39,7 @@ import aiohttp
 from benchmarks.common import RESULTS, local_cluster, process_tree, pyplot, tree_rss_kib
 from benchmarks.fanout import (
     PUSHPIN_RAMP,
+    RECEIVER_BUSY_LIMIT,
     RECEIVER_PROCESSES,
     SkyrelayTarget,
     Target,
@@ -67,6 +68,9 @@ class ConnectionFigures:
     processes: int
     # Connections that received the releasing publication (all of them, unless some dropped).
     released: int
+    # Largest share of one core a load generator used while connecting: near 100%, the
+    # connect rate is the load generators', not the server's.
+    receiver_busy: float
 
 
 async def measure(target: Target, count: int) -> ConnectionFigures:
@@ -74,7 +78,8 @@ async def measure(target: Target, count: int) -> ConnectionFigures:
         raise ValueError(f"no server process to measure for {target.kind}")
     before = tree_rss_kib(target.pid)
     started = time.monotonic()
-    procs = await receivers(target, count, 1)
+    rx = await receivers(target, count, 1)
+    procs = rx.procs
     connected = time.monotonic() - started
     await asyncio.sleep(SETTLE)
     after = tree_rss_kib(target.pid)
@@ -91,6 +96,7 @@ async def measure(target: Target, count: int) -> ConnectionFigures:
         (after - before) / count,
         processes,
         sum(r["complete"] for r in got),
+        rx.connect_busy,
     )
 
 
@@ -142,7 +148,7 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
         f"{'target':<12} {'connections':>11} {'connect/s':>10} {'RSS MiB before -> after':>24}",
         end="",
     )
-    print(f" {'KiB/conn':>9} {'procs':>5}  {'rate vs':>7} {'memory vs':>9}")
+    print(f" {'KiB/conn':>9} {'procs':>5} {'receivers':>9}  {'rate vs':>7} {'memory vs':>9}")
     for f in figures:
         rate = base.connect_per_s / f.connect_per_s if f.connect_per_s > 0 else 0.0
         memory = (
@@ -151,7 +157,7 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
         rss = f"{f.rss_before_kib / 1024:8.1f} -> {f.rss_after_kib / 1024:8.1f}"
         print(
             f"{f.target:<12} {f.connections:>11,} {f.connect_per_s:>10,.0f} {rss:>24} "
-            f"{f.kib_per_connection:>9.1f} {f.processes:>5}  "
+            f"{f.kib_per_connection:>9.1f} {f.processes:>5} {f.receiver_busy:>9.0%}  "
             f"{'' if f is base else f'{_times(rate):>7} {_times(memory):>9}'}"
         )
     if len(figures) > 1:
@@ -165,6 +171,11 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
             print(
                 f"  pushpin: clients connect gradually ({PUSHPIN_RAMP} per {RAMP_PAUSE:.1f} s "
                 f"per load generator, at most {ceiling:,.0f}/s); its rate is a lower bound"
+            )
+        if f.receiver_busy > RECEIVER_BUSY_LIMIT:
+            print(
+                f"warning: a load generator for {f.target} was busy {f.receiver_busy:.0%} while "
+                "connecting; the connect rate may be its, not the server's"
             )
         if f.released < f.connections:
             print(

@@ -180,9 +180,14 @@ def socketio_server() -> Iterator[SocketIoTarget]:
         proc.wait(10)
 
 
-async def receivers(
-    target: Target, subscribers: int, expect: int
-) -> list[asyncio.subprocess.Process]:
+@dataclass
+class Receivers:
+    procs: list[asyncio.subprocess.Process]
+    # Largest share of one core a receiver process used while connecting.
+    connect_busy: float
+
+
+async def receivers(target: Target, subscribers: int, expect: int) -> Receivers:
     procs = []
     share = [subscribers // RECEIVER_PROCESSES] * RECEIVER_PROCESSES
     share[0] += subscribers - sum(share)
@@ -206,12 +211,15 @@ async def receivers(
             stdout=asyncio.subprocess.PIPE,
         )
         procs.append(proc)
+    busy = 0.0
     for proc in procs:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 180)
         if not line.startswith(b"ready"):
             raise RuntimeError(f"receivers of {target.kind} did not get ready: {line!r}")
-    return procs
+        elapsed, cpu = (float(v) for v in line.split()[1:3])
+        busy = max(busy, cpu / elapsed if elapsed > 0 else 0.0)
+    return Receivers(procs, busy)
 
 
 async def results(procs: list[asyncio.subprocess.Process]) -> list[dict[str, Any]]:
@@ -228,7 +236,7 @@ async def paced_latencies(
     session: aiohttp.ClientSession, target: Target, subscribers: int, rate: float, count: int
 ) -> list[float]:
     """Publish ``count`` messages on a fixed schedule; publish-to-receive times in ms."""
-    procs = await receivers(target, subscribers, count)
+    procs = (await receivers(target, subscribers, count)).procs
     started = time.monotonic()
     for n in range(count):
         await target.publish(session, [{"n": n, "t": time.time()}])
@@ -253,7 +261,7 @@ async def measure(
 ) -> Figures:
     """Saturation (a burst), then latency at half of it, then at the fixed ``rate``."""
     async with aiohttp.ClientSession() as session:
-        procs = await receivers(target, subscribers, burst)
+        procs = (await receivers(target, subscribers, burst)).procs
         started = time.time()
         await target.publish(session, [{"n": n, "t": time.time()} for n in range(burst)])
         got = await results(procs)
