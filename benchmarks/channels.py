@@ -15,11 +15,12 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile
+from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile, pyplot
 
 # Receiver processes, and channels each of their connections follows.
 RECEIVER_PROCESSES = 2
@@ -48,6 +49,12 @@ class ChannelFigures:
     p99_ms: float
     max_ms: float
     receiver_cpu: float
+    # The latency distribution at ``rate``: percentile (0-100) -> ms.
+    percentiles: dict[str, float]
+
+
+# Percentiles of the latency distribution kept in the results and plotted.
+PLOTTED_PERCENTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
 
 
 def channel_names(count: int) -> list[str]:
@@ -248,6 +255,9 @@ async def measure(
         p99_ms=percentile(latencies, 0.99) if latencies else 0.0,
         max_ms=max(latencies) if latencies else 0.0,
         receiver_cpu=max(r["cpu"] for r in timed),
+        percentiles={
+            f"{q * 100:g}": percentile(latencies, q) for q in PLOTTED_PERCENTILES if latencies
+        },
     )
 
 
@@ -267,6 +277,28 @@ def report(figures: ChannelFigures, *, quick: bool) -> None:
     out = RESULTS / ("channels-quick.json" if quick else "channels.json")
     out.write_text(json.dumps(asdict(f), indent=2))
     print(f"results: {out}")
+    if not quick:
+        plot(f, RESULTS / "channels.png")
+
+
+def plot(f: ChannelFigures, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.bar(["publications/s", "deliveries/s"], [f.publish_per_s, f.deliveries_per_s])
+    a.set_title(f"saturation, {f.channels:,} channels")
+    qs = [float(q) / 100 for q in f.percentiles]
+    b.plot(qs, list(f.percentiles.values()), marker="o")
+    b.set_xscale("logit")
+    b.set_xticks(qs, list(f.percentiles))
+    b.minorticks_off()
+    b.set_xlabel("percentile")
+    b.set_ylabel("ms")
+    b.set_title(f"publish-to-receive at {f.rate:.0f} publications/s")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot: {path}")
 
 
 def run(argv: list[str]) -> int:
