@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from edge.api import api_handler
-from edge.codes import DisconnectCode
+from edge.codes import DISCONNECT_REASONS, DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
 from edge.front import front_factory
@@ -33,7 +33,7 @@ from edge.status import StatusBoard
 from edge.status_http import add_status_routes
 from edge.survey import answer_survey
 from edge.uni import uni_sse_handler
-from edge.ws import websocket_handler
+from edge.ws import CLOSE_TIMEOUT, websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.metrics import EdgeMetrics, metrics_handler
 from skyrelay.prober import run_prober
@@ -41,6 +41,10 @@ from skyrelay.serve import serve_until_stopped
 from skyrelay.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.edge")
+
+# Seconds a stopping edge waits for its WebSocket close handshakes (a client that does not
+# answer is dropped after edge.ws.CLOSE_TIMEOUT anyway).
+DRAIN_TIMEOUT = CLOSE_TIMEOUT + 0.5
 
 SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
@@ -233,11 +237,18 @@ async def _stop(app: web.Application) -> None:
 
 
 async def drain(app: web.Application) -> None:
-    """Tell every client to reconnect elsewhere, then let the closes go out."""
+    """Tell every client to reconnect elsewhere, then let the closes go out: WebSockets on
+    the edge's own path get until their close handshakes end (at most ``DRAIN_TIMEOUT``)."""
     node = app[NODE_KEY]
     for client in list(node.clients.values()):
         client.close(DisconnectCode.SHUTDOWN)
+    for websocket in list(node.websockets):  # those not connected yet, too
+        websocket.close(DisconnectCode.SHUTDOWN, DISCONNECT_REASONS[DisconnectCode.SHUTDOWN])
     await asyncio.sleep(0)
+    if node.websockets:
+        node.websockets_gone.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(node.websockets_gone.wait(), DRAIN_TIMEOUT)
 
 
 def _health_changed(node: EdgeNode, shard_id: str, up: bool) -> None:

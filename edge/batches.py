@@ -10,6 +10,7 @@ channel's subscribers calls ``hand_out`` first, so batching never changes who ge
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
@@ -18,6 +19,8 @@ from edge.outbox import Outgoing
 
 if TYPE_CHECKING:
     from edge.hub import Channel
+
+log = logging.getLogger("skyrelay.edge.batches")
 
 
 class Batches:
@@ -41,7 +44,10 @@ class Batches:
     def flush(self) -> None:
         pending, self._pending = self._pending, []
         for channel in pending:
-            self.hand_out(channel)
+            try:
+                self.hand_out(channel)
+            except Exception:  # one channel's failure must not strand the others' batches
+                log.exception("hand-out failed on %s", channel.name)
 
     def hand_out(self, channel: Channel) -> None:
         """What waits for ``channel``, to its subscribers now."""
@@ -50,7 +56,8 @@ class Batches:
             return
         channel.outgoing = []
         message = Outgoing.batch(messages)
-        subscribers = channel.subscribers
+        # A copy: a delivery can close a slow client, which leaves the channel at once.
+        subscribers = tuple(channel.subscribers)
         for subscriber in subscribers:
             subscriber.deliver(message)
         self._deliveries.inc(len(subscribers) * len(messages))

@@ -261,6 +261,9 @@ class Client:
         if self.state is not SessionState.CONNECTING:
             raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
         await self.fetch_keys(command.params.get("token"))
+        if self.state is not SessionState.CONNECTING:
+            # Closed while the keys were fetched: never register a connection that is gone.
+            raise Disconnect(DisconnectCode.BAD_REQUEST, "closed while connecting")
         now = time.time()
         credentials = self.verify(command, now, ReplyError(ErrorCode.TOKEN_EXPIRED))
         return self.accept(credentials, now)

@@ -249,7 +249,7 @@ class Hub:
             if isinstance(event, dict) and channel.state is ChannelState.LIVE:
                 self.batches.hand_out(channel)  # in order after the publications before it
                 message = Outgoing(orjson.dumps({"push": {"channel": name, kind: event}}))
-                for subscriber in channel.subscribers:
+                for subscriber in tuple(channel.subscribers):  # a delivery may close one
                     if subscriber.wants_join_leave(name):
                         subscriber.deliver(message)
                 return

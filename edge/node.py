@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,10 @@ from skyrelay.metrics import EdgeMetrics
 
 if TYPE_CHECKING:
     from edge.client import Client
+
+
+class Closable(Protocol):
+    def close(self, code: int, reason: str) -> None: ...  # pragma: no cover
 
 
 @dataclass(slots=True)
@@ -39,6 +44,10 @@ class EdgeNode:
     clients: dict[str, Client] = field(default_factory=dict)
     # Connections per user, for max_connections_per_user.
     user_connections: dict[str, int] = field(default_factory=dict)
+    # Connections on the edge's own WebSocket path (edge/wsconn.py), closed at shutdown.
+    websockets: set[Closable] = field(default_factory=set)
+    # Set whenever the last of them has closed.
+    websockets_gone: asyncio.Event = field(default_factory=asyncio.Event)
     # Emulation sessions (http_stream, sse) by session id, for POST /emulation.
     sessions: dict[str, Client] = field(default_factory=dict)
     # This process, in the server API's ``info``: a unique id and when it started.

@@ -43,6 +43,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_closing",
         "_handler",
         "_inbox",
+        "_node",
         "_reader",
         "_stale",
         "_transport",
@@ -53,7 +54,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._reader = FrameReader(node.config.edge.max_message_size)
         self._attached = Attachment(node, transport)
         self._client = self._attached.client = Client(node, self, "websocket")
-        self._inbox: collections.deque[bytes | str] | None = None
+        # Client messages waiting to be handled; an int is the client's close frame (its
+        # code), answered in its turn, after the messages that came before it.
+        self._inbox: collections.deque[bytes | str | int] | None = None
         self._handler: asyncio.Task[None] | None = None
         self._closing = False
         self._close_timer: asyncio.TimerHandle | None = None
@@ -61,6 +64,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._stale: asyncio.TimerHandle | None = loop.call_later(
             node.config.edge.connect_timeout, self._close_stale
         )
+        self._node = node
+        node.websockets.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # Kernel keepalive probes find peers that vanished without a FIN (half-open).
@@ -86,8 +91,7 @@ class WebSocketConnection(asyncio.Protocol):
         transport = self._transport
         if not transport.is_closing():
             transport.write(close_frame(code, reason))
-            loop = asyncio.get_running_loop()
-            self._close_timer = loop.call_later(CLOSE_TIMEOUT, transport.abort)
+        self._abort_later()
 
     # asyncio.Protocol.
 
@@ -100,10 +104,16 @@ class WebSocketConnection(asyncio.Protocol):
                 payload = event.data if isinstance(event.data, bytes) else b""
                 self._attached.outbox.push(control_frame(OP_PONG, payload))
             elif kind is Kind.CLOSE:
-                self._answer_close(event.code)
+                if self._handler is not None or self._inbox:
+                    self._queue(event.code)  # after the messages before it
+                else:
+                    self._answer_close(event.code)
             elif kind is Kind.FAIL:
                 log.debug("websocket protocol error: %s", event.data)
                 self._client.close(event.code, str(event.data))
+                self.close(event.code, str(event.data))  # if the client was closed already
+                # Nothing more is read: hang up once our close frame is out (RFC 6455 7.1.7).
+                self._transport.close()
 
     def eof_received(self) -> bool | None:
         return None  # close the socket: a client that ends its side is gone
@@ -114,12 +124,16 @@ class WebSocketConnection(asyncio.Protocol):
                 timer.cancel()
         self._stale = self._close_timer = None
         self._inbox = None
+        websockets = self._node.websockets
+        websockets.discard(self)
+        if not websockets:
+            self._node.websockets_gone.set()
         self._client.transport_closed()
         self._attached.outbox.close()
 
     # Internals.
 
-    def _queue(self, data: bytes | str) -> None:
+    def _queue(self, data: bytes | str | int) -> None:
         inbox = self._inbox
         if inbox is None:
             inbox = self._inbox = collections.deque()
@@ -134,6 +148,9 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             while self._inbox:
                 data = self._inbox.popleft()
+                if isinstance(data, int):
+                    self._answer_close(data)
+                    break
                 if len(self._inbox) == INBOX_LIMIT - 1 and not transport.is_closing():
                     transport.resume_reading()
                 await self._client.handle(data)
@@ -152,6 +169,12 @@ class WebSocketConnection(asyncio.Protocol):
             self._attached.outbox.close()
             self._transport.write(close_frame(code))
         self._transport.close()
+        self._abort_later()  # a client that does not read would hold the socket
+
+    def _abort_later(self) -> None:
+        if self._close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, self._transport.abort)
 
     def _close_stale(self) -> None:
         self._stale = None

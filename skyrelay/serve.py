@@ -72,6 +72,7 @@ async def serve_until_stopped(
         max_field_size=MAX_HEADER_FIELD,
         max_headers=MAX_HEADERS,
         lingering_time=LINGER_TIME,
+        shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -112,13 +113,12 @@ async def serve_until_stopped(
             print(f"ready {scheme}://{host}:{port}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
+        if listener is not None:
+            # No new connections while draining. Not wait_closed(): from Python 3.12 on it
+            # waits for every connection, and ``on_stop`` ends ours.
+            listener.close()
         if on_stop is not None:
             await on_stop()
-        if listener is not None:
-            # Not wait_closed(): it would wait for every WebSocket connection to end.
-            listener.close()
-            if runner.server is not None:
-                await runner.server.shutdown(shutdown_timeout)
         await runner.cleanup()
 
 

@@ -10,13 +10,14 @@ import json
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel
+from tests.integration.helpers import channel, until
 from tests.integration.wsclient import RawClient, connect_raw
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,13 +39,16 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c.stop()
 
 
-def masked(payload: bytes) -> bytes:
-    """A client-to-server text frame (clients must mask)."""
+def masked(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client-to-server frame (clients must mask)."""
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     size = len(payload)
+    first = 0x80 | opcode
     header = (
-        bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0xFE]) + size.to_bytes(2, "big")
+        bytes([first, 0x80 | size])
+        if size < 126
+        else bytes([first, 0xFE]) + size.to_bytes(2, "big")
     )
     return header + mask + body
 
@@ -70,6 +74,16 @@ async def stalled_client(port: int, tok: str, ch: str) -> asyncio.StreamWriter:
     await writer.drain()
     await reader.read(4096)  # the replies; from now on nothing is read
     return writer
+
+
+def tcp_state(local_port: int, remote_port: int) -> str | None:
+    """The kernel's state of a loopback TCP socket (``/proc/net/tcp``; "01" is ESTABLISHED)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == local_port and int(remote, 16) == remote_port:
+            return fields[3]
+    return None
 
 
 async def disconnects(session: aiohttp.ClientSession, base: str, code: int) -> float:
@@ -112,6 +126,76 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_are_not_slowed(
     for client in readers:
         await client.ws.close()
     await pool.close()
+
+
+async def test_cutting_a_slow_client_mid_fan_out_costs_no_one_else_a_publication(
+    limited: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    """The slow client subscribes first, so it is cut in the middle of a hand-out, with
+    subscribers of its channel after it and another channel's batch waiting behind it."""
+    slow_ch, other_ch = channel("slow"), channel("other")
+    edge = limited.edge_url(0)
+    before = await disconnects(session, edge, 3008)
+    stalled = await stalled_client(limited.spec.edge_port(0), token("stalled2"), slow_ch)
+    readers = []
+    for i, ch in enumerate((slow_ch, other_ch)):
+        client, _ = await connect_raw(session, limited.ws_url(0), token(f"after{i}"))
+        assert "subscribe" in await client.command("subscribe", {"channel": ch})
+        readers.append(client)
+    total = 40  # ~650 KB for the stalled client: past its limit
+    reading = asyncio.gather(*(c.wait_pushes(total, timeout=60) for c in readers))
+    for n in range(total):
+        async with session.post(
+            f"{edge}/api/broadcast",
+            json={"channels": [slow_ch, other_ch], "data": {"n": n, "pad": "x" * 16_000}},
+            headers={"X-API-Key": API_KEY},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+    for pushes in await reading:
+        assert [p["pub"]["data"]["n"] for p in pushes] == list(range(total))
+    assert await disconnects(session, edge, 3008) == before + 1
+    stalled.close()
+    for client in readers:
+        await client.ws.close()
+
+
+async def test_a_client_that_closes_but_never_reads_is_dropped(
+    limited: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    """Its socket holds publications it never reads, under the outbound limit; after its close
+    frame the edge cannot finish the close handshake, and must drop the socket anyway."""
+    ch = channel("closing")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", limited.spec.edge_port(0)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    commands = [{"id": 1, "connect": {"token": token("closer")}}]
+    commands.append({"id": 2, "subscribe": {"channel": ch}})
+    sock.sendall(
+        (
+            f"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        + masked("\n".join(json.dumps(c) for c in commands).encode())
+    )
+    got = b""
+    while b'"subscribe"' not in got:
+        got += await asyncio.get_running_loop().run_in_executor(None, sock.recv, 4096)
+    for n in range(14):  # ~225 KB: past the kernel buffers, not enough to be cut as slow
+        async with session.post(
+            f"{limited.edge_url(0)}/api/publish",
+            json={"channel": ch, "data": {"n": n, "pad": "x" * 16_000}},
+            headers={"X-API-Key": API_KEY},
+        ) as resp:
+            assert resp.status == 200
+    sock.sendall(masked(b"\x03\xe8", opcode=0x8))
+    # The edge cannot finish the close (its writes never drain), so it must let the socket
+    # go: the kernel then holds it as an orphan (FIN-WAIT-1) instead of the edge (ESTABLISHED).
+    edge_side = (limited.spec.edge_port(0), sock.getsockname()[1])
+    assert tcp_state(*edge_side) == "01"
+    await until(lambda: tcp_state(*edge_side) != "01", timeout=15, what="the edge drops it")
+    sock.close()
 
 
 async def test_connections_per_user_are_limited(

@@ -125,3 +125,20 @@ async def test_a_command_sent_with_the_upgrade_and_one_sent_byte_by_byte_are_ans
         assert await reader.read() == b""  # and the server hangs up
     finally:
         writer.close()
+
+
+async def test_commands_sent_before_a_close_are_answered_before_its_echo(
+    compressing: LocalCluster,
+) -> None:
+    port = compressing.spec.edge_port(0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        connect = json.dumps({"id": 1, "connect": {"token": token()}}).encode()
+        writer.write(upgrade_request(port) + frame(connect) + frame(b"\x03\xe8", opcode=0x8))
+        await reader.readuntil(b"\r\n\r\n")
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x1 and json.loads(payload)["id"] == 1, payload
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x8 and payload[:2] == b"\x03\xe8"
+    finally:
+        writer.close()
