@@ -20,7 +20,15 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile, pyplot
+from benchmarks.common import (
+    API_KEY,
+    RESULTS,
+    bench_token,
+    local_cluster,
+    percentile,
+    pyplot,
+    save_results,
+)
 
 # Receiver processes, and channels each of their connections follows.
 RECEIVER_PROCESSES = 2
@@ -273,10 +281,7 @@ def report(figures: ChannelFigures, *, quick: bool) -> None:
         f"  latency at {f.rate:.0f} publications/s: p50 {f.p50_ms:.1f} ms  "
         f"p99 {f.p99_ms:.1f} ms  max {f.max_ms:.1f} ms"
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("channels-quick.json" if quick else "channels.json")
-    out.write_text(json.dumps(asdict(f), indent=2))
-    print(f"results: {out}")
+    save_results("channels", asdict(f), quick=quick)
     if not quick:
         plot(f, RESULTS / "channels.png")
 

@@ -221,3 +221,12 @@ def pyplot() -> Any:
         print("matplotlib missing: no plot")
         return None
     return plt
+
+
+def save_results(name: str, data: Any, *, quick: bool = False, indent: int = 2) -> Path:
+    """Write a scenario's figures as ``<name>.json`` (``<name>-quick.json``) into RESULTS."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+    out.write_text(json.dumps(data, indent=indent))
+    print(f"results: {out}")
+    return out

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +35,14 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import RESULTS, local_cluster, process_tree, pyplot, tree_rss_kib
+from benchmarks.common import (
+    RESULTS,
+    local_cluster,
+    process_tree,
+    pyplot,
+    save_results,
+    tree_rss_kib,
+)
 from benchmarks.fanout import (
     PUSHPIN_RAMP,
     RECEIVER_BUSY_LIMIT,
@@ -182,10 +188,7 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
                 f"warning: only {f.released} of {f.connections} {f.target} connections got the "
                 "releasing publication"
             )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
-    out.write_text(json.dumps([asdict(f) for f in figures], indent=2))
-    print(f"results: {out}")
+    save_results(name, [asdict(f) for f in figures], quick=quick)
     if not quick:
         plot(figures, RESULTS / f"{name}.png")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import statistics
 import time
@@ -28,6 +27,7 @@ from benchmarks.common import (
     local_cluster,
     publications,
     pyplot,
+    save_results,
     subscribed_socket,
 )
 
@@ -118,10 +118,7 @@ def main() -> int:
             f"{statistics.median(times):.0f} ms (runs: {', '.join(f'{t:.0f}' for t in times)}); "
             f"acked then lost: {lost}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "failover.json"
-    out.write_text(json.dumps(found, indent=2))
-    print(f"results: {out}")
+    save_results("failover", found)
     plot(found, RESULTS / "failover.png")
     return 0
 

@@ -28,7 +28,15 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import API_KEY, RESULTS, bench_token, local_cluster, percentile, pyplot
+from benchmarks.common import (
+    API_KEY,
+    RESULTS,
+    bench_token,
+    local_cluster,
+    percentile,
+    pyplot,
+    save_results,
+)
 from benchmarks.peers import pushpin
 from benchmarks.profiler import print_top, profiled
 
@@ -366,10 +374,7 @@ def report(figures: list[Figures], name: str, *, quick: bool) -> None:
                 f"warning: a load generator for {f.target} was busy {f.receiver_busy:.0%} of "
                 "the burst; it may have set the pace"
             )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
-    out.write_text(json.dumps([asdict(f) for f in figures], indent=2))
-    print(f"results: {out}")
+    save_results(name, [asdict(f) for f in figures], quick=quick)
     if not quick:
         plot(figures, RESULTS / f"{name}.png")
 

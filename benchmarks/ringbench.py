@@ -7,12 +7,11 @@ move when a shard is added or removed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, pyplot
+from benchmarks.common import RESULTS, pyplot, save_results
 from ring import Member, Ring, moved_channels
 
 CHANNELS = 100_000
@@ -58,10 +57,7 @@ def run(argv: list[str]) -> int:
         f"  remove a shard: primaries moved {figures['remove_primaries_moved']:.1%} "
         f"(ideal {figures['ideal_remove']:.1%})"
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "ring.json"
-    out.write_text(json.dumps(figures, indent=2))
-    print(f"results: {out}")
+    save_results("ring", figures)
     plot(figures, args.shards, RESULTS / "ring.png")
     return 0
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import RESULTS, local_cluster, pyplot, rss_kib
+from benchmarks.common import RESULTS, local_cluster, pyplot, rss_kib, save_results
 from benchmarks.soakload import Publisher, Slot, Subscriber
 from skyrelay.cluster import LocalCluster
 
@@ -278,10 +278,7 @@ def report(result: dict[str, Any], *, quick: bool) -> None:
         print(f"  lost publications were acked at (s): {result['lost_acked_at']}")
     if result["epochs_changed"]:
         print(f"  channels whose epoch changed: {result['epochs_changed']}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("soak-quick.json" if quick else "soak.json")
-    out.write_text(json.dumps(result, indent=1))
-    print(f"results: {out}")
+    save_results("soak", result, quick=quick, indent=1)
     if not quick:
         plot(result, RESULTS / "soak.png")
 
