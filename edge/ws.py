@@ -83,7 +83,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     attached = Attachment(node, transport)
     outbox = attached.outbox
     client = attached.client = Client(node, WebSocketSink(ws, transport, outbox), "websocket")
-    stale = asyncio.get_running_loop().call_later(settings.connect_timeout, _close_stale, client)
+    stale = asyncio.get_running_loop().call_later(settings.connect_timeout, close_stale, client)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
@@ -97,6 +97,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _close_stale(client: Client) -> None:
+def close_stale(client: Client) -> None:
+    """The connect timeout passed: close a connection that has not connected."""
     if client.state.value == "connecting":
         client.close(DisconnectCode.STALE)

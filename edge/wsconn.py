@@ -18,10 +18,9 @@ from typing import Any
 
 from edge.attach import Attachment
 from edge.client import Client
-from edge.codes import DisconnectCode
 from edge.node import EdgeNode
 from edge.outbox import Outgoing
-from edge.ws import CLOSE_TIMEOUT
+from edge.ws import CLOSE_TIMEOUT, close_stale
 from edge.wsframe import text_frame
 from edge.wsreader import OP_PONG, FrameReader, Kind, close_frame, control_frame
 from skyrelay.tasks import spawn
@@ -178,5 +177,4 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _close_stale(self) -> None:
         self._stale = None
-        if self._client.state.value == "connecting":
-            self._client.close(DisconnectCode.STALE)
+        close_stale(self._client)
