@@ -84,7 +84,6 @@ async def serve_until_stopped(
             port,
             backlog=backlog,
             reuse_port=reuse_port,
-            shutdown_timeout=shutdown_timeout,
             ssl_context=ssl_context,
         )
         await site.start()
