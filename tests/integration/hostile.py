@@ -45,20 +45,34 @@ async def open_tcp(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return await asyncio.open_connection("127.0.0.1", port)
 
 
+def upgrade_request(port: int) -> bytes:
+    """A plain WebSocket upgrade of /connection/websocket with a fresh key."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
 async def open_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw socket past the WebSocket handshake: every byte after it is ours to choose."""
     reader, writer = await open_tcp(port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
+    writer.write(upgrade_request(port))
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame (servers do not mask): its opcode and payload."""
+    head = await reader.readexactly(2)
+    size = head[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    return head[0] & 0x0F, await reader.readexactly(size)
 
 
 async def close_code(reader: asyncio.StreamReader, timeout: float = 10) -> int | None:
@@ -66,16 +80,10 @@ async def close_code(reader: asyncio.StreamReader, timeout: float = 10) -> int |
     async with asyncio.timeout(timeout):
         while True:
             try:
-                head = await reader.readexactly(2)
+                opcode, body = await read_frame(reader)
             except asyncio.IncompleteReadError:
                 return None
-            size = head[1] & 0x7F
-            if size == 126:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-            elif size == 127:
-                size = int.from_bytes(await reader.readexactly(8), "big")
-            body = await reader.readexactly(size)
-            if head[0] & 0x0F == 0x8:
+            if opcode == 0x8:
                 return int.from_bytes(body[:2], "big") if len(body) >= 2 else 1005
 
 

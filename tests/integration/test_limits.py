@@ -4,10 +4,8 @@ connections per user and per edge. (The publish rate is in the bad-input catalog
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import channel, until
+from tests.integration.hostile import frame, upgrade_request
 from tests.integration.wsclient import RawClient, connect_raw
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,20 +38,6 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c.stop()
 
 
-def masked(payload: bytes, opcode: int = 0x1) -> bytes:
-    """A client-to-server frame (clients must mask)."""
-    mask = os.urandom(4)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    size = len(payload)
-    first = 0x80 | opcode
-    header = (
-        bytes([first, 0x80 | size])
-        if size < 126
-        else bytes([first, 0xFE]) + size.to_bytes(2, "big")
-    )
-    return header + mask + body
-
-
 async def stalled_client(port: int, tok: str, ch: str) -> asyncio.StreamWriter:
     """A WebSocket client that subscribes and then never reads again."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -60,17 +45,10 @@ async def stalled_client(port: int, tok: str, ch: str) -> asyncio.StreamWriter:
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
+    writer.write(upgrade_request(port))
     await reader.readuntil(b"\r\n\r\n")
     commands = [{"id": 1, "connect": {"token": tok}}, {"id": 2, "subscribe": {"channel": ch}}]
-    writer.write(masked("\n".join(json.dumps(c) for c in commands).encode()))
+    writer.write(frame("\n".join(json.dumps(c) for c in commands).encode()))
     await writer.drain()
     await reader.read(4096)  # the replies; from now on nothing is read
     return writer
@@ -169,15 +147,11 @@ async def test_a_client_that_closes_but_never_reads_is_dropped(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(10)
     sock.connect(("127.0.0.1", limited.spec.edge_port(0)))
-    key = base64.b64encode(os.urandom(16)).decode()
     commands = [{"id": 1, "connect": {"token": token("closer")}}]
     commands.append({"id": 2, "subscribe": {"channel": ch}})
     sock.sendall(
-        (
-            f"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-        + masked("\n".join(json.dumps(c) for c in commands).encode())
+        upgrade_request(limited.spec.edge_port(0))
+        + frame("\n".join(json.dumps(c) for c in commands).encode())
     )
     got = b""
     while b'"subscribe"' not in got:
@@ -189,7 +163,7 @@ async def test_a_client_that_closes_but_never_reads_is_dropped(
             headers={"X-API-Key": API_KEY},
         ) as resp:
             assert resp.status == 200
-    sock.sendall(masked(b"\x03\xe8", opcode=0x8))
+    sock.sendall(frame(b"\x03\xe8", opcode=0x8))
     # The edge cannot finish the close (its writes never drain), so it must let the socket
     # go: the kernel then holds it as an orphan (FIN-WAIT-1) instead of the edge (ESTABLISHED).
     edge_side = (limited.spec.edge_port(0), sock.getsockname()[1])

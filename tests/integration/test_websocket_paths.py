@@ -5,9 +5,7 @@ connection). Both must serve the same protocol."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 from collections.abc import Iterator
 
 import aiohttp
@@ -16,7 +14,7 @@ import pytest
 from skyrelay.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import channel, metric
-from tests.integration.hostile import frame
+from tests.integration.hostile import frame, read_frame, upgrade_request
 from tests.integration.wsclient import RawClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,24 +69,6 @@ async def test_both_paths_connect_subscribe_and_deliver(
         pushes = await client.wait_pushes(1)
         assert pushes[0]["pub"]["data"] == {"n": 1}
         await ws.close()
-
-
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    first, second = await reader.readexactly(2)
-    size = second & 0x7F
-    if size == 126:
-        size = int.from_bytes(await reader.readexactly(2), "big")
-    elif size == 127:
-        size = int.from_bytes(await reader.readexactly(8), "big")
-    return first & 0x0F, await reader.readexactly(size)
-
-
-def upgrade_request(port: int) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
 
 
 @pytest.mark.parametrize("after_http", [False, True], ids=["fresh", "after-keep-alive-request"])
