@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.wsguard import MaskCheck
-
-
-def frame(payload: bytes, *, masked: bool = True, opcode: int = 0x1) -> bytes:
-    size = len(payload)
-    if size < 126:
-        head = bytes([0x80 | opcode, (0x80 if masked else 0) | size])
-    elif size < 65536:
-        head = bytes([0x80 | opcode, (0x80 if masked else 0) | 126]) + size.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, (0x80 if masked else 0) | 127]) + size.to_bytes(8, "big")
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
+from tests.integration.hostile import frame
 
 payloads = st.one_of(st.binary(max_size=130), st.integers(60000, 70000).map(lambda n: b"x" * n))
 
