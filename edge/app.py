@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from edge.api import api_handler
+from edge.cache import cache_window
 from edge.codes import DISCONNECT_REASONS, DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
@@ -151,18 +152,28 @@ def build_app(
     app = web.Application(client_max_size=config.edge.api_max_body, middlewares=[json_errors])
     metrics = EdgeMetrics()
     router = Router(config, shard_client_ssl(config))
-    node = EdgeNode(
+    node: EdgeNode = EdgeNode(
         id=worker.node_id if worker is not None else edge_id,
         config=config,
         verifier=verifier,
         jwks=jwks,
         router=router,
-        hub=Hub(router, metrics, config.edge.channel_linger, config.edge.hot_cache_size),
+        hub=Hub(
+            router,
+            metrics,
+            config.edge.channel_linger,
+            lambda channel: cache_window(node.config, channel),
+        ),
         flusher=Flusher(),
         wheel=PingWheel(config.edge.ping_interval, config.edge.pong_timeout),
         metrics=metrics,
     )
     app[NODE_KEY] = node
+    if config.edge.insecure:
+        log.warning(
+            "edge.insecure is on: connections need no token and may subscribe, publish and "
+            "read history and presence on every channel. For development only."
+        )
     metrics.registry.register(EdgeCollector(node))
     add_transport_routes(app, config.edge.transports)
     app.router.add_post("/api/{method}", api_handler)

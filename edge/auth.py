@@ -34,14 +34,58 @@ class TokenMismatch(TokenError):
     """A valid subscription token for another channel, user or client."""
 
 
+# Subscription options a subscription token (or a connection token's ``subs`` entry) may
+# turn on or off for one subscription, over its namespace's setting.
+OVERRIDE_NAMES = (
+    "presence",
+    "join_leave",
+    "force_push_join_leave",
+    "force_recovery",
+    "force_positioning",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """``override`` claim: each field None (the namespace decides) or the value to use."""
+
+    presence: bool | None = None
+    join_leave: bool | None = None
+    force_push_join_leave: bool | None = None
+    force_recovery: bool | None = None
+    force_positioning: bool | None = None
+
+
+NO_OVERRIDES = Overrides()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSub:
+    """A server-side subscription the connection token grants (``channels`` or ``subs``)."""
+
+    channel: str
+    # Channel info (``chan_info`` of this client's ClientInfo in the channel).
+    info: Any = None
+    # Data for the subscribe result (``data``), shown to the client as it subscribes.
+    data: Any = None
+    overrides: Overrides = NO_OVERRIDES
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     user: str
     # Unix time after which the connection must refresh its token; 0 = never.
     expires_at: int
     info: Any = None
-    # Server-side subscriptions the token grants (the ``channels`` claim).
-    channels: tuple[str, ...] = ()
+    # Server-side subscriptions the token grants (the ``channels`` and ``subs`` claims).
+    subs: tuple[ServerSub, ...] = ()
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(sub.channel for sub in self.subs)
+
+
+ANONYMOUS = Credentials(user="", expires_at=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +95,7 @@ class ChannelGrant:
     channel: str
     expires_at: int
     info: Any = None
+    overrides: Overrides = NO_OVERRIDES
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +212,8 @@ class TokenVerifier:
         if not isinstance(user, str):
             raise InvalidToken("sub must be a string")
         expires_at = _check_times(claims, now)
-        channels = claims.get("channels", [])
-        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
-            raise InvalidToken("channels must be a list of strings")
         return Credentials(
-            user=user, expires_at=expires_at, info=claims.get("info"), channels=tuple(channels)
+            user=user, expires_at=expires_at, info=claims.get("info"), subs=_server_subs(claims)
         )
 
     def verify_admin(self, token: str, now: float) -> str:
@@ -197,17 +239,61 @@ class TokenVerifier:
         if token_client not in (None, "", client):
             raise TokenMismatch("token is for another client")
         expires_at = _check_times(claims, now)
-        return ChannelGrant(channel, expires_at, claims.get("info"))
+        return ChannelGrant(
+            channel, expires_at, claims.get("info"), _overrides(claims.get("override"))
+        )
 
 
 def _check_times(claims: dict[str, Any], now: float) -> int:
+    """Checks ``exp`` and ``nbf``; returns when the connection or subscription expires:
+    ``expire_at`` where the token sets it (0 = never), else ``exp``."""
     exp = _time_claim(claims, "exp")
     nbf = _time_claim(claims, "nbf")
     if exp and exp <= now:
         raise ExpiredToken("exp")
     if nbf and nbf > now:
         raise ExpiredToken("nbf")
+    if "expire_at" in claims:
+        expire_at = _time_claim(claims, "expire_at")
+        if expire_at and expire_at <= now:
+            raise ExpiredToken("expire_at")
+        return math.ceil(expire_at)
     return math.ceil(exp)
+
+
+def _overrides(claim: Any) -> Overrides:
+    """The ``override`` claim: ``{"presence": {"value": true}, ...}``."""
+    if claim is None:
+        return NO_OVERRIDES
+    if not isinstance(claim, dict):
+        raise InvalidToken("override must be an object")
+    values: dict[str, bool] = {}
+    for name in OVERRIDE_NAMES:
+        entry = claim.get(name)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("value"), bool):
+            raise InvalidToken(f'override.{name} must be {{"value": true|false}}')
+        values[name] = entry["value"]
+    return Overrides(**values)
+
+
+def _server_subs(claims: dict[str, Any]) -> tuple[ServerSub, ...]:
+    """``channels`` (names) and ``subs`` (name -> options), in that order, each name once."""
+    channels = claims.get("channels", [])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise InvalidToken("channels must be a list of strings")
+    subs = claims.get("subs", {})
+    if not isinstance(subs, dict):
+        raise InvalidToken("subs must map channels to options")
+    found: dict[str, ServerSub] = {name: ServerSub(name) for name in channels}
+    for name, options in subs.items():
+        if not isinstance(options, dict):
+            raise InvalidToken("subs entries must be objects")
+        found[name] = ServerSub(
+            name, options.get("info"), options.get("data"), _overrides(options.get("override"))
+        )
+    return tuple(found.values())
 
 
 def _time_claim(claims: dict[str, Any], name: str) -> float:

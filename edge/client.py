@@ -11,8 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge import commands, protocol
-from edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
+from edge import commands, protocol, serversubs
+from edge.auth import (
+    ANONYMOUS,
+    ChannelGrant,
+    Credentials,
+    ExpiredToken,
+    InvalidToken,
+    TokenMismatch,
+)
 from edge.codes import (
     DISCONNECT_REASONS,
     Disconnect,
@@ -31,18 +38,16 @@ from edge.session import (
     SubscribeOptions,
     allowed,
     channel_param,
+    check_subscribe_without_token,
     expiry_fields,
     subscribe_options,
     subscribe_result,
     token_param,
 )
 from skyrelay import VERSION
-from skyrelay.config import NamespaceConfig
+from skyrelay.config import NamespaceConfig, Permission
 
 log = logging.getLogger("skyrelay.edge.client")
-
-# Channels whose name starts with this need a subscription token.
-PRIVATE_PREFIX = "$"
 
 
 class Sink(Protocol):
@@ -52,6 +57,13 @@ class Sink(Protocol):
 
 
 Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None]]
+
+# What a lost server-side subscription costs the connection, by the unsubscribe code a
+# client-side one would get.
+_SERVER_SIDE_LOSS: dict[int, int] = {
+    UnsubscribeCode.INSUFFICIENT_STATE: DisconnectCode.INSUFFICIENT_STATE,
+    UnsubscribeCode.EXPIRED: DisconnectCode.SUB_EXPIRED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +76,13 @@ class Join:
     # Stream offset the result stands at; buffered publications above it follow it.
     top: int
     outcome: RecoveryOutcome | None
+    options: SubscribeOptions
 
 
 class Client:
     __slots__ = (
         "awaiting_pong",
+        "chan_info",
         "deliver",
         "emulation",
         "expires_at",
@@ -79,6 +93,7 @@ class Client:
         "node",
         "ping_slot",
         "publish_bucket",
+        "server_subs",
         "session",
         "sink",
         "state",
@@ -124,8 +139,12 @@ class Client:
         self.publish_bucket: TokenBucket | None = None
         # Channels whose join and leave events this client asked for.
         self.join_leave: set[str] | None = None
-        # channel -> expiry of its subscription token (private channels only), when set.
+        # channel -> expiry of its subscription token, when it has one.
         self.sub_expiry: dict[str, int] | None = None
+        # channel -> ``chan_info`` its subscription token gave, when one did.
+        self.chan_info: dict[str, Any] | None = None
+        # Channels the server subscribed this connection to at connect.
+        self.server_subs: set[str] | None = None
 
     @property
     def closed(self) -> bool:
@@ -134,6 +153,11 @@ class Client:
     # Called by the hub and the ping wheel (synchronous, no await).
 
     def lost_channel(self, channel: str, code: int, reason: str) -> None:
+        if self.server_subs is not None and channel in self.server_subs and code >= 2500:
+            # A client cannot resubscribe a server-side subscription: it reconnects instead,
+            # and recovers the channel through its connect command.
+            self.close(_SERVER_SIDE_LOSS.get(code, DisconnectCode.INSUFFICIENT_STATE))
+            return
         if self.subs.pop(channel, None) is not None:
             self.node.metrics.subscriptions.labels(self.transport_name).dec()
             self.sink.send(protocol.unsubscribe_push(channel, code, reason))
@@ -257,16 +281,59 @@ class Client:
 
     # Commands.
 
-    async def _connect(self, command: protocol.Command) -> dict[str, Any]:
+    async def _connect(self, command: protocol.Command) -> None:
         if self.state is not SessionState.CONNECTING:
             raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
-        await self.fetch_keys(command.params.get("token"))
-        if self.state is not SessionState.CONNECTING:
-            # Closed while the keys were fetched: never register a connection that is gone.
-            raise Disconnect(DisconnectCode.BAD_REQUEST, "closed while connecting")
-        now = time.time()
-        credentials = self.verify(command, now, ReplyError(ErrorCode.TOKEN_EXPIRED))
-        return self.accept(credentials, now)
+        try:
+            resume = serversubs.positions_from_subs(command.params.get("subs"))
+        except ValueError as exc:
+            raise Disconnect(DisconnectCode.BAD_REQUEST, str(exc)) from None
+        if token_param(command.params) or not self.anonymous_allowed():
+            await self.fetch_keys(command.params.get("token"))
+            if self.state is not SessionState.CONNECTING:
+                # Closed while the keys were fetched: never register a connection that is gone.
+                raise Disconnect(DisconnectCode.BAD_REQUEST, "closed while connecting")
+            credentials = self.verify(command, time.time(), ReplyError(ErrorCode.TOKEN_EXPIRED))
+        else:
+            credentials = ANONYMOUS
+        result = self.accept(credentials, time.time())
+        joins = await self.join_server_side(credentials, resume)
+        if self.closed:
+            return
+        if joins:
+            result["subs"] = {join.name: join.result for join in joins}
+        self.sink.send(protocol.reply(command.id, "connect", result))
+        for join in joins:
+            self.go_live(join)
+
+    def anonymous_allowed(self) -> bool:
+        """May a connection without a token connect, as anonymous?"""
+        settings = self.node.config.edge
+        return settings.allow_anonymous_connect_without_token or settings.insecure
+
+    async def join_server_side(
+        self, credentials: Credentials, resume: serversubs.Positions
+    ) -> list[Join]:
+        """Join the server-side subscriptions (buffered until ``go_live``); none if the
+        client closed meanwhile. A channel whose shards are down costs the connection 3004:
+        the client reconnects, rather than run without a channel its token promised."""
+        joins: list[Join] = []
+        for sub, options in serversubs.plan(self.node.config, credentials, resume):
+            if sub.channel in self.subs:
+                continue
+            try:
+                join = await self.join(sub.channel, options)
+            except ReplyError:
+                raise Disconnect(DisconnectCode.SERVER_ERROR) from None
+            if join is None:
+                return []
+            if sub.data is not None:
+                join.result["data"] = sub.data
+            if self.server_subs is None:
+                self.server_subs = set()
+            self.server_subs.add(sub.channel)
+            joins.append(join)
+        return joins
 
     async def fetch_keys(self, token: Any) -> None:
         """Tokens signed with a key from the JWKS URL: make sure that key is known."""
@@ -328,28 +395,35 @@ class Client:
     def subscribed(self, channel: str) -> bool:
         return self.subs.get(channel) is not None
 
+    def permits(self, permission: Permission, channel: str) -> bool:
+        """Does ``permission`` (a namespace's allow_*) let this connection act on ``channel``?"""
+        if self.node.config.edge.insecure:
+            return True
+        return allowed(permission, self.user, self.subscribed(channel))
+
     async def _subscribe(self, command: protocol.Command) -> dict[str, Any] | None:
         channel = channel_param(command.params)
         ns = self.namespace(channel)
-        if not allowed(ns.allow_subscribe, self.user, True):
-            raise ReplyError(ErrorCode.PERMISSION_DENIED)
         if channel in self.subs:
             raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
         settings = self.node.config.edge
         if len(self.subs) >= settings.max_subscriptions_per_connection:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
-        options = subscribe_options(ns, command.params)
-        grant_expiry = await self._check_private(channel, command)
+        token = command.params.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "token must be a string")
+        grant = await self._check_token(channel, token) if token else None
+        if grant is None:
+            check_subscribe_without_token(ns, channel, self.user, settings.insecure)
+            options = subscribe_options(ns, command.params)
+        else:
+            options = subscribe_options(ns, command.params, grant.overrides, grant.info)
         join = await self.join(channel, options)
         if join is None:
             return None
-        if ns.join_leave and command.params.get("join_leave") is True:
-            if self.join_leave is None:
-                self.join_leave = set()
-            self.join_leave.add(channel)
-        if grant_expiry:
-            self.set_sub_expiry(channel, grant_expiry)
-            join.result.update(expiry_fields(grant_expiry, time.time()))
+        if grant is not None and grant.expires_at:
+            self.set_sub_expiry(channel, grant.expires_at)
+            join.result.update(expiry_fields(grant.expires_at, time.time()))
         if join.outcome is not None and not join.outcome.recovered and options.reject_unrecovered:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)
@@ -358,25 +432,19 @@ class Client:
         self.go_live(join)
         return None
 
-    async def _check_private(self, channel: str, command: protocol.Command) -> int:
-        """Private channels (``$`` prefix) need a subscription token; returns its expiry."""
-        if not channel.startswith(PRIVATE_PREFIX):
-            return 0
-        token = command.params.get("token")
-        if not isinstance(token, str) or not token:
-            raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription token required")
+    async def _check_token(self, channel: str, token: str) -> ChannelGrant:
+        """A subscription token, on any channel: what it grants, or the protocol's error."""
         await self.fetch_keys(token)
         try:
-            grant = self.node.verifier.verify_subscription(
+            return self.node.verifier.verify_subscription(
                 token, channel, self.user, self.id, time.time()
             )
         except ExpiredToken:
             raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
         except InvalidToken:
-            raise ReplyError(ErrorCode.PERMISSION_DENIED) from None
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "invalid subscription token") from None
         except TokenMismatch:
             raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
-        return grant.expires_at
 
     async def join(self, channel: str, options: SubscribeOptions) -> Join | None:
         """Hold ``channel`` upstream and work out the subscribe result. Publications are
@@ -396,7 +464,7 @@ class Client:
         hub.start_join(held, self)
         if not options.recover:
             result = subscribe_result(options, held.epoch, held.offset)
-            return Join(channel, held, result, held.offset, None)
+            return Join(channel, held, result, held.offset, None, options)
         limit = self.node.config.edge.recovery_max_publications
         try:
             page = await hub.read(held, options.offset, limit + 1)
@@ -420,13 +488,23 @@ class Client:
         self.node.metrics.recoveries.labels(
             outcome="recovered" if outcome.recovered else "failed"
         ).inc()
-        return Join(channel, held, subscribe_result(options, "", 0, outcome), top, outcome)
+        result = subscribe_result(options, "", 0, outcome)
+        return Join(channel, held, result, top, outcome, options)
 
     def go_live(self, join: Join) -> None:
         """After the result went out: send what was buffered past it, then deliver live."""
-        ns = self.node.config.namespace(join.name)
-        if ns is not None and ns.presence:
-            self.node.hub.presence_add(join.channel, self.client_info())
+        options = join.options
+        if options.push_join_leave:
+            if self.join_leave is None:
+                self.join_leave = set()
+            self.join_leave.add(join.name)
+        if options.chan_info is not None:
+            if self.chan_info is None:
+                self.chan_info = {}
+            self.chan_info[join.name] = options.chan_info
+        if options.presence:
+            info = self.client_info(join.name)
+            self.node.hub.presence_add(join.channel, info, options.emit_join_leave)
         for pub in self.node.hub.finish_join(join.channel, self):
             offset = pub.get("offset", 0)
             if offset == 0 or offset > join.top:
@@ -439,16 +517,23 @@ class Client:
     def wants_join_leave(self, channel: str) -> bool:
         return self.join_leave is not None and channel in self.join_leave
 
-    def client_info(self) -> dict[str, Any]:
+    def client_info(self, channel: str = "") -> dict[str, Any]:
+        """This connection's ClientInfo, with its ``chan_info`` in ``channel`` if it has one."""
         info: dict[str, Any] = {"user": self.user, "client": self.id}
         if self.info is not None:
             info["conn_info"] = self.info
+        if self.chan_info is not None and channel in self.chan_info:
+            info["chan_info"] = self.chan_info[channel]
         return info
 
     def _drop(self, channel: str, held: Channel) -> None:
         self.node.hub.presence_remove(held, self.id)
         if self.join_leave is not None:
             self.join_leave.discard(channel)
+        if self.chan_info is not None:
+            self.chan_info.pop(channel, None)
+        if self.server_subs is not None:
+            self.server_subs.discard(channel)
         self.subs.pop(channel, None)
         self.node.hub.release(held, self)
         self.node.metrics.subscriptions.labels(self.transport_name).dec()

@@ -15,7 +15,6 @@ from edge.auth import ExpiredToken, InvalidToken, TokenMismatch
 from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from edge.limits import TokenBucket
 from edge.session import (
-    allowed,
     channel_param,
     expiry_fields,
     history_query,
@@ -44,13 +43,13 @@ async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
         if not client.publish_bucket.take(now):
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
     ns = client.namespace(channel)
-    if not allowed(ns.allow_publish, client.user, client.subscribed(channel)):
+    if not client.permits(ns.allow_publish, channel):
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     if "data" not in command.params:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
     if not protocol.data_depth_ok(command.params["data"]):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
-    request = {"ch": channel, "data": command.params["data"], "info": client.client_info()}
+    request = {"ch": channel, "data": command.params["data"], "info": client.client_info(channel)}
     key = command.params.get("idempotency_key")
     if key is not None:
         if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
@@ -67,7 +66,7 @@ async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
 async def history(client: Client, command: protocol.Command) -> dict[str, Any]:
     channel = channel_param(command.params)
     ns = client.namespace(channel)
-    if not allowed(ns.allow_history, client.user, client.subscribed(channel)):
+    if not client.permits(ns.allow_history, channel):
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     if ns.history_size == 0:
         raise ReplyError(ErrorCode.NOT_AVAILABLE)
@@ -91,7 +90,7 @@ async def _presence_call(client: Client, command: protocol.Command, op: str) -> 
     ns = client.namespace(channel)
     if not ns.presence:
         raise ReplyError(ErrorCode.NOT_AVAILABLE)
-    if not allowed(ns.allow_presence, client.user, client.subscribed(channel)):
+    if not client.permits(ns.allow_presence, channel):
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     _, result = await client.node.router.request(channel, op, {"ch": channel})
     return result

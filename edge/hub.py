@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol
 
@@ -73,11 +74,11 @@ class Channel:
         "wanted",
     )
 
-    def __init__(self, name: str, ready: asyncio.Future[None], cache_size: int) -> None:
+    def __init__(self, name: str, ready: asyncio.Future[None], window: tuple[int, float]) -> None:
         self.name = name
         # The hot cache of recent publications, and the timer that drops an unused channel.
-        self.recent = RecentPublications(cache_size)
-        # Local clients reported to the leader as present: client id -> ClientInfo.
+        self.recent = RecentPublications(*window)
+        # Local clients reported to the leader as present: client id -> what was sent.
         self.presence: dict[str, dict[str, Any]] = {}
         self.expiry: asyncio.TimerHandle | None = None
         self.link: LinkClient | None = None
@@ -111,13 +112,18 @@ def _state(channel: Channel) -> ChannelState:
 
 class Hub:
     def __init__(
-        self, router: Router, metrics: EdgeMetrics, linger: float = 0.0, cache_size: int = 0
+        self,
+        router: Router,
+        metrics: EdgeMetrics,
+        linger: float = 0.0,
+        cache_window: Callable[[str], tuple[int, float]] = lambda _: (0, 0.0),
     ) -> None:
         self.router = router
         self.metrics = metrics
         # Seconds a channel nobody holds stays subscribed upstream (and cached).
         self.linger = linger
-        self.cache_size = cache_size
+        # Channel -> how many publications its hot cache keeps, and for how long.
+        self.cache_window = cache_window
         self.channels: dict[str, Channel] = {}
         self.moves = 0
         self.batches = Batches(metrics.deliveries)
@@ -127,7 +133,7 @@ class Hub:
         channel = self.channels.get(name)
         if channel is None:
             loop = asyncio.get_running_loop()
-            channel = Channel(name, loop.create_future(), self.cache_size)
+            channel = Channel(name, loop.create_future(), self.cache_window(name))
             self.channels[name] = channel
             spawn(self._subscribe_upstream(channel))
         if channel.expiry is not None:
@@ -186,7 +192,10 @@ class Hub:
 
     async def read(self, channel: Channel, offset: int, limit: int) -> dict[str, Any]:
         """Publications after ``offset``: from the hot cache when it covers them."""
-        if channel.state is ChannelState.LIVE and channel.recent.covers(offset, channel.offset):
+        now = time.time()
+        if channel.state is ChannelState.LIVE and channel.recent.covers(
+            offset, channel.offset, now
+        ):
             self.metrics.recovery_reads.labels(source="edge").inc()
             return {
                 "publications": channel.recent.after(offset, limit),
@@ -243,6 +252,9 @@ class Hub:
         if push.get("moved"):
             leader = push.get("leader")
             self.move(channel, leader if isinstance(leader, str) else None)
+            return
+        if push.get("cleared"):  # history_remove: what the cache holds left history
+            channel.recent.clear()
             return
         for kind in ("join", "leave"):
             event = push.get(kind)
@@ -354,15 +366,17 @@ class Hub:
             channel.offset = int(pub["offset"])
             self._fan_out(channel, pub)
         self.moves += 1
-        for info in channel.presence.values():  # the new leader learns who is here
-            link.send(edgelink.OP_PRESENCE_ADD, {"ch": channel.name, "info": info})
+        for params in channel.presence.values():  # the new leader learns who is here
+            link.send(edgelink.OP_PRESENCE_ADD, params)
         self._replay_early(channel, link)
         log.info("channel %s now on shard %s (%d handed over)", channel.name, link.id, len(pubs))
 
-    def presence_add(self, channel: Channel, info: dict[str, Any]) -> None:
-        channel.presence[str(info["client"])] = info
+    def presence_add(self, channel: Channel, info: dict[str, Any], announce: bool) -> None:
+        """List a client in the channel's presence; ``announce`` its join and leave."""
+        params = {"ch": channel.name, "info": info, "announce": announce}
+        channel.presence[str(info["client"])] = params
         if channel.link is not None:
-            channel.link.send(edgelink.OP_PRESENCE_ADD, {"ch": channel.name, "info": info})
+            channel.link.send(edgelink.OP_PRESENCE_ADD, params)
 
     def presence_remove(self, channel: Channel, client_id: str) -> None:
         if channel.presence.pop(client_id, None) is not None and channel.link is not None:

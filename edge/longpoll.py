@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from edge.auth import ExpiredToken, InvalidToken
+from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
 from edge.bodies import BodyError, read_body
 from edge.codes import DisconnectCode, ErrorCode, ReplyError
 from edge.cors import cors_headers, refused
@@ -39,7 +39,7 @@ from edge.longpoll_publish import check_items, publish_all
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import decide_recovery
-from edge.session import allowed, name_ok
+from edge.session import check_subscribe_without_token, name_ok
 
 # Channels one long-poll request may follow.
 MAX_CHANNELS = 64
@@ -124,16 +124,20 @@ def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
 
 async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
     token = body.get("token")
-    if node.jwks is not None and node.http is not None and isinstance(token, str):
-        await node.jwks.ensure(token, node.http)
-    try:
-        credentials = node.verifier.verify_connection(
-            token if isinstance(token, str) else "", time.time()
-        )
-    except ExpiredToken:
-        raise LongPollError(401, ErrorCode.TOKEN_EXPIRED, "token expired") from None
-    except InvalidToken:
-        raise LongPollError(401, DisconnectCode.INVALID_TOKEN, "invalid token") from None
+    settings = node.config.edge
+    if not token and (settings.allow_anonymous_connect_without_token or settings.insecure):
+        credentials = ANONYMOUS
+    else:
+        if node.jwks is not None and node.http is not None and isinstance(token, str):
+            await node.jwks.ensure(token, node.http)
+        try:
+            credentials = node.verifier.verify_connection(
+                token if isinstance(token, str) else "", time.time()
+            )
+        except ExpiredToken:
+            raise LongPollError(401, ErrorCode.TOKEN_EXPIRED, "token expired") from None
+        except InvalidToken:
+            raise LongPollError(401, DisconnectCode.INVALID_TOKEN, "invalid token") from None
     wanted = _request_positions(body)
     if len(wanted) > MAX_CHANNELS:
         raise LongPollError(400, ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_CHANNELS} channels")
@@ -143,8 +147,12 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
         ns = node.config.namespace(name)
         if ns is None or not ns.name_allowed(name):
             raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
-        if not allowed(ns.allow_subscribe, credentials.user, True):
-            raise LongPollError(403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}")
+        try:
+            check_subscribe_without_token(ns, name, credentials.user, settings.insecure)
+        except ReplyError:
+            raise LongPollError(
+                403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}"
+            ) from None
     timeout, limit = poll_bounds(body, node.config.edge.longpoll_timeout)
     published: list[dict[str, Any]] | None = None
     if "publish" in body:

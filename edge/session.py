@@ -3,10 +3,12 @@ reply shapes. The async orchestration in ``edge.client`` calls these."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from edge.auth import NO_OVERRIDES, Overrides
 from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from edge.recovery import RecoveryOutcome
 from skyrelay.config import NamespaceConfig, Permission
@@ -14,6 +16,10 @@ from skyrelay.config import NamespaceConfig, Permission
 # Subscribe flag bit 2: answer error 112 instead of `recovered: false`.
 FLAG_REJECT_UNRECOVERED = 2
 MAX_CHANNEL_LENGTH = 255
+# Channels whose name starts with this need a subscription token.
+PRIVATE_PREFIX = "$"
+# `name#alice,bob`: a user-limited channel for the users after the last `#`.
+USER_BOUNDARY = "#"
 
 
 class SessionState(Enum):
@@ -46,6 +52,36 @@ def allowed(permission: Permission, user: str, subscribed: bool) -> bool:
     return False
 
 
+def channel_users(channel: str) -> list[str] | None:
+    """The users a user-limited channel (``name#alice,bob``) is for; None if it is not one."""
+    _, sep, users = channel.rpartition(USER_BOUNDARY)
+    return users.split(",") if sep else None
+
+
+def personal_channel(namespace: str, user: str) -> str:
+    """A user's personal channel in ``namespace`` (``default`` has no prefix)."""
+    name = USER_BOUNDARY + user
+    return name if namespace == "default" else f"{namespace}:{name}"
+
+
+def check_subscribe_without_token(
+    ns: NamespaceConfig, channel: str, user: str, insecure: bool
+) -> None:
+    """May this connection subscribe to ``channel`` with no subscription token?"""
+    if insecure:
+        return
+    if channel.startswith(PRIVATE_PREFIX) or ns.require_subscription_token:
+        raise ReplyError(ErrorCode.PERMISSION_DENIED, "subscription token required")
+    if ns.allow_user_limited_channels:
+        users = channel_users(channel)
+        if users is not None:
+            if user and user in users:
+                return
+            raise ReplyError(ErrorCode.PERMISSION_DENIED)
+    if not allowed(ns.allow_subscribe, user, True):
+        raise ReplyError(ErrorCode.PERMISSION_DENIED)
+
+
 @dataclass(frozen=True, slots=True)
 class SubscribeOptions:
     recoverable: bool
@@ -54,27 +90,94 @@ class SubscribeOptions:
     offset: int
     epoch: str
     reject_unrecovered: bool
+    # This client is listed in the channel's presence.
+    presence: bool = False
+    # Its joins and leaves are announced (only where it is in presence).
+    emit_join_leave: bool = False
+    # Joins and leaves of the others are pushed to it.
+    push_join_leave: bool = False
+    # ``chan_info`` of its ClientInfo in this channel (the subscription token's ``info``).
+    chan_info: Any = None
 
 
-def subscribe_options(ns: NamespaceConfig, params: dict[str, Any]) -> SubscribeOptions:
+def _pick(override: bool | None, default: bool) -> bool:
+    return default if override is None else override
+
+
+def stream_options(
+    ns: NamespaceConfig,
+    overrides: Overrides,
+    *,
+    recoverable: bool,
+    positioned: bool,
+    join_leave: bool,
+    chan_info: Any,
+) -> SubscribeOptions:
+    """Recovery, positioning, presence and join/leave of a subscription, before its recovery
+    request: what the client asks (``recoverable``, ``positioned``, ``join_leave``) within what
+    the namespace allows, the token's overrides over both."""
+    history_on = ns.history_size > 0
+    recoverable = history_on and (recoverable or _pick(overrides.force_recovery, ns.force_recovery))
+    positioned = recoverable or (
+        history_on and (positioned or _pick(overrides.force_positioning, ns.force_positioning))
+    )
+    presence = _pick(overrides.presence, ns.presence)
+    emits = _pick(overrides.join_leave, ns.join_leave)
+    pushed = join_leave or _pick(overrides.force_push_join_leave, ns.force_push_join_leave)
+    return SubscribeOptions(
+        recoverable,
+        positioned,
+        False,
+        0,
+        "",
+        False,
+        presence=presence,
+        emit_join_leave=presence and emits,
+        push_join_leave=emits and pushed,
+        chan_info=chan_info,
+    )
+
+
+def subscribe_options(
+    ns: NamespaceConfig,
+    params: dict[str, Any],
+    overrides: Overrides = NO_OVERRIDES,
+    chan_info: Any = None,
+) -> SubscribeOptions:
     """What the subscribe asks for, within what the namespace allows."""
     if params.get("tf"):
         raise ReplyError(ErrorCode.BAD_REQUEST, "tags filters are not supported")
     if params.get("type"):
         raise ReplyError(ErrorCode.NOT_AVAILABLE, "map subscriptions are not supported")
-    history_on = ns.history_size > 0
-    recoverable = history_on and (ns.force_recovery or params.get("recoverable") is True)
-    positioned = recoverable or (history_on and params.get("positioned") is True)
-    recover = recoverable and params.get("recover") is True
+    base = stream_options(
+        ns,
+        overrides,
+        recoverable=params.get("recoverable") is True,
+        positioned=params.get("positioned") is True,
+        join_leave=params.get("join_leave") is True,
+        chan_info=chan_info,
+    )
+    offset, epoch = stream_position(params)
+    flag = params.get("flag", 0)
+    reject = isinstance(flag, int) and bool(flag & FLAG_REJECT_UNRECOVERED)
+    return dataclasses.replace(
+        base,
+        recover=base.recoverable and params.get("recover") is True,
+        offset=offset,
+        epoch=epoch,
+        reject_unrecovered=reject,
+    )
+
+
+def stream_position(params: dict[str, Any]) -> tuple[int, str]:
+    """``offset`` and ``epoch`` of a recovery request (subscribe, or a connect's ``subs``)."""
     offset = params.get("offset", 0)
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ReplyError(ErrorCode.BAD_REQUEST, "offset must be a non-negative integer")
     epoch = params.get("epoch", "")
     if not isinstance(epoch, str):
         raise ReplyError(ErrorCode.BAD_REQUEST, "epoch must be a string")
-    flag = params.get("flag", 0)
-    reject = isinstance(flag, int) and bool(flag & FLAG_REJECT_UNRECOVERED)
-    return SubscribeOptions(recoverable, positioned, recover, offset, epoch, reject)
+    return offset, epoch
 
 
 def subscribe_result(

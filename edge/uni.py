@@ -18,16 +18,16 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from edge.attach import Attachment, until_done
-from edge.auth import ExpiredToken, InvalidToken
+from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
 from edge.bodies import BodyError, read_body
-from edge.client import Client, Join
+from edge.client import Client
 from edge.codes import Disconnect, DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.emulation import STREAM_HEADERS, StreamSink
 from edge.httperrors import error_response
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, http_chunk
-from edge.session import SubscribeOptions
+from edge.serversubs import Positions, positions_from_subs
 from skyrelay.errors import ErrorCode
 
 log = logging.getLogger("skyrelay.edge.uni")
@@ -39,8 +39,6 @@ SSE_RETRY_MS = 500
 # How often the handler checks that its client is still there, in seconds.
 LIVENESS_CHECK = 1.0
 _PUSH_PREFIX = b'{"push":'
-
-Positions = dict[str, tuple[str, int]]
 
 
 def encode_positions(positions: Positions) -> bytes:
@@ -63,22 +61,7 @@ def decode_positions(value: str | None) -> Positions:
 def resume_positions(connect_request: dict[str, Any], last_event_id: str | None) -> Positions:
     """Where to resume each channel: ``Last-Event-ID`` first, then the request's ``subs``
     (``{channel: {recover, offset, epoch}}``). ValueError names a malformed field."""
-    resume = decode_positions(last_event_id)
-    subs = connect_request.get("subs") or {}
-    if not isinstance(subs, dict):
-        raise ValueError("subs must map channels to positions")
-    for channel, sub in subs.items():
-        if not isinstance(sub, dict):
-            raise ValueError(f"subs[{channel[:100]!r}] must be an object")
-        if sub.get("recover") is not True or channel in resume:
-            continue
-        offset, epoch = sub.get("offset", 0), sub.get("epoch", "")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(f"subs[{channel[:100]!r}].offset must be a non-negative integer")
-        if not isinstance(epoch, str):
-            raise ValueError(f"subs[{channel[:100]!r}].epoch must be a string")
-        resume[channel] = (epoch, offset)
-    return resume
+    return {**positions_from_subs(connect_request.get("subs")), **decode_positions(last_event_id)}
 
 
 def _bare(payload: bytes) -> bytes:
@@ -128,43 +111,30 @@ class UniSseSink(StreamSink):
 
 
 async def connect(client: Client, sink: UniSseSink, token: str, resume: Positions) -> None:
-    """Connect, subscribe the token's channels (recovering from ``resume``), go live."""
-    await client.fetch_keys(token)
+    """Connect, subscribe the server-side channels (recovering from ``resume``), go live."""
     now = time.time()
-    try:
-        credentials = client.node.verifier.verify_connection(token, now)
-    except ExpiredToken:
-        client.close(DisconnectCode.EXPIRED)
-        return
-    except InvalidToken:
-        client.close(DisconnectCode.INVALID_TOKEN)
-        return
+    if token or not client.anonymous_allowed():
+        await client.fetch_keys(token)
+        try:
+            credentials = client.node.verifier.verify_connection(token, now)
+        except ExpiredToken:
+            client.close(DisconnectCode.EXPIRED)
+            return
+        except InvalidToken:
+            client.close(DisconnectCode.INVALID_TOKEN)
+            return
+    else:
+        credentials = ANONYMOUS
     try:
         result = client.accept(credentials, now)
+        joins = await client.join_server_side(credentials, resume)
     except Disconnect as exc:
         client.close(exc.code, exc.reason)
         return
-    joins: list[Join] = []
-    for channel in credentials.channels:
-        ns = client.node.config.namespace(channel)
-        if ns is None:
-            log.warning("token names channel %r of no namespace; skipped", channel)
-            continue
-        recoverable = ns.history_size > 0
-        epoch, offset = resume.get(channel, ("", 0))
-        options = SubscribeOptions(
-            recoverable=recoverable,
-            positioned=recoverable,
-            recover=recoverable and channel in resume,
-            offset=offset,
-            epoch=epoch,
-            reject_unrecovered=False,
-        )
-        join = await client.join(channel, options)
-        if join is None:
-            return
-        joins.append(join)
-        sink.positions[channel] = (join.channel.epoch, join.top)
+    if client.closed:
+        return
+    for join in joins:
+        sink.positions[join.name] = (join.channel.epoch, join.top)
     result["subs"] = {join.name: join.result for join in joins}
     sink.send_with_position(orjson.dumps({"push": {"connect": result}}))
     for join in joins:

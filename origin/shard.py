@@ -68,7 +68,11 @@ class Shard:
                 info = message["info"]
                 if not isinstance(info, dict) or not isinstance(info.get("client"), str):
                     raise ValueError("info must hold the client id")
-                if self.presence.add(channel, peer, info):
+                announce = message.get("announce")
+                if not isinstance(announce, bool):  # an edge from before the flag
+                    ns = self.config.namespace(channel)
+                    announce = ns is not None and ns.join_leave
+                if self.presence.add(channel, peer, info, announce):
                     self._announce(channel, "join", info)
                 return edgelink.result(req_id, {})
             if op == edgelink.OP_PRESENCE_REMOVE:
@@ -109,6 +113,9 @@ class Shard:
         if op == edgelink.OP_HISTORY_REMOVE:
             rep = await self.replicator.lead(channel)
             self.replicator.clear_history(rep)
+            cleared = edgelink.cleared_push(channel)
+            for subscriber in self.subscribers.get(channel, {}):
+                subscriber.send(cleared)
             return {}
         if op in (edgelink.OP_PRESENCE, edgelink.OP_PRESENCE_STATS):
             await self.replicator.lead(channel)
@@ -191,9 +198,10 @@ class Shard:
             self._announce(channel, "leave", info)
 
     def _announce(self, channel: str, kind: str, info: dict[str, Any]) -> None:
-        ns = self.config.namespace(channel)
+        """A join or leave the edge asked to announce (the namespace, or the client's
+        subscription token, decided)."""
         peers = self.subscribers.get(channel)
-        if ns is None or not ns.join_leave or not peers:
+        if not peers:
             return
         push = edgelink.join_push(channel, kind, info)
         for peer in peers:

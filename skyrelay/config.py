@@ -89,8 +89,12 @@ class NamespaceConfig:
     history_ttl: float = 300.0
     # Recover every subscription, whether or not the client asked for `recoverable`.
     force_recovery: bool = False
+    # Position every subscription (epoch and offset in the reply, gaps detected), whether or
+    # not the client asked for `positioned`.
+    force_positioning: bool = False
     # Who may do what: anonymous (any connection), client (a connection with a user),
-    # subscriber (a connection subscribed to the channel), or none.
+    # subscriber (a connection subscribed to the channel), or none. For subscribing this
+    # applies to subscribes without a token: a valid subscription token always grants it.
     allow_subscribe: Permission = "anonymous"
     allow_publish: Permission = "subscriber"
     allow_history: Permission = "subscriber"
@@ -99,6 +103,15 @@ class NamespaceConfig:
     presence: bool = False
     # Push join and leave events to subscribers that ask for them (needs presence).
     join_leave: bool = False
+    # Push join and leave events to every subscriber, asked for or not (needs join_leave).
+    force_push_join_leave: bool = False
+    # Every subscribe needs a valid subscription token, as on `$` channels.
+    require_subscription_token: bool = False
+    # Channels ending in `#user1,user2` may be subscribed by the users listed, and only them.
+    allow_user_limited_channels: bool = False
+    # Connections with a user are subscribed at connect to their personal channel of this
+    # namespace, `#<user>` (`<namespace>:#<user>`), server-side.
+    personal_channel: bool = False
     # Channel names (after the "name:" prefix) must match this regular expression, when set.
     channel_regex: str = ""
 
@@ -189,6 +202,13 @@ class EdgeSettings:
     # Publications per second one connection may send (bursts up to the same number);
     # past it publish fails with 111 (too many requests). 0 = no limit.
     client_publish_rate: float = 100.0
+    # Connections without a token are accepted, as anonymous (user ""), with what the
+    # namespaces allow anonymous connections. A token, when sent, is still verified.
+    allow_anonymous_connect_without_token: bool = False
+    # Development only: connections without a token are accepted, and every connection may
+    # subscribe (private channels included), publish, and read history and presence
+    # everywhere. Logged as a warning at start-up. Never in production.
+    insecure: bool = False
     # Worker processes per edge, all on the edge's port (SO_REUSEPORT); `--workers` overrides.
     workers: int = 1
     # First delay before a worker that died is started again; doubles after each death up to
@@ -434,6 +454,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             _compiled(namespaces[name].channel_regex)
         except (re.error, OverflowError, RecursionError) as exc:
             raise ConfigError(f"namespaces.{name}.channel_regex: {exc}") from None
+        _check_namespace(f"namespaces.{name}", namespaces[name])
     edge = _build(EdgeSettings, "edge", data.get("edge", {}))
     unknown = [t for t in edge.transports if t not in TRANSPORTS]
     if unknown:
@@ -482,6 +503,13 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         token_secret=token_secret,
         api_key=api_key,
     )
+
+
+def _check_namespace(key: str, ns: NamespaceConfig) -> None:
+    if ns.join_leave and not ns.presence:
+        raise ConfigError(f"{key}.join_leave: needs presence = true")
+    if ns.force_push_join_leave and not ns.join_leave:
+        raise ConfigError(f"{key}.force_push_join_leave: needs join_leave = true")
 
 
 def _check_tls_pair(entry: str, cert: str, key: str) -> None:

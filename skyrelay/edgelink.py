@@ -134,6 +134,11 @@ def moved_push(channel: str, leader: str | None) -> bytes:
     return orjson.dumps({"push": body})
 
 
+def cleared_push(channel: str) -> bytes:
+    """``channel``'s history was removed (its position kept): edges drop their cached copy."""
+    return orjson.dumps({"push": {"ch": channel, "cleared": True}})
+
+
 def survey(sid: int, kind: str, params: dict[str, Any]) -> bytes:
     """A shard asks an edge for its part of a survey."""
     return orjson.dumps({"survey": {"sid": sid, "kind": kind, "params": params}})

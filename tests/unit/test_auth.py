@@ -5,7 +5,14 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from edge.auth import ExpiredToken, InvalidToken, TokenVerifier, mint_token
+from edge.auth import (
+    ExpiredToken,
+    InvalidToken,
+    Overrides,
+    ServerSub,
+    TokenVerifier,
+    mint_token,
+)
 
 SECRET = "unit-test-secret-" + "0123456789abcdef" * 4
 NOW = 1_800_000_000.0
@@ -61,3 +68,52 @@ def test_signature_is_checked_before_expiry(verifier: TokenVerifier) -> None:
 def test_a_secret_is_required() -> None:
     with pytest.raises(ValueError, match="secret"):
         TokenVerifier("")
+
+
+def mint(user: str, **claims: object) -> str:
+    return mint_token(SECRET, user, now=NOW, extra=dict(claims))
+
+
+def test_expire_at_sets_the_expiry_apart_from_exp(verifier: TokenVerifier) -> None:
+    both = mint("ann", exp=int(NOW) + 3600, expire_at=int(NOW) + 60)
+    assert verifier.verify_connection(both, NOW).expires_at == int(NOW) + 60
+    never = mint("ann", exp=int(NOW) + 3600, expire_at=0)
+    assert verifier.verify_connection(never, NOW).expires_at == 0
+    with pytest.raises(ExpiredToken):
+        verifier.verify_connection(mint("ann", expire_at=int(NOW) - 1), NOW)
+    grant = verifier.verify_subscription(
+        mint("ann", channel="c", expire_at=int(NOW) + 5), "c", "ann", "id", NOW
+    )
+    assert grant.expires_at == int(NOW) + 5
+
+
+def test_subscription_token_overrides_and_info(verifier: TokenVerifier) -> None:
+    token = mint(
+        "ann",
+        channel="c",
+        info={"role": "mod"},
+        override={"presence": {"value": False}, "force_recovery": {"value": True}},
+    )
+    grant = verifier.verify_subscription(token, "c", "ann", "id", NOW)
+    assert grant.info == {"role": "mod"}
+    assert grant.overrides == Overrides(presence=False, force_recovery=True)
+    for bad in ({"presence": True}, {"presence": {"value": "yes"}}, ["presence"]):
+        with pytest.raises(InvalidToken):
+            verifier.verify_subscription(
+                mint("ann", channel="c", override=bad), "c", "ann", "", NOW
+            )
+
+
+def test_server_side_subscriptions_from_channels_and_subs(verifier: TokenVerifier) -> None:
+    token = mint(
+        "ann",
+        channels=["a", "b"],
+        subs={"b": {"info": {"x": 1}}, "c": {"data": {"hi": True}}},
+    )
+    subs = verifier.verify_connection(token, NOW).subs
+    assert [s.channel for s in subs] == ["a", "b", "c"]
+    assert subs[1] == ServerSub("b", info={"x": 1})
+    assert subs[2].data == {"hi": True}
+    for bad in ({"channels": "a"}, {"subs": ["a"]}, {"subs": {"a": 1}}):
+        with pytest.raises(InvalidToken):
+            verifier.verify_connection(mint("ann", **bad), NOW)
