@@ -149,17 +149,22 @@ def subscribe_options(
         raise ReplyError(ErrorCode.BAD_REQUEST, "tags filters are not supported")
     if params.get("type"):
         raise ReplyError(ErrorCode.NOT_AVAILABLE, "map subscriptions are not supported")
+    flag = params.get("flag", 0)
+    reject = isinstance(flag, int) and not isinstance(flag, bool)
+    reject = reject and bool(flag & FLAG_REJECT_UNRECOVERED)
+    # `recover` with the reject flag but without `recoverable` is how SDKs with a getState
+    # hook resume from the position the app loaded: they ask for recovery, and for 112 if it
+    # fails (so they load the state again), as a recoverable subscription would.
+    asks_recovery = params.get("recoverable") is True or (reject and params.get("recover") is True)
     base = stream_options(
         ns,
         overrides,
-        recoverable=params.get("recoverable") is True,
+        recoverable=asks_recovery,
         positioned=params.get("positioned") is True,
         join_leave=params.get("join_leave") is True,
         chan_info=chan_info,
     )
     offset, epoch = stream_position(params)
-    flag = params.get("flag", 0)
-    reject = isinstance(flag, int) and bool(flag & FLAG_REJECT_UNRECOVERED)
     return dataclasses.replace(
         base,
         recover=base.recoverable and params.get("recover") is True,
