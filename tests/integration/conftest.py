@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import time
@@ -39,6 +40,27 @@ history_size = 5
 history_ttl = 300
 allow_publish = "client"
 allow_history = "client"
+
+[namespaces.tokened]
+require_subscription_token = true
+
+[namespaces.closed]
+allow_subscribe = "none"
+
+[namespaces.room]
+presence = true
+join_leave = true
+force_push_join_leave = true
+allow_presence = "client"
+
+[namespaces.brief]
+history_size = 10
+history_ttl = 1
+force_recovery = true
+
+[namespaces.dm]
+allow_subscribe = "none"
+allow_user_limited_channels = true
 """
 
 
@@ -106,12 +128,21 @@ def token(user: str = "alice", ttl: float | None = 3600, **extra: object) -> str
     return mint_token(TOKEN_SECRET, user, now=time.time(), ttl=ttl, extra=dict(extra) or None)
 
 
+@contextlib.asynccontextmanager
+async def api_client(cluster: LocalCluster, edge: int = 1) -> AsyncIterator[AsyncClient]:
+    """The server API through one edge, with the real `cent` client."""
+    client = AsyncClient(f"{cluster.edge_url(edge)}/api", API_KEY)
+    try:
+        yield client
+    finally:
+        await client._session.close()
+
+
 @pytest.fixture
 async def api(cluster: LocalCluster) -> AsyncIterator[AsyncClient]:
     """The server API through edge 1, with the real `cent` client."""
-    client = AsyncClient(f"{cluster.edge_url(1)}/api", API_KEY)
-    yield client
-    await client._session.close()
+    async with api_client(cluster) as client:
+        yield client
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from cent import (
 from centrifuge import Client, ClientEventHandler, DisconnectedContext
 
 from skyrelay.cluster import LocalCluster
-from tests.integration.conftest import API_KEY, start_cluster, token
+from tests.integration.conftest import API_KEY, api_client, start_cluster, token
 from tests.integration.helpers import channel, until
 from tests.integration.wsclient import RawClient, connect_raw
 
@@ -42,9 +42,8 @@ def survey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
 
 @pytest.fixture
 async def api(survey_cluster: LocalCluster) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(f"{survey_cluster.edge_url(1)}/api", API_KEY)
-    yield client
-    await client._session.close()
+    async with api_client(survey_cluster) as client:
+        yield client
 
 
 async def eventually(

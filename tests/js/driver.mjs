@@ -8,8 +8,9 @@ import { EventSource } from 'eventsource';
 const config = JSON.parse(process.argv[2]);
 const out = (event) => process.stdout.write(JSON.stringify(event) + '\n');
 
+// An empty token connects without one (anonymous, where the edge allows it).
 const client = new Centrifuge(config.endpoints, {
-  token: config.token,
+  token: config.token || undefined,
   websocket: WebSocket,
   eventsource: EventSource,
   fetch: fetch,
@@ -22,13 +23,32 @@ client.on('connected', (ctx) => out({ ev: 'connected', transport: ctx.transport,
 client.on('disconnected', (ctx) => out({ ev: 'disconnected', code: ctx.code, reason: ctx.reason }));
 client.on('connecting', (ctx) => out({ ev: 'connecting', code: ctx.code, reason: ctx.reason }));
 client.on('error', (ctx) => out({ ev: 'client_error', error: String(ctx.error && ctx.error.message) }));
+// Server-side subscriptions: events on the client, not on a Subscription.
+client.on('subscribed', (ctx) => out({
+  ev: 'server_subscribed', channel: ctx.channel, recovered: ctx.recovered, wasRecovering: ctx.wasRecovering,
+  offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
+}));
+client.on('publication', (ctx) => out({ ev: 'server_pub', channel: ctx.channel, offset: ctx.offset, data: ctx.data }));
 
 const subs = new Map();
 
-function subscription(channel) {
+// options: token (a subscription token), joinLeave (default true), states (positions that
+// successive getState calls return; each call is reported as a get_state event).
+function subscription(channel, options = {}) {
   let sub = subs.get(channel);
   if (sub) return sub;
-  sub = client.newSubscription(channel, { recoverable: true, joinLeave: true });
+  const settings = { recoverable: true, joinLeave: options.joinLeave !== false };
+  if (options.token) settings.token = options.token;
+  if (options.states) {
+    let calls = 0;
+    settings.getState = async () => {
+      const position = options.states[Math.min(calls, options.states.length - 1)];
+      calls += 1;
+      out({ ev: 'get_state', channel, calls });
+      return position;
+    };
+  }
+  sub = client.newSubscription(channel, settings);
   sub.on('subscribed', (ctx) => out({
     ev: 'subscribed', channel, recovered: ctx.recovered, wasRecovering: ctx.wasRecovering,
     offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
@@ -38,7 +58,9 @@ function subscription(channel) {
   sub.on('join', (ctx) => out({ ev: 'join', channel, user: ctx.info.user }));
   sub.on('leave', (ctx) => out({ ev: 'leave', channel, user: ctx.info.user }));
   sub.on('unsubscribed', (ctx) => out({ ev: 'unsubscribed', channel, code: ctx.code }));
-  sub.on('error', (ctx) => out({ ev: 'sub_error', channel, error: String(ctx.error && ctx.error.message) }));
+  sub.on('error', (ctx) => out({
+    ev: 'sub_error', channel, code: ctx.error && ctx.error.code, error: String(ctx.error && ctx.error.message),
+  }));
   subs.set(channel, sub);
   return sub;
 }
@@ -47,7 +69,7 @@ async function run(cmd) {
   switch (cmd.cmd) {
     case 'connect': client.connect(); return {};
     case 'disconnect': client.disconnect(); return {};
-    case 'subscribe': subscription(cmd.channel).subscribe(); return {};
+    case 'subscribe': subscription(cmd.channel, cmd.options).subscribe(); return {};
     case 'publish': await client.publish(cmd.channel, cmd.data); return {};
     case 'history': {
       const h = await client.history(cmd.channel, { limit: cmd.limit });
