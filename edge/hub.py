@@ -175,10 +175,6 @@ class Hub:
                 channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
         channel.state = ChannelState.GONE
 
-    def add_live(self, channel: Channel, subscriber: Subscriber) -> None:
-        self.batches.hand_out(channel)
-        channel.subscribers[subscriber] = None
-
     def start_join(self, channel: Channel, subscriber: Subscriber) -> None:
         channel.joining[subscriber] = []
 

@@ -141,8 +141,3 @@ def unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
 
 def disconnect_push(code: int, reason: str) -> bytes:
     return orjson.dumps({"push": {"disconnect": {"code": code, "reason": reason}}})
-
-
-def join_batch(payloads: list[bytes]) -> bytes:
-    """Several replies or pushes in one transport message."""
-    return b"\n".join(payloads)

@@ -200,9 +200,6 @@ class Session:
             sub.status, sub.command = SubStatus.WANTED, 0
         return lost
 
-    def has_pending(self) -> bool:
-        return bool(self._pending)
-
     def has_outgoing(self) -> bool:
         return bool(self._out)
 

