@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from edge.auth import mint_token
 from ring import Member, Ring
 from skyrelay.cluster import ClusterSpec, LocalCluster
+from skyrelay.tokens import mint_token
 
 # Where scenarios write their JSON and plots; tests point it at a temporary directory so
 # that a smoke run never rewrites the published figures.

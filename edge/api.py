@@ -16,7 +16,6 @@ from aiohttp import web
 
 from edge import census
 from edge.bodies import BodyError, read_body
-from edge.codes import ErrorCode, ReplyError
 from edge.node import NODE_KEY, EdgeNode
 from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
 from edge.session import (
@@ -27,7 +26,8 @@ from edge.session import (
     name_ok,
 )
 from edge.survey import ask_cluster
-from skyrelay import edgelink
+from skyrelay.link import wire
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 ApiMethod = Callable[[EdgeNode, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -109,7 +109,7 @@ async def api_publish(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
         request["tags"] = tags
     if params.get("skip_history") is True:
         request["skip_history"] = True
-    return (await node.router.request(channel, edgelink.OP_PUB, request))[1]
+    return (await node.router.request(channel, wire.OP_PUB, request))[1]
 
 
 async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
@@ -121,14 +121,14 @@ async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
         raise ReplyError(ErrorCode.NOT_AVAILABLE, "history is off in this namespace")
     query: HistoryQuery = history_query(params, node.config.edge.history_max_publications)
     request = history_request(channel, query)
-    _, result = await node.router.request(channel, edgelink.OP_HISTORY, request)
+    _, result = await node.router.request(channel, wire.OP_HISTORY, request)
     return history_result(query, result)
 
 
 async def api_history_remove(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     channel = _channel(params)
     _check_namespace(node, channel)
-    await node.router.request(channel, edgelink.OP_HISTORY_REMOVE, {"ch": channel})
+    await node.router.request(channel, wire.OP_HISTORY_REMOVE, {"ch": channel})
     return {}
 
 
@@ -157,12 +157,12 @@ async def _presence(node: EdgeNode, params: dict[str, Any], op: str) -> dict[str
 
 
 async def api_presence(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
-    result = await _presence(node, params, edgelink.OP_PRESENCE)
+    result = await _presence(node, params, wire.OP_PRESENCE)
     return {"presence": result.get("presence") or {}}
 
 
 async def api_presence_stats(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
-    result = await _presence(node, params, edgelink.OP_PRESENCE_STATS)
+    result = await _presence(node, params, wire.OP_PRESENCE_STATS)
     return {
         "num_clients": int(result.get("num_clients", 0)),
         "num_users": int(result.get("num_users", 0)),
@@ -180,7 +180,7 @@ def _partial(result: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
 async def api_channels(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     """Channels with subscribers on any edge, and how many, filtered by a glob."""
     pattern = census.pattern_param(params)
-    answer = await ask_cluster(node, edgelink.SURVEY_CHANNELS, {"pattern": pattern})
+    answer = await ask_cluster(node, wire.SURVEY_CHANNELS, {"pattern": pattern})
     counts = answer.get("channels") or {}
     channels = {name: {"num_clients": int(n)} for name, n in counts.items()}
     return _partial({"channels": channels}, answer)
@@ -188,14 +188,14 @@ async def api_channels(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]
 
 async def api_info(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     """One entry per running node: every edge process and every origin shard."""
-    answer = await ask_cluster(node, edgelink.SURVEY_INFO, {})
+    answer = await ask_cluster(node, wire.SURVEY_INFO, {})
     return _partial({"nodes": answer.get("nodes") or []}, answer)
 
 
 async def api_disconnect(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     """Close a user's connections on every edge (all, or one client or session)."""
     order = census.disconnect_order(params)
-    answer = await ask_cluster(node, edgelink.SURVEY_DISCONNECT, order.to_params())
+    answer = await ask_cluster(node, wire.SURVEY_DISCONNECT, order.to_params())
     return _partial({}, answer)
 
 

@@ -17,7 +17,6 @@ from prometheus_client.registry import Collector
 
 from edge.api import api_handler
 from edge.cache import cache_window
-from edge.codes import DISCONNECT_REASONS, DisconnectCode
 from edge.cors import preflight
 from edge.emulation import emulation_handler, http_stream_handler, sse_handler
 from edge.front import front_factory
@@ -38,6 +37,7 @@ from edge.ws import CLOSE_TIMEOUT, websocket_handler
 from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.metrics import EdgeMetrics, metrics_handler
 from skyrelay.prober import run_prober
+from skyrelay.protocol.codes import DISCONNECT_REASONS, DisconnectCode
 from skyrelay.serve import serve_until_stopped
 from skyrelay.tls import server_context, shard_client_ssl
 

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from edge.codes import DisconnectCode
 from edge.node import EdgeNode
 from edge.outbox import FrameOutbox, tune_socket
+from skyrelay.protocol.codes import DisconnectCode
 
 # How often a stream handler checks that its client is still there, in seconds.
 LIVENESS_CHECK = 1.0

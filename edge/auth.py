@@ -304,22 +304,3 @@ def _time_claim(claims: dict[str, Any], name: str) -> float:
     if not math.isfinite(value) or abs(value) > MAX_TIME_CLAIM:
         raise InvalidToken(f"{name} out of range")
     return value
-
-
-def mint_token(
-    secret: Any,
-    user: str,
-    *,
-    now: float,
-    ttl: float | None = None,
-    algorithm: str = "HS256",
-    extra: dict[str, Any] | None = None,
-    headers: dict[str, Any] | None = None,
-) -> str:
-    """A token for development and tests; apps mint theirs in their backend."""
-    claims: dict[str, Any] = {"sub": user, "iat": int(now)}
-    if ttl:
-        claims["exp"] = int(now + ttl)
-    if extra:
-        claims.update(extra)
-    return jwt.encode(claims, secret, algorithm=algorithm, headers=headers)

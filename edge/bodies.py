@@ -8,7 +8,7 @@ import asyncio
 from aiohttp import web
 
 from edge.httperrors import error_response
-from skyrelay.errors import ErrorCode
+from skyrelay.protocol.codes import ErrorCode
 
 # Bytes asked of the socket buffer per read.
 READ_CHUNK = 64 * 1024

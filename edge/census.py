@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge.codes import DISCONNECT_REASONS, DisconnectCode
-from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay.protocol.codes import DISCONNECT_REASONS, DisconnectCode, ErrorCode, ReplyError
 
 # Disconnect codes an API call may give: the WebSocket range for applications and libraries.
 # Below it are the WebSocket protocol's own codes, which clients treat differently.

@@ -20,14 +20,6 @@ from edge.auth import (
     InvalidToken,
     TokenMismatch,
 )
-from edge.codes import (
-    DISCONNECT_REASONS,
-    Disconnect,
-    DisconnectCode,
-    ErrorCode,
-    ReplyError,
-    UnsubscribeCode,
-)
 from edge.hub import Channel
 from edge.limits import TokenBucket
 from edge.node import EdgeNode
@@ -46,6 +38,16 @@ from edge.session import (
 )
 from skyrelay import VERSION
 from skyrelay.config import NamespaceConfig, Permission
+from skyrelay.protocol.codec import ServerCodec
+from skyrelay.protocol.codes import (
+    DISCONNECT_REASONS,
+    Disconnect,
+    DisconnectCode,
+    ErrorCode,
+    ReplyError,
+    UnsubscribeCode,
+)
+from skyrelay.protocol.messages import Command, Pong
 
 log = logging.getLogger("skyrelay.edge.client")
 
@@ -56,7 +58,10 @@ class Sink(Protocol):
     def close(self, code: int, reason: str) -> None: ...  # pragma: no cover
 
 
-Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None]]
+Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
+
+# The wire format connections speak: JSON (a second format implements the same interface).
+CODEC: ServerCodec = protocol
 
 # What a lost server-side subscription costs the connection, by the unsubscribe code a
 # client-side one would get.
@@ -198,7 +203,7 @@ class Client:
         for command in commands:
             if self.state is SessionState.CLOSED:
                 return
-            if isinstance(command, protocol.Pong):
+            if isinstance(command, Pong):
                 self.awaiting_pong = False
                 continue
             if not await self._run(command):
@@ -212,7 +217,7 @@ class Client:
         async with self.lock:
             await self.handle(data)
 
-    async def _run(self, command: protocol.Command) -> bool:
+    async def _run(self, command: Command) -> bool:
         """Run one command; False stops the rest of the message."""
         try:
             if self.state is SessionState.CONNECTING and command.method != "connect":
@@ -281,7 +286,7 @@ class Client:
 
     # Commands.
 
-    async def _connect(self, command: protocol.Command) -> None:
+    async def _connect(self, command: Command) -> None:
         if self.state is not SessionState.CONNECTING:
             raise Disconnect(DisconnectCode.BAD_REQUEST, "already connected")
         try:
@@ -377,7 +382,7 @@ class Client:
             node.sessions[self.session] = self
         return result
 
-    def verify(self, command: protocol.Command, now: float, expired: Exception) -> Credentials:
+    def verify(self, command: Command, now: float, expired: Exception) -> Credentials:
         """Verify the command's token: invalid disconnects with 3500, expired raises ``expired``."""
         try:
             return self.node.verifier.verify_connection(token_param(command.params), now)
@@ -401,7 +406,7 @@ class Client:
             return True
         return allowed(permission, self.user, self.subscribed(channel))
 
-    async def _subscribe(self, command: protocol.Command) -> dict[str, Any] | None:
+    async def _subscribe(self, command: Command) -> dict[str, Any] | None:
         channel = channel_param(command.params)
         ns = self.namespace(channel)
         if channel in self.subs:
@@ -538,7 +543,7 @@ class Client:
         self.node.hub.release(held, self)
         self.node.metrics.subscriptions.labels(self.transport_name).dec()
 
-    async def _unsubscribe(self, command: protocol.Command) -> dict[str, Any]:
+    async def _unsubscribe(self, command: Command) -> dict[str, Any]:
         channel = channel_param(command.params)
         held = self.subs.get(channel)
         if held is not None:

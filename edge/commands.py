@@ -12,7 +12,6 @@ import aiohttp
 
 from edge import protocol
 from edge.auth import ExpiredToken, InvalidToken, TokenMismatch
-from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from edge.limits import TokenBucket
 from edge.session import (
     channel_param,
@@ -22,7 +21,9 @@ from edge.session import (
     history_result,
     token_param,
 )
-from skyrelay import edgelink
+from skyrelay.link import wire
+from skyrelay.protocol.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
+from skyrelay.protocol.messages import Command
 
 if TYPE_CHECKING:
     from edge.client import Client
@@ -33,7 +34,7 @@ MAX_IDEMPOTENCY_KEY = 128
 log = logging.getLogger("skyrelay.edge.commands")
 
 
-async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
+async def publish(client: Client, command: Command) -> dict[str, Any]:
     channel = channel_param(command.params)
     rate = client.node.config.edge.client_publish_rate
     if rate:
@@ -56,14 +57,14 @@ async def publish(client: Client, command: protocol.Command) -> dict[str, Any]:
             raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
         # Scoped to the user, so one user's key never suppresses another's publication.
         request["ikey"] = f"client:{client.user}:{key}"
-    await client.node.router.request(channel, edgelink.OP_PUB, request)
+    await client.node.router.request(channel, wire.OP_PUB, request)
     client.node.metrics.client_publications.inc()
     if log.isEnabledFor(logging.DEBUG):
         log.debug("client publish", extra=client.log_ids(channel=channel))
     return {}
 
 
-async def history(client: Client, command: protocol.Command) -> dict[str, Any]:
+async def history(client: Client, command: Command) -> dict[str, Any]:
     channel = channel_param(command.params)
     ns = client.namespace(channel)
     if not client.permits(ns.allow_history, channel):
@@ -72,11 +73,11 @@ async def history(client: Client, command: protocol.Command) -> dict[str, Any]:
         raise ReplyError(ErrorCode.NOT_AVAILABLE)
     query = history_query(command.params, client.node.config.edge.history_max_publications)
     request = history_request(channel, query)
-    _, result = await client.node.router.request(channel, edgelink.OP_HISTORY, request)
+    _, result = await client.node.router.request(channel, wire.OP_HISTORY, request)
     return history_result(query, result)
 
 
-async def refresh(client: Client, command: protocol.Command) -> dict[str, Any]:
+async def refresh(client: Client, command: Command) -> dict[str, Any]:
     now = time.time()
     credentials = client.verify(command, now, Disconnect(DisconnectCode.EXPIRED))
     if credentials.user != client.user:
@@ -85,7 +86,7 @@ async def refresh(client: Client, command: protocol.Command) -> dict[str, Any]:
     return expiry_fields(client.expires_at, now)
 
 
-async def _presence_call(client: Client, command: protocol.Command, op: str) -> dict[str, Any]:
+async def _presence_call(client: Client, command: Command, op: str) -> dict[str, Any]:
     channel = channel_param(command.params)
     ns = client.namespace(channel)
     if not ns.presence:
@@ -96,20 +97,20 @@ async def _presence_call(client: Client, command: protocol.Command, op: str) -> 
     return result
 
 
-async def presence(client: Client, command: protocol.Command) -> dict[str, Any]:
-    result = await _presence_call(client, command, edgelink.OP_PRESENCE)
+async def presence(client: Client, command: Command) -> dict[str, Any]:
+    result = await _presence_call(client, command, wire.OP_PRESENCE)
     return {"presence": result.get("presence") or {}}
 
 
-async def presence_stats(client: Client, command: protocol.Command) -> dict[str, Any]:
-    result = await _presence_call(client, command, edgelink.OP_PRESENCE_STATS)
+async def presence_stats(client: Client, command: Command) -> dict[str, Any]:
+    result = await _presence_call(client, command, wire.OP_PRESENCE_STATS)
     return {
         "num_clients": int(result.get("num_clients", 0)),
         "num_users": int(result.get("num_users", 0)),
     }
 
 
-async def rpc(client: Client, command: protocol.Command) -> dict[str, Any]:
+async def rpc(client: Client, command: Command) -> dict[str, Any]:
     """Forward to the app's backend with who is asking; its answer goes back to the client."""
     settings = client.node.config.edge
     http = client.node.http
@@ -149,11 +150,11 @@ async def rpc(client: Client, command: protocol.Command) -> dict[str, Any]:
     return {"data": data} if data is not None else {}
 
 
-async def send(client: Client, command: protocol.Command) -> None:
+async def send(client: Client, command: Command) -> None:
     return None  # async messages go to the RPC backend, which is not configured
 
 
-async def sub_refresh(client: Client, command: protocol.Command) -> dict[str, Any]:
+async def sub_refresh(client: Client, command: Command) -> dict[str, Any]:
     """A new subscription token for a private channel the client holds."""
     channel = channel_param(command.params)
     if channel not in client.subs:
@@ -171,7 +172,7 @@ async def sub_refresh(client: Client, command: protocol.Command) -> dict[str, An
     return expiry_fields(grant.expires_at, now)
 
 
-Handler = Callable[["Client", protocol.Command], Awaitable[dict[str, Any] | None]]
+Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
 
 HANDLERS: dict[str, Handler] = {
     "publish": publish,

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from edge.httperrors import error_response
 from edge.node import NODE_KEY
-from skyrelay.errors import ErrorCode
+from skyrelay.protocol.codes import ErrorCode
 
 # Seconds a browser may cache a preflight answer.
 PREFLIGHT_MAX_AGE = 300

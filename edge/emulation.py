@@ -29,7 +29,7 @@ from edge.outbox import (
     Outgoing,
     http_chunk,
 )
-from skyrelay.errors import ErrorCode
+from skyrelay.protocol.codes import ErrorCode
 
 # Largest POST /emulation body (the protocol's limit).
 EMULATION_MAX_BODY = 64 * 1024

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import hdrs, web
 
-from skyrelay.errors import ErrorCode
+from skyrelay.protocol.codes import ErrorCode
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -23,12 +23,12 @@ import orjson
 from edge import protocol
 from edge.batches import Batches
 from edge.cache import RecentPublications
-from edge.codes import ErrorCode, ReplyError, UnsubscribeCode
 from edge.outbox import Outgoing
 from edge.router import Router
-from skyrelay import edgelink
-from skyrelay.linkclient import LinkClient
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient
 from skyrelay.metrics import EdgeMetrics
+from skyrelay.protocol.codes import ErrorCode, ReplyError, UnsubscribeCode
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.hub")
@@ -172,7 +172,7 @@ class Hub:
         if channel.state in (ChannelState.LIVE, ChannelState.MOVING):
             self.metrics.upstream_subscriptions.dec()
             if channel.link is not None:
-                channel.link.send(edgelink.OP_UNSUB, {"ch": channel.name})
+                channel.link.send(wire.OP_UNSUB, {"ch": channel.name})
         channel.state = ChannelState.GONE
 
     def start_join(self, channel: Channel, subscriber: Subscriber) -> None:
@@ -201,13 +201,13 @@ class Hub:
         self.metrics.recovery_reads.labels(source="origin").inc()
         params = {"ch": channel.name, "offset": offset, "limit": limit}
         shard = channel.link.id if channel.link is not None else None
-        return (await self.router.request(channel.name, edgelink.OP_READ, params, shard))[1]
+        return (await self.router.request(channel.name, wire.OP_READ, params, shard))[1]
 
     async def _subscribe_upstream(self, channel: Channel) -> None:
         self.metrics.upstream_subscribes.inc()
         try:
             link, result = await self.router.request(
-                channel.name, edgelink.OP_SUB, {"ch": channel.name}
+                channel.name, wire.OP_SUB, {"ch": channel.name}
             )
         except ReplyError as exc:
             if self.channels.get(channel.name) is channel:
@@ -219,7 +219,7 @@ class Hub:
         channel.epoch = str(result.get("epoch", ""))
         channel.offset = int(result.get("offset", 0))
         if self.channels.get(channel.name) is not channel:
-            link.send(edgelink.OP_UNSUB, {"ch": channel.name})
+            link.send(wire.OP_UNSUB, {"ch": channel.name})
             channel.ready.set_exception(ReplyError(ErrorCode.INTERNAL, temporary=True))
             return
         channel.state = ChannelState.LIVE
@@ -328,17 +328,17 @@ class Hub:
                 # behind this position, rather than answer from its stale copy.
                 params = {"ch": name, "since": channel.offset, "epoch": channel.epoch}
                 try:
-                    link, result = await self.router.request(name, edgelink.OP_SUB, params, target)
+                    link, result = await self.router.request(name, wire.OP_SUB, params, target)
                 except ReplyError:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MOVE_RETRY_MAX)
                     continue
                 if _state(channel) is not ChannelState.MOVING:
-                    link.send(edgelink.OP_UNSUB, {"ch": name})
+                    link.send(wire.OP_UNSUB, {"ch": name})
                     return
                 old, channel.link = channel.link, link
                 if old is not None and old is not link:
-                    old.send(edgelink.OP_UNSUB, {"ch": name})
+                    old.send(wire.OP_UNSUB, {"ch": name})
                 self._continue(channel, link, result)
                 if _state(channel) is ChannelState.LIVE and channel.wanted:
                     channel.state = ChannelState.MOVING  # asked to move again meanwhile
@@ -363,7 +363,7 @@ class Hub:
             self._fan_out(channel, pub)
         self.moves += 1
         for params in channel.presence.values():  # the new leader learns who is here
-            link.send(edgelink.OP_PRESENCE_ADD, params)
+            link.send(wire.OP_PRESENCE_ADD, params)
         self._replay_early(channel, link)
         log.info("channel %s now on shard %s (%d handed over)", channel.name, link.id, len(pubs))
 
@@ -372,12 +372,12 @@ class Hub:
         params = {"ch": channel.name, "info": info, "announce": announce}
         channel.presence[str(info["client"])] = params
         if channel.link is not None:
-            channel.link.send(edgelink.OP_PRESENCE_ADD, params)
+            channel.link.send(wire.OP_PRESENCE_ADD, params)
 
     def presence_remove(self, channel: Channel, client_id: str) -> None:
         if channel.presence.pop(client_id, None) is not None and channel.link is not None:
             params = {"ch": channel.name, "client": client_id}
-            channel.link.send(edgelink.OP_PRESENCE_REMOVE, params)
+            channel.link.send(wire.OP_PRESENCE_REMOVE, params)
 
     def _replay_early(self, channel: Channel, link: LinkClient) -> None:
         """Apply the pushes the new link sent right after its answer; drop the others'."""

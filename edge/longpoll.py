@@ -32,7 +32,6 @@ from aiohttp import web
 
 from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
 from edge.bodies import BodyError, read_body
-from edge.codes import DisconnectCode, ErrorCode, ReplyError
 from edge.cors import cors_headers, refused
 from edge.hub import Channel
 from edge.longpoll_publish import check_items, publish_all
@@ -40,6 +39,7 @@ from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import decide_recovery
 from edge.session import check_subscribe_without_token, name_ok
+from skyrelay.protocol.codes import DisconnectCode, ErrorCode, ReplyError
 
 # Channels one long-poll request may follow.
 MAX_CHANNELS = 64

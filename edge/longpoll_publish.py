@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from edge import protocol
-from edge.codes import ErrorCode, ReplyError
 from edge.commands import MAX_IDEMPOTENCY_KEY
 from edge.node import EdgeNode
 from edge.session import allowed, name_ok
-from skyrelay import edgelink
+from skyrelay.link import wire
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 # Publications one long-poll request may carry.
 MAX_PUBLISH = 16
@@ -74,5 +74,5 @@ async def _publish(node: EdgeNode, user: str, item: Any, following: set[str]) ->
             raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
         # The same scope as the publish command: a retry over another transport still dedupes.
         request["ikey"] = f"client:{user}:{key}"
-    _, result = await node.router.request(channel, edgelink.OP_PUB, request)
+    _, result = await node.router.request(channel, wire.OP_PUB, request)
     return {key: result[key] for key in ("offset", "epoch") if key in result}

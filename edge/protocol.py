@@ -1,51 +1,25 @@
-"""Codec for the Centrifugo client protocol v2, JSON form. Pure code: bytes in, bytes out.
+"""The server half of the JSON wire format (``skyrelay.protocol.codec.ServerCodec``): commands
+in, replies and pushes out. Pure code: bytes in, bytes out.
 
 A transport message holds one or more JSON documents separated by a single ``\\n``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from edge.codes import Disconnect, DisconnectCode
+from skyrelay.protocol.codes import Disconnect, DisconnectCode
+from skyrelay.protocol.messages import METHODS, Command, Pong
 
-METHODS = (
-    "connect",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "presence",
-    "presence_stats",
-    "history",
-    "send",
-    "rpc",
-    "refresh",
-    "sub_refresh",
-)
 _MAX_ID = 2**32 - 1
 # Deepest nesting accepted in publication data. JSON encoders stop at a fixed depth (orjson at
 # 255) and every hop wraps the data a few levels deeper, so the edge refuses deep data up front.
 MAX_DATA_DEPTH = 64
 
+# The server's heartbeat, an empty object; the client's pong is one too.
 PING = b"{}"
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    id: int
-    method: str
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    """The client's answer to a ping: an empty object (or one with only ``id`` 0)."""
-
-
-PONG = Pong()
 
 
 def _bad(reason: str) -> Disconnect:
@@ -75,7 +49,7 @@ def decode_command(doc: bytes) -> Command | Pong:
             return Command(cmd_id, method, params)
     if cmd_id:
         raise _bad("unknown command")
-    return PONG
+    return Pong()
 
 
 def decode_commands(data: bytes | str) -> list[Command | Pong]:

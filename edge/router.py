@@ -13,8 +13,9 @@ import aiohttp
 from ring import Member, Ring
 from ring.health import HealthView
 from skyrelay.config import ClusterConfig
-from skyrelay.errors import ErrorCode, ReplyError
-from skyrelay.linkclient import LinkClient, LinkSettings, SurveyHandler, unavailable
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient, LinkSettings, SurveyHandler, unavailable
+from skyrelay.protocol.codes import ReplyError
 
 PushHandler = Callable[[LinkClient, dict[str, Any]], None]
 LinkHandler = Callable[[LinkClient], None]
@@ -98,7 +99,7 @@ class Router:
             try:
                 return link, await link.request(op, params, max(0.0, deadline - loop.time()))
             except ReplyError as exc:
-                if exc.code != ErrorCode.NOT_LEADER or redirects >= MAX_REDIRECTS:
+                if exc.code != wire.NOT_LEADER or redirects >= MAX_REDIRECTS:
                     raise
                 redirects += 1
                 hinted = exc.leader if exc.leader in self.links else None

@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 from edge.auth import Credentials, ServerSub
-from edge.codes import ReplyError
 from edge.session import SubscribeOptions, personal_channel, stream_options, stream_position
 from skyrelay.config import ClusterConfig
+from skyrelay.protocol.codes import ReplyError
 
 log = logging.getLogger("skyrelay.edge.serversubs")
 

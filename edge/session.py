@@ -9,12 +9,16 @@ from enum import Enum
 from typing import Any
 
 from edge.auth import NO_OVERRIDES, Overrides
-from edge.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from edge.recovery import RecoveryOutcome
 from skyrelay.config import NamespaceConfig, Permission
+from skyrelay.protocol.codes import (
+    Disconnect,
+    DisconnectCode,
+    ErrorCode,
+    ReplyError,
+    SubscribeFlag,
+)
 
-# Subscribe flag bit 2: answer error 112 instead of `recovered: false`.
-FLAG_REJECT_UNRECOVERED = 2
 MAX_CHANNEL_LENGTH = 255
 # Channels whose name starts with this need a subscription token.
 PRIVATE_PREFIX = "$"
@@ -151,7 +155,7 @@ def subscribe_options(
         raise ReplyError(ErrorCode.NOT_AVAILABLE, "map subscriptions are not supported")
     flag = params.get("flag", 0)
     reject = isinstance(flag, int) and not isinstance(flag, bool)
-    reject = reject and bool(flag & FLAG_REJECT_UNRECOVERED)
+    reject = reject and bool(flag & SubscribeFlag.REJECT_UNRECOVERED)
     # `recover` with the reject flag but without `recoverable` is how SDKs with a getState
     # hook resume from the position the app loaded: they ask for recovery, and for 112 if it
     # fails (so they load the state again), as a recoverable subscription would.

@@ -14,8 +14,9 @@ from typing import Any
 
 from edge import census
 from edge.node import EdgeNode
-from skyrelay import VERSION, edgelink
-from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay import VERSION
+from skyrelay.link import wire
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 log = logging.getLogger("skyrelay.edge.survey")
 
@@ -30,15 +31,15 @@ def answer_survey(node: EdgeNode, survey: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ReplyError(ErrorCode.BAD_REQUEST, "survey params must be an object")
     clients = list(node.clients.values())
-    if kind == edgelink.SURVEY_CHANNELS:
+    if kind == wire.SURVEY_CHANNELS:
         match = census.channel_matcher(census.pattern_param(params))
         return {"channels": census.count_channels(clients, match)}
-    if kind == edgelink.SURVEY_INFO:
+    if kind == wire.SURVEY_INFO:
         entry: dict[str, Any] = {"uid": node.uid, "name": node.id, "version": VERSION}
         entry.update(census.node_stats(clients))
         entry["uptime"] = int(time.monotonic() - node.started)
         return {"node": entry}
-    if kind == edgelink.SURVEY_DISCONNECT:
+    if kind == wire.SURVEY_DISCONNECT:
         order = census.disconnect_order(params)
         victims = [client for client in clients if order.matches(client)]
         for client in victims:
@@ -70,7 +71,7 @@ async def ask_cluster(node: EdgeNode, kind: str, params: dict[str, Any]) -> dict
             failures.append(f"shard {shard_id} is unreachable")
             continue
         try:
-            return await link.call(edgelink.OP_SURVEY, {"kind": kind, "params": params}, wait)
+            return await link.call(wire.OP_SURVEY, {"kind": kind, "params": params}, wait)
         except ReplyError as exc:
             if not exc.temporary:
                 raise

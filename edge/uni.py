@@ -21,14 +21,13 @@ from edge.attach import Attachment, until_done
 from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
 from edge.bodies import BodyError, read_body
 from edge.client import Client
-from edge.codes import Disconnect, DisconnectCode
 from edge.cors import cors_headers, refused
 from edge.emulation import STREAM_HEADERS, StreamSink
 from edge.httperrors import error_response
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, http_chunk
 from edge.serversubs import Positions, positions_from_subs
-from skyrelay.errors import ErrorCode
+from skyrelay.protocol.codes import Disconnect, DisconnectCode, ErrorCode
 
 log = logging.getLogger("skyrelay.edge.uni")
 

@@ -9,12 +9,12 @@ from aiohttp import WSMsgType, web
 
 from edge.attach import Attachment
 from edge.client import Client
-from edge.codes import DisconnectCode
 from edge.cors import origin_allowed, refused
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, WriteTransport
 from edge.wsframe import text_frame
 from edge.wsguard import pending_bytes, require_masking
+from skyrelay.protocol.codes import DisconnectCode
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")

@@ -23,9 +23,9 @@ from origin.shard import Shard
 from origin.survey import Surveyor
 from ring import Member, Ring
 from ring.health import HealthView
-from skyrelay import edgelink
 from skyrelay.config import ClusterConfig, load_config
-from skyrelay.linkclient import LinkClient, LinkSettings
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient, LinkSettings
 from skyrelay.metrics import OriginMetrics, metrics_handler
 from skyrelay.prober import run_prober
 from skyrelay.serve import serve_until_stopped
@@ -198,7 +198,7 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
         app[CLIENT_TLS_KEY] = client_tls
     registry = metrics.registry
     registry.register(ShardCollector(app))
-    app.router.add_get(edgelink.LINK_PATH, link_handler)
+    app.router.add_get(wire.LINK_PATH, link_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/status", status)

@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 
 from origin.shard import Shard
 from origin.survey import Surveyor
-from skyrelay import edgelink
+from skyrelay.link import wire
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.link")
@@ -59,7 +59,7 @@ class PeerWriter:
             batch, self._queue, self._size = self._queue, [], 0
             if batch:
                 try:
-                    await ws.send_bytes(edgelink.join_frame(batch))
+                    await ws.send_bytes(wire.join_frame(batch))
                 except (ConnectionError, RuntimeError):
                     return
 
@@ -73,13 +73,13 @@ async def _respond(shard: Shard, peer: PeerWriter, message: dict[str, Any]) -> N
     """Run one request that may wait (leadership, replication); answer when done."""
     try:
         response = await shard.handle(peer, message)
-    except edgelink.LinkProtocolError:
+    except wire.LinkProtocolError:
         log.warning("edge link %s sent a request without id", peer.name)
         return
     except Exception:
         log.exception("request %s failed", message.get("op"))
         req_id = message.get("id")
-        response = edgelink.error(req_id if isinstance(req_id, int) else 0, 100, "internal")
+        response = wire.error(req_id if isinstance(req_id, int) else 0, 100, "internal")
     peer.send(response)
 
 
@@ -96,7 +96,7 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     name = request.query.get("peer", request.remote or "?")
-    surveys = request.query.get(edgelink.SURVEY_QUERY) == "1"
+    surveys = request.query.get(wire.SURVEY_QUERY) == "1"
     peer = PeerWriter(ws, settings.link_write_limit, name, surveys)
     peers = request.app[PEERS_KEY]
     surveyor = request.app[SURVEYOR_KEY]
@@ -107,14 +107,14 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
             if msg.type is not WSMsgType.BINARY:
                 continue
             try:
-                for message in edgelink.decode_frame(msg.data):
+                for message in wire.decode_frame(msg.data):
                     if surveyor.handles(peer, message):
                         continue
                     if shard.is_immediate(message):
                         peer.send(shard.handle_now(peer, message))
                     else:
                         spawn(_respond(shard, peer, message))
-            except edgelink.LinkProtocolError as exc:
+            except wire.LinkProtocolError as exc:
                 log.warning("edge link %s sent a bad frame: %s", name, exc)
                 await ws.close(code=1002, message=b"bad frame")
                 break

@@ -19,10 +19,10 @@ from origin.replica import ChannelReplica, Role, best_state, election_quorum
 from origin.stream import Publication
 from ring import Ring
 from ring.health import HealthView
-from skyrelay import edgelink
 from skyrelay.config import ClusterConfig
-from skyrelay.errors import ErrorCode, ReplyError
-from skyrelay.linkclient import LinkClient
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.replication")
@@ -136,7 +136,7 @@ class Replicator:
         members = self.members(channel)
         preferred = self.health.first_up(members)
         if preferred != self.id:
-            raise ReplyError(ErrorCode.NOT_LEADER, leader=preferred or members[0])
+            raise wire.not_leader(preferred or members[0])
         claim = self._claims.get(channel)
         if claim is None:
             claim = asyncio.ensure_future(self._claim(channel))
@@ -179,7 +179,7 @@ class Replicator:
             informed = set() if self.amnesiac(rep) else {self.id}
             higher = 0
             pending = {
-                asyncio.ensure_future(self._ask(m, edgelink.OP_CLAIM, params, timeout)): m
+                asyncio.ensure_future(self._ask(m, wire.OP_CLAIM, params, timeout)): m
                 for m in others
             }
 
@@ -278,11 +278,11 @@ class Replicator:
         if records is None:
             progress.installing = True
             progress.sent = stream.top
-            self._send(rep, follower, edgelink.OP_INSTALL, {**base, "state": stream.snapshot()})
+            self._send(rep, follower, wire.OP_INSTALL, {**base, "state": stream.snapshot()})
         elif records:
             prev, progress.sent = progress.sent, stream.top
             params = {**base, "prev": prev, "pubs": records, "commit": stream.committed}
-            self._send(rep, follower, edgelink.OP_APPEND, params)
+            self._send(rep, follower, wire.OP_APPEND, params)
 
     def _send(self, rep: ChannelReplica, follower: str, op: str, params: dict[str, Any]) -> None:
         future = self.links[follower].call(op, params)
@@ -310,7 +310,7 @@ class Replicator:
             progress.sent = None  # resend everything (an install) when it is back
             progress.installing = False
             return
-        if op == edgelink.OP_INSTALL:
+        if op == wire.OP_INSTALL:
             progress.installing = False
         if answer.get("ok"):
             self._commit(rep, rep.on_ack(follower, int(answer.get("top", 0))))
@@ -408,12 +408,12 @@ class Replicator:
         sender = str(message["from"])
         rep = self.replica(channel)
         was_leader = rep.is_leader
-        if op == edgelink.OP_CLAIM:
+        if op == wire.OP_CLAIM:
             amnesiac = self.amnesiac(rep)
             answer = rep.on_claim(term, sender)
             if amnesiac and answer.get("granted"):
                 answer["amnesiac"] = True
-        elif op == edgelink.OP_APPEND:
+        elif op == wire.OP_APPEND:
             answer = rep.on_append(
                 term,
                 sender,
@@ -478,7 +478,7 @@ class Replicator:
     async def _nudge(self, shard_id: str, channel: str) -> None:
         link = self.links.get(shard_id)
         if link is not None:
-            await self._ask(shard_id, edgelink.OP_READ, {"ch": channel, "limit": 0}, 5.0)
+            await self._ask(shard_id, wire.OP_READ, {"ch": channel, "limit": 0}, 5.0)
 
     def leading(self) -> int:
         return sum(1 for rep in self.replicas.values() if rep.is_leader)

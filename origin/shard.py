@@ -14,11 +14,11 @@ from origin.replication import Replicator
 from origin.stream import ChannelStream, HistoryPage, Publication
 from ring import Ring
 from ring.health import HealthView
-from skyrelay import edgelink
 from skyrelay.config import ClusterConfig
-from skyrelay.errors import ErrorCode, ReplyError
-from skyrelay.linkclient import LinkClient
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient
 from skyrelay.metrics import OriginMetrics
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 
 class Peer(Hashable, Protocol):
@@ -54,17 +54,17 @@ class Shard:
         """Requests answered without waiting: replication and unsubscribe. The link runs
         them in arrival order, which replication relies on."""
         op = message.get("op")
-        return isinstance(op, str) and (op in edgelink.PEER_OPS or op in _IMMEDIATE)
+        return isinstance(op, str) and (op in wire.PEER_OPS or op in _IMMEDIATE)
 
     def handle_now(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
         try:
             channel = _channel(message)
             op = str(message.get("op"))
-            if op == edgelink.OP_UNSUB:
+            if op == wire.OP_UNSUB:
                 self._unsubscribe(peer, channel)
-                return edgelink.result(req_id, {})
-            if op == edgelink.OP_PRESENCE_ADD:
+                return wire.result(req_id, {})
+            if op == wire.OP_PRESENCE_ADD:
                 info = message["info"]
                 if not isinstance(info, dict) or not isinstance(info.get("client"), str):
                     raise ValueError("info must hold the client id")
@@ -74,32 +74,32 @@ class Shard:
                     announce = ns is not None and ns.join_leave
                 if self.presence.add(channel, peer, info, announce):
                     self._announce(channel, "join", info)
-                return edgelink.result(req_id, {})
-            if op == edgelink.OP_PRESENCE_REMOVE:
+                return wire.result(req_id, {})
+            if op == wire.OP_PRESENCE_REMOVE:
                 left = self.presence.remove(channel, str(message["client"]))
                 if left is not None:
                     self._announce(channel, "leave", left)
-                return edgelink.result(req_id, {})
-            return edgelink.result(req_id, self.replicator.on_peer(op, message))
+                return wire.result(req_id, {})
+            return wire.result(req_id, self.replicator.on_peer(op, message))
         except ReplyError as exc:
-            return edgelink.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
+            return wire.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
         except (KeyError, TypeError, ValueError) as exc:
-            return edgelink.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
+            return wire.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
 
     async def handle(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
-        publish = message.get("op") == edgelink.OP_PUB
+        publish = message.get("op") == wire.OP_PUB
         start = time.perf_counter()
         try:
-            answer = edgelink.result(req_id, await self._run(peer, message))
+            answer = wire.result(req_id, await self._run(peer, message))
         except ReplyError as exc:
-            if publish and exc.code != ErrorCode.NOT_LEADER:
+            if publish and exc.code != wire.NOT_LEADER:
                 self.metrics.publish_errors.labels(code=str(int(exc.code))).inc()
-            return edgelink.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
+            return wire.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
         except (KeyError, TypeError, ValueError) as exc:
             if publish:
                 self.metrics.publish_errors.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
-            return edgelink.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
+            return wire.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
         if publish:
             self.metrics.publish_seconds.observe(time.perf_counter() - start)
         return answer
@@ -108,24 +108,24 @@ class Shard:
         op = message.get("op")
         channel = _channel(message)
         now = time.time()
-        if op == edgelink.OP_PUB:
+        if op == wire.OP_PUB:
             return await self._publish(channel, message, now)
-        if op == edgelink.OP_HISTORY_REMOVE:
+        if op == wire.OP_HISTORY_REMOVE:
             rep = await self.replicator.lead(channel)
             self.replicator.clear_history(rep)
-            cleared = edgelink.cleared_push(channel)
+            cleared = wire.cleared_push(channel)
             for subscriber in self.subscribers.get(channel, {}):
                 subscriber.send(cleared)
             return {}
-        if op in (edgelink.OP_PRESENCE, edgelink.OP_PRESENCE_STATS):
+        if op in (wire.OP_PRESENCE, wire.OP_PRESENCE_STATS):
             await self.replicator.lead(channel)
-            if op == edgelink.OP_PRESENCE:
+            if op == wire.OP_PRESENCE:
                 return {"presence": self.presence.clients(channel)}
             return self.presence.stats(channel)
-        if op not in (edgelink.OP_SUB, edgelink.OP_HISTORY, edgelink.OP_READ):
+        if op not in (wire.OP_SUB, wire.OP_HISTORY, wire.OP_READ):
             raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown op {op!r}")
         rep = await self.replicator.lead(channel)
-        if op == edgelink.OP_SUB and _ahead(message, rep.stream):
+        if op == wire.OP_SUB and _ahead(message, rep.stream):
             # The edge has seen publications this leader never committed: another leader
             # took over while we could not hear of it (a partition, a pause). Claim again:
             # a quorum's copies hold them, so we never answer from a stale copy.
@@ -134,7 +134,7 @@ class Shard:
         assert stream is not None
         # No await from here on: registering and reading the position happen together, so
         # every push that follows the answer continues right after it.
-        if op == edgelink.OP_SUB:
+        if op == wire.OP_SUB:
             self.subscribers.setdefault(channel, {})[peer] = None
             since = message.get("since")
             if since is None:
@@ -142,7 +142,7 @@ class Shard:
             return _page(
                 stream.since(_int(since, "since"), _int(message.get("limit", -1), "limit"), now)
             )
-        if op == edgelink.OP_READ:
+        if op == wire.OP_READ:
             offset = _int(message.get("offset", 0), "offset")
             return _page(stream.since(offset, _int(message.get("limit", -1), "limit"), now))
         ns = self.config.namespace(channel)
@@ -203,7 +203,7 @@ class Shard:
         peers = self.subscribers.get(channel)
         if not peers:
             return
-        push = edgelink.join_push(channel, kind, info)
+        push = wire.join_push(channel, kind, info)
         for peer in peers:
             peer.send(push)
 
@@ -216,25 +216,25 @@ class Shard:
         rep = self.replicator.replicas.get(channel)
         epoch = rep.stream.epoch if rep is not None and rep.stream is not None else ""
         for pub in pubs:
-            push = edgelink.pub_push(channel, epoch, pub.to_wire(), pub.received)
+            push = wire.pub_push(channel, epoch, pub.to_wire(), pub.received)
             for peer in peers:
                 peer.send(push)
 
     def _moved(self, channel: str, leader: str | None) -> None:
         peers = self.subscribers.pop(channel, None)
         if peers:
-            push = edgelink.moved_push(channel, leader)
+            push = wire.moved_push(channel, leader)
             for peer in peers:
                 peer.send(push)
 
 
-_IMMEDIATE = frozenset({edgelink.OP_UNSUB, edgelink.OP_PRESENCE_ADD, edgelink.OP_PRESENCE_REMOVE})
+_IMMEDIATE = frozenset({wire.OP_UNSUB, wire.OP_PRESENCE_ADD, wire.OP_PRESENCE_REMOVE})
 
 
 def _request_id(message: dict[str, Any]) -> int:
     req_id = message.get("id")
     if isinstance(req_id, bool) or not isinstance(req_id, int):
-        raise edgelink.LinkProtocolError("request without an integer id")
+        raise wire.LinkProtocolError("request without an integer id")
     return req_id
 
 

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from origin.shard import Shard
 from origin.tally import Tally, check_survey, survey_result
-from skyrelay import VERSION, edgelink
-from skyrelay.errors import ErrorCode, ReplyError
-from skyrelay.linkclient import LinkClient
+from skyrelay import VERSION
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 from skyrelay.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.survey")
@@ -50,13 +51,13 @@ class Surveyor:
                 self._on_answer(peer, answer)
             return True
         op = message.get("op")
-        if op not in (edgelink.OP_SURVEY, edgelink.OP_NODE_INFO):
+        if op not in (wire.OP_SURVEY, wire.OP_NODE_INFO):
             return False
         req_id = message.get("id")
         if isinstance(req_id, bool) or not isinstance(req_id, int):
             log.warning("link %s sent a %s request without id", peer.name, op)
-        elif op == edgelink.OP_NODE_INFO:
-            peer.send(edgelink.result(req_id, self.own_info()))
+        elif op == wire.OP_NODE_INFO:
+            peer.send(wire.result(req_id, self.own_info()))
         else:
             spawn(self._respond(peer, req_id, message))
         return True
@@ -87,19 +88,19 @@ class Surveyor:
         timeout = self.shard.config.origin.survey_timeout
         asked = [p for p in self.peers if p.answers_surveys]
         tally = Tally(kind, ((p, p.name) for p in asked))
-        shard_calls = self._ask_shards(timeout) if kind == edgelink.SURVEY_INFO else {}
+        shard_calls = self._ask_shards(timeout) if kind == wire.SURVEY_INFO else {}
         sid = next(self._ids)
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._rounds[sid] = (tally, finished)
         try:
             if not tally.done:
-                frame = edgelink.survey(sid, kind, params)
+                frame = wire.survey(sid, kind, params)
                 for peer in asked:
                     peer.send(frame)
                 await asyncio.wait([finished], timeout=timeout)
         finally:
             del self._rounds[sid]
-        if kind != edgelink.SURVEY_INFO:
+        if kind != wire.SURVEY_INFO:
             return survey_result(tally)
         nodes, missing = await _collect(shard_calls)
         return survey_result(tally, [self.own_info(), *nodes], missing)
@@ -111,7 +112,7 @@ class Surveyor:
             if other.id != self.shard.id:
                 link = self.links.get(other.id)
                 calls[other.id] = (
-                    None if link is None else link.call(edgelink.OP_NODE_INFO, {}, timeout)
+                    None if link is None else link.call(wire.OP_NODE_INFO, {}, timeout)
                 )
         return calls
 
@@ -128,12 +129,12 @@ class Surveyor:
     async def _respond(self, peer: SurveyPeer, req_id: int, message: dict[str, Any]) -> None:
         try:
             kind, params = check_survey(message)
-            peer.send(edgelink.result(req_id, await self.run(kind, params)))
+            peer.send(wire.result(req_id, await self.run(kind, params)))
         except ReplyError as exc:
-            peer.send(edgelink.error(req_id, exc.code, exc.message, exc.temporary))
+            peer.send(wire.error(req_id, exc.code, exc.message, exc.temporary))
         except Exception:
             log.exception("survey failed")
-            peer.send(edgelink.error(req_id, ErrorCode.INTERNAL, "internal", temporary=True))
+            peer.send(wire.error(req_id, ErrorCode.INTERNAL, "internal", temporary=True))
 
 
 async def _collect(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from skyrelay import edgelink
-from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay.link import wire
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 
 class Tally:
@@ -87,11 +87,11 @@ def survey_result(
     answers = list(tally.answers.values())
     missing = sorted({*tally.missing(), *shards_missing})
     result: dict[str, Any]
-    if tally.kind == edgelink.SURVEY_CHANNELS:
+    if tally.kind == wire.SURVEY_CHANNELS:
         result = {"channels": merge_channels(answers)}
-    elif tally.kind == edgelink.SURVEY_DISCONNECT:
+    elif tally.kind == wire.SURVEY_DISCONNECT:
         result = {"disconnected": merge_disconnects(answers)}
-    elif tally.kind == edgelink.SURVEY_INFO:
+    elif tally.kind == wire.SURVEY_INFO:
         edges = [a["node"] for a in answers if isinstance(a.get("node"), dict)]
         result = {"nodes": merge_nodes([*edges, *shard_nodes])}
     else:
@@ -104,7 +104,7 @@ def survey_result(
 def check_survey(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The kind and params of a ``survey`` request, or a bad-request error."""
     kind = message.get("kind")
-    if kind not in edgelink.SURVEY_KINDS:
+    if kind not in wire.SURVEY_KINDS:
         raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown survey kind {kind!r}")
     params = message.get("params", {})
     if not isinstance(params, dict):

@@ -145,7 +145,7 @@ def _serve_edge(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from edge.auth import mint_token  # noqa: PLC0415
+    from skyrelay.tokens import mint_token  # noqa: PLC0415
 
     secret = os.environ.get(TOKEN_SECRET_ENV)
     if not secret:
@@ -161,8 +161,8 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from edge.auth import mint_token  # noqa: PLC0415
     from skyrelay.cluster import ClusterSpec, LocalCluster, cluster_secrets  # noqa: PLC0415
+    from skyrelay.tokens import mint_token  # noqa: PLC0415
 
     for name in ("origins", "edges", "replication", "edge_workers"):
         if getattr(args, name) < 1:

@@ -127,7 +127,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _minter(secret: str, user: str) -> Callable[[], Any]:
-    from edge.auth import mint_token  # noqa: PLC0415 - only when minting
+    from skyrelay.tokens import mint_token  # noqa: PLC0415 - only when minting
 
     async def mint() -> str:
         return mint_token(secret, user, now=time.time(), ttl=MINTED_TOKEN_TTL)

@@ -30,29 +30,32 @@ from skyrelay.client.transports import (
     WebSocketTransport,
     probe,
 )
+from skyrelay.protocol.codes import (
+    ABNORMAL_CLOSURE,
+    CLIENT_INTERNAL,
+    DisconnectCode,
+    ErrorCode,
+    reconnects,
+)
 
 log = logging.getLogger("skyrelay.client")
 
-# Disconnect codes after which the client must not reconnect (the protocol's rule).
-_FINAL_RANGES = ((3500, 3999), (4500, 4999))
 # Codes that say "this edge, not you": try another edge first.
-_EDGE_TROUBLE = {1006, 3001, 3004, 3013}
-TOKEN_EXPIRED = 109
+_EDGE_TROUBLE = {
+    ABNORMAL_CLOSURE,
+    DisconnectCode.SHUTDOWN,
+    DisconnectCode.SERVER_ERROR,
+    DisconnectCode.TOO_MANY_REQUESTS,
+}
 # Share of a token's lifetime after which it is refreshed.
 REFRESH_AT = 0.8
 # Ping interval assumed when the edge advertises none (the protocol's default), in seconds.
 DEFAULT_PING = 25
-# Close code of our own choosing when we replace a healthy connection (never sent on the wire).
-MOVING = 3000
 Opener = Callable[[aiohttp.ClientSession, str, bytes, float], Awaitable[Transport]]
 _OPENERS: dict[str, Opener] = {
     "websocket": WebSocketTransport.open,
     "http_stream": HttpStreamTransport.open,
 }
-
-
-def reconnect_allowed(code: int) -> bool:
-    return not any(low <= code <= high for low, high in _FINAL_RANGES) and code != 1009
 
 
 class Connection:
@@ -207,7 +210,7 @@ class Connection:
             raise TransportRefused("no connect reply in time") from None
         except TransportClosed as exc:
             await transport.close()
-            if not reconnect_allowed(exc.code):
+            if not reconnects(exc.code):
                 raise ConnectionRefused(exc.code, exc.reason) from None
             raise EdgeUnreachable(f"closed during connect: {exc}") from None
         except ReplyError as exc:
@@ -220,7 +223,7 @@ class Connection:
         return transport
 
     async def connect_failed(self, error: ReplyError) -> None:
-        if error.code == TOKEN_EXPIRED:
+        if error.code == ErrorCode.TOKEN_EXPIRED:
             await self.token(True)  # a fresh one for the next attempt
         elif not error.temporary:
             raise ConnectionRefused(error.code, error.message)
@@ -279,7 +282,7 @@ class Connection:
                     await transport.close()
             lost = self.session.connection_lost()
             self._fail_waiters(ConnectionLost(), lost)
-        final = not reconnect_allowed(code)
+        final = not reconnects(code)
         if code in _EDGE_TROUBLE:
             self.ranking.record_failure(edge, time.monotonic())
         log.info("disconnected from %s (%s): %s %s", edge, name, code, reason)
@@ -339,4 +342,4 @@ class Connection:
             await self.probe()
             better = self.ranking.better_than(edge, self.settings.switch_gain)
             if better is not None:
-                self.drop(MOVING, f"moving to the faster edge {better}")
+                self.drop(CLIENT_INTERNAL, f"moving to the faster edge {better}")

@@ -1,20 +1,22 @@
-"""Exceptions of the client."""
+"""Exceptions of the client. An error reply from the edge is the protocol's own
+``ReplyError`` (re-exported here), so the SDK and the server share one class."""
 
 from __future__ import annotations
+
+from skyrelay.protocol.codes import ReplyError
+
+__all__ = [
+    "ClientClosed",
+    "ClientError",
+    "ConnectionRefused",
+    "DecryptionError",
+    "ReplyError",
+    "SubscriptionEnded",
+]
 
 
 class ClientError(Exception):
     """Base class of every client error."""
-
-
-class ReplyError(ClientError):
-    """The edge answered a command with an error (see the protocol's error codes)."""
-
-    def __init__(self, code: int, message: str, temporary: bool = False) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.temporary = temporary
 
 
 class ConnectionRefused(ClientError):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from skyrelay.client.errors import ReplyError
 from skyrelay.client.transports import EdgeUnreachable, TransportRefused, longpoll
+from skyrelay.protocol.codes import ABNORMAL_CLOSURE, DisconnectCode, ErrorCode, ReplyError
 
 if TYPE_CHECKING:
     from skyrelay.client.connection import Connection
@@ -66,16 +66,17 @@ class Poller:
             try:
                 answer = poll.result()
             except (EdgeUnreachable, TransportRefused, TimeoutError) as exc:
-                self.conn.drop(1006, f"long-poll failed: {exc}")
+                self.conn.drop(ABNORMAL_CLOSURE, f"long-poll failed: {exc}")
                 return
             except ReplyError as exc:
-                self.conn.drop(3500 if exc.code == 3500 else 1006, str(exc))
+                invalid = exc.code == DisconnectCode.INVALID_TOKEN
+                self.conn.drop(exc.code if invalid else ABNORMAL_CLOSURE, str(exc))
                 return
             self.conn.dispatch(self.conn.session.receive_longpoll(answer))
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method != "publish":
-            raise ReplyError(108, f"{method} is not available over long-poll")
+            raise ReplyError(ErrorCode.NOT_AVAILABLE, f"{method} is not available over long-poll")
         body = await self.body(0)
         body["publish"] = [params]
         try:
@@ -83,7 +84,7 @@ class Poller:
                 self.conn.http, self.conn.edge, body, self.conn.settings.command_timeout
             )
         except (EdgeUnreachable, TransportRefused, TimeoutError):
-            self.conn.drop(1006, "long-poll publish failed")
+            self.conn.drop(ABNORMAL_CLOSURE, "long-poll publish failed")
             raise ConnectionLost from None
         self.conn.dispatch(self.conn.session.receive_longpoll(answer))
         published = answer.get("published") or []
@@ -92,9 +93,5 @@ class Poller:
         outcome = published[0]
         error = outcome.get("error")
         if isinstance(error, dict):
-            raise ReplyError(
-                int(error.get("code", 100)),
-                str(error.get("message", "")),
-                bool(error.get("temporary", False)),
-            )
+            raise ReplyError.from_body(error)
         return dict(outcome)

@@ -1,4 +1,5 @@
-"""Client side of the Centrifugo client protocol v2, JSON form. Pure code: bytes in, bytes out.
+"""The client half of the JSON wire format (``skyrelay.protocol.codec.ClientCodec``): commands
+out, replies and pushes in. Pure code: bytes in, bytes out.
 
 A transport message holds one or more JSON documents separated by a single ``\\n``.
 """
@@ -6,38 +7,20 @@ A transport message holds one or more JSON documents separated by a single ``\\n
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from skyrelay.client.errors import ClientError, ReplyError
+from skyrelay.client.errors import ClientError
+from skyrelay.protocol.codes import ReplyError
+from skyrelay.protocol.messages import Ping, Push, Reply
 
 
 class ProtocolError(ClientError):
     """The edge sent something that is not the protocol; the connection is replaced."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    id: int
-    result: dict[str, Any]
-    error: ReplyError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    channel: str
-    kind: str
-    body: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """The server's ``{}``; answered with ``{}`` when the connect reply asked for pongs."""
-
-
-PING = Ping()
+# The client's answer to a ping, an empty object (the ping is one too).
 PONG = b"{}"
 
 Message = Reply | Push | Ping
@@ -71,7 +54,7 @@ def decode_one(line: bytes) -> Message:
         raise ProtocolError("push without content")
     reply_id = obj.get("id", 0)
     if not reply_id:
-        return PING
+        return Ping()
     if not isinstance(reply_id, int):
         raise ProtocolError("reply id must be an integer")
     error = obj.get("error")
@@ -79,11 +62,7 @@ def decode_one(line: bytes) -> Message:
         return Reply(
             reply_id,
             {},
-            ReplyError(
-                int(error.get("code", 0)),
-                str(error.get("message", "")),
-                bool(error.get("temporary", False)),
-            ),
+            ReplyError.from_body(error),
         )
     for key, value in obj.items():
         if key != "id":

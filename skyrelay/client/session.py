@@ -13,12 +13,12 @@ from enum import Enum
 from typing import Any
 
 from skyrelay.client import protocol
-from skyrelay.client.errors import ReplyError
+from skyrelay.protocol.codec import ClientCodec
+from skyrelay.protocol.codes import ReplyError, UnsubscribeCode, resubscribes, retry_subscribe
+from skyrelay.protocol.messages import Ping, Push, Reply
 
-# Unsubscribe push codes at or above this one ask the client to subscribe again.
-RESUBSCRIBE_FROM = 2500
-# Subscribe errors that a later attempt may get past: temporary ones, and 109 (token expired).
-TOKEN_EXPIRED = 109
+# The wire format the session speaks: JSON (a second format implements the same interface).
+CODEC: ClientCodec = protocol
 
 
 class SubStatus(Enum):
@@ -211,10 +211,10 @@ class Session:
         """Everything one transport message carried; may raise ``ProtocolError``."""
         events: list[Event] = []
         for message in protocol.decode(data):
-            if isinstance(message, protocol.Ping):
+            if isinstance(message, Ping):
                 if self.pong:
                     self._out.append({})
-            elif isinstance(message, protocol.Push):
+            elif isinstance(message, Push):
                 self._on_push(message, events)
             else:
                 self._on_reply(message, events)
@@ -282,7 +282,7 @@ class Session:
         self._out.clear()
         return data
 
-    def _on_reply(self, reply: protocol.Reply, events: list[Event]) -> None:
+    def _on_reply(self, reply: Reply, events: list[Event]) -> None:
         method, channel = self._pending.pop(reply.id, ("", ""))
         if method == "connect":
             if reply.error is not None:
@@ -298,7 +298,7 @@ class Session:
         elif method and method not in _OWN:
             events.append(Done(reply.id, reply.result, reply.error))
 
-    def _on_subscribed(self, channel: str, reply: protocol.Reply, events: list[Event]) -> None:
+    def _on_subscribed(self, channel: str, reply: Reply, events: list[Event]) -> None:
         sub = self.subs.get(channel)
         if sub is None or sub.command != reply.id:
             if sub is None and reply.error is None:
@@ -307,7 +307,7 @@ class Session:
         sub.command = 0
         error = reply.error
         if error is not None:
-            if error.temporary or error.code == TOKEN_EXPIRED:
+            if retry_subscribe(error):
                 sub.status = SubStatus.WANTED
                 events.append(RetrySubscribe(channel, error))
             else:
@@ -331,7 +331,7 @@ class Session:
         for pub in result.get("publications") or []:
             self._deliver(sub, pub, events)
 
-    def _on_push(self, push: protocol.Push, events: list[Event]) -> None:
+    def _on_push(self, push: Push, events: list[Event]) -> None:
         if push.kind == "disconnect":
             events.append(
                 ServerDisconnect(int(push.body.get("code", 0)), str(push.body.get("reason", "")))
@@ -344,8 +344,8 @@ class Session:
             if sub.status is SubStatus.SUBSCRIBED:
                 self._deliver(sub, push.body, events)
         elif push.kind == "unsubscribe":
-            code = int(push.body.get("code", RESUBSCRIBE_FROM))
-            if code >= RESUBSCRIBE_FROM:
+            code = int(push.body.get("code", UnsubscribeCode.INSUFFICIENT_STATE))
+            if resubscribes(code):
                 self._send_subscribe(sub)
             else:
                 del self.subs[push.channel]

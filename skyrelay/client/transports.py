@@ -14,11 +14,11 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-from skyrelay.client.errors import ClientError, ReplyError
+from skyrelay.client.errors import ClientError
+from skyrelay.protocol.codes import ABNORMAL_CLOSURE, ReplyError
 
 # Close code used when a stream ends or a socket drops without a close frame (as WebSocket's
 # "abnormal closure"): the client reconnects.
-ABNORMAL = 1006
 # Largest message a WebSocket receive accepts (the edge's default limit, with room).
 MAX_MESSAGE = 1 << 20
 
@@ -87,7 +87,7 @@ class WebSocketTransport:
         try:
             await self._ws.send_str(data.decode())
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
-            raise TransportClosed(ABNORMAL, f"write failed: {exc}") from None
+            raise TransportClosed(ABNORMAL_CLOSURE, f"write failed: {exc}") from None
 
     async def recv(self) -> bytes:
         msg = await self._ws.receive()
@@ -95,7 +95,7 @@ class WebSocketTransport:
             return str(msg.data).encode()
         if msg.type is aiohttp.WSMsgType.BINARY:
             return bytes(msg.data)
-        code = self._ws.close_code or ABNORMAL
+        code = self._ws.close_code or ABNORMAL_CLOSURE
         reason = msg.extra if isinstance(msg.extra, str) else ""
         raise TransportClosed(code, reason or "connection closed")
 
@@ -136,7 +136,7 @@ class HttpStreamTransport:
 
     async def send(self, data: bytes) -> None:
         if not self._session:
-            raise TransportClosed(ABNORMAL, "no session yet")
+            raise TransportClosed(ABNORMAL_CLOSURE, "no session yet")
         body = {"session": self._session, "node": self._node, "data": data.decode()}
         try:
             async with self._http.post(
@@ -146,17 +146,17 @@ class HttpStreamTransport:
             ) as resp:
                 status = resp.status
         except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
-            raise TransportClosed(ABNORMAL, f"emulation request failed: {exc}") from None
+            raise TransportClosed(ABNORMAL_CLOSURE, f"emulation request failed: {exc}") from None
         if status >= 300:
-            raise TransportClosed(ABNORMAL, f"emulation request answered {status}")
+            raise TransportClosed(ABNORMAL_CLOSURE, f"emulation request answered {status}")
 
     async def recv(self) -> bytes:
         try:
             line = await self._resp.content.readline()
         except (aiohttp.ClientError, ConnectionError) as exc:
-            raise TransportClosed(ABNORMAL, f"stream broke: {exc}") from None
+            raise TransportClosed(ABNORMAL_CLOSURE, f"stream broke: {exc}") from None
         if not line:
-            raise TransportClosed(ABNORMAL, "stream ended")
+            raise TransportClosed(ABNORMAL_CLOSURE, "stream ended")
         if not self._session and b'"connect"' in line:
             self._learn_session(line)
         return line.rstrip(b"\n")
@@ -201,9 +201,7 @@ async def longpoll(
     error = answer.get("error")
     if status != 200 or isinstance(error, dict):
         error = error if isinstance(error, dict) else {}
-        raise ReplyError(
-            int(error.get("code", 100)), str(error.get("message", status)), status >= 500
-        )
+        raise ReplyError.from_body({"message": str(status), **error}, status >= 500)
     return answer
 
 

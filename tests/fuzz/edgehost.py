@@ -19,11 +19,11 @@ import aiohttp
 from aiohttp import web
 
 from edge.app import build_app as build_edge
-from edge.auth import mint_token
 from edge.front import front_factory
 from edge.node import NODE_KEY
 from origin.app import build_app as build_origin
 from skyrelay.config import ClusterConfig, parse_config
+from skyrelay.tokens import mint_token
 
 T = TypeVar("T")
 

@@ -10,10 +10,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edge import protocol
-from edge.codes import Disconnect, DisconnectCode
+from skyrelay.protocol.codes import Disconnect, DisconnectCode
+from skyrelay.protocol.messages import METHODS, Command, Pong
 from tests.fuzz.strategies import INT64, json_objects, json_values
 
-METHODS = st.sampled_from(protocol.METHODS)
+METHOD_NAMES = st.sampled_from(METHODS)
 
 # Structured but wrong: objects with method keys, ids and params of any type.
 wrong_commands = st.fixed_dictionaries(
@@ -29,7 +30,7 @@ wrong_commands = st.fixed_dictionaries(
 ).flatmap(lambda base: json_objects.map(lambda extra: {**extra, **base}))
 
 
-def _decode(data: bytes | str) -> list[protocol.Command | protocol.Pong] | None:
+def _decode(data: bytes | str) -> list[Command | Pong] | None:
     try:
         return protocol.decode_commands(data)
     except Disconnect as exc:
@@ -62,15 +63,15 @@ def test_structured_but_wrong_commands(commands: list[dict[str, Any]]) -> None:
     if decoded is not None:
         assert len(decoded) == len(commands)
         for command in decoded:
-            if isinstance(command, protocol.Command):
+            if isinstance(command, Command):
                 assert isinstance(command.params, dict)
                 assert 0 <= command.id < 2**32
-                assert command.method in protocol.METHODS
+                assert command.method in METHODS
 
 
 @given(
     st.lists(
-        st.tuples(st.integers(1, 2**32 - 1), METHODS, json_objects),
+        st.tuples(st.integers(1, 2**32 - 1), METHOD_NAMES, json_objects),
         min_size=1,
         max_size=5,
     ),
@@ -83,15 +84,13 @@ def test_valid_commands_round_trip(
     if trailing_newline:
         message += b"\n"
     decoded = protocol.decode_commands(message)
-    assert decoded == [protocol.Command(i, m, p) for i, m, p in commands]
+    assert decoded == [Command(i, m, p) for i, m, p in commands]
 
 
 @given(st.integers(0, 2**32 - 1), json_objects)
 def test_send_without_id_and_pongs(cmd_id: int, params: dict[str, Any]) -> None:
-    assert protocol.decode_commands(orjson.dumps({"send": params})) == [
-        protocol.Command(0, "send", params)
-    ]
-    assert protocol.decode_commands(b"{}") == [protocol.PONG]
+    assert protocol.decode_commands(orjson.dumps({"send": params})) == [Command(0, "send", params)]
+    assert protocol.decode_commands(b"{}") == [Pong()]
 
 
 @given(json_values)

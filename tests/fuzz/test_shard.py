@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from origin.shard import Shard
 from ring import Member, Ring
 from ring.health import HealthSettings, HealthView
-from skyrelay import edgelink
 from skyrelay.config import parse_config
+from skyrelay.link import wire
 from tests.fuzz.strategies import INT64, json_objects, json_values, near
 
 CONFIG = parse_config(
@@ -46,7 +46,7 @@ class FakeEdge:
     sent: list[dict[str, Any]] = field(default_factory=list)
 
     def send(self, message: bytes) -> None:
-        (decoded,) = edgelink.decode_frame(message)
+        (decoded,) = wire.decode_frame(message)
         self.sent.append(decoded)
 
     def __hash__(self) -> int:
@@ -108,7 +108,7 @@ def requests(ops: list[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 def check_answer(request: dict[str, Any], raw: bytes) -> dict[str, Any]:
-    (answer,) = edgelink.decode_frame(raw)
+    (answer,) = wire.decode_frame(raw)
     assert answer["id"] == request["id"]
     if "error" in answer:
         error = answer["error"]
@@ -205,10 +205,10 @@ def test_a_request_without_an_integer_id_is_a_link_protocol_error(message: dict[
             shard.handle_now(FakeEdge("e"), message)
         else:
             asyncio.run(shard.handle(FakeEdge("e"), message))
-    except edgelink.LinkProtocolError:
+    except wire.LinkProtocolError:
         return
     raise AssertionError("a request without id was answered")
 
 
 def test_pushes_decode() -> None:
-    assert orjson.loads(edgelink.pub_push("c", "e", {"data": 1}))["push"]["ch"] == "c"
+    assert orjson.loads(wire.pub_push("c", "e", {"data": 1}))["push"]["ch"] == "c"

@@ -20,8 +20,8 @@ from edge.auth import (
     TokenError,
     TokenVerifier,
     VerifierKeys,
-    mint_token,
 )
+from skyrelay.tokens import mint_token
 from tests.fuzz.strategies import json_objects, json_values
 
 SECRET = "fuzz-token-secret-" + "0123456789abcdef" * 4

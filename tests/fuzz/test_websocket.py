@@ -10,7 +10,7 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edge.protocol import METHODS
+from skyrelay.protocol.messages import METHODS
 from tests.fuzz.edgehost import EdgeHost
 from tests.fuzz.strategies import INT64, channel_names, fields, json_values, near
 

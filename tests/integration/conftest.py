@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from cent import AsyncClient
 
-from edge.auth import mint_token
 from skyrelay.cluster import ClusterSpec, ClusterTls, LocalCluster
+from skyrelay.tokens import mint_token
 
 TOKEN_SECRET = "integration-token-secret-" + "0123456789abcdef" * 4
 API_KEY = "integration-api-key"

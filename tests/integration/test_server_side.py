@@ -19,8 +19,8 @@ from centrifuge import (
     ServerSubscribedContext,
 )
 
-from edge.auth import mint_token
 from skyrelay.cluster import LocalCluster
+from skyrelay.tokens import mint_token
 from tests.integration.conftest import TOKEN_SECRET, api_client, start_cluster
 from tests.integration.helpers import Collector, channel, until
 from tests.integration.jsclient import JsClient

@@ -11,8 +11,8 @@ from edge.auth import (
     Overrides,
     ServerSub,
     TokenVerifier,
-    mint_token,
 )
+from skyrelay.tokens import mint_token
 
 SECRET = "unit-test-secret-" + "0123456789abcdef" * 4
 NOW = 1_800_000_000.0

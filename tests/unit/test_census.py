@@ -15,7 +15,7 @@ from edge.census import (
     node_stats,
     pattern_param,
 )
-from skyrelay.errors import ReplyError
+from skyrelay.protocol.codes import ReplyError
 
 HELD = object()  # stands for a hub channel: the subscription is set up
 

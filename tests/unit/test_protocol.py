@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from edge import protocol
-from edge.codes import Disconnect
-from edge.protocol import PONG, Command
+from skyrelay.protocol.codes import Disconnect
+from skyrelay.protocol.messages import Command, Pong
 
 
 def test_batched_commands_keep_their_order() -> None:
@@ -25,7 +25,7 @@ def test_one_trailing_newline_is_allowed() -> None:
 
 
 def test_empty_object_is_a_pong_and_send_needs_no_id() -> None:
-    assert protocol.decode_commands(b"{}") == [PONG]
+    assert protocol.decode_commands(b"{}") == [Pong()]
     assert protocol.decode_commands(b'{"send":{"data":{}}}') == [Command(0, "send", {"data": {}})]
 
 

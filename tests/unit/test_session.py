@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from edge.auth import Overrides
-from edge.codes import Disconnect, ReplyError
 from edge.recovery import RecoveryOutcome
 from edge.session import (
     allowed,
@@ -19,6 +18,7 @@ from edge.session import (
     subscribe_result,
 )
 from skyrelay.config import NamespaceConfig
+from skyrelay.protocol.codes import Disconnect, ReplyError
 
 NS = NamespaceConfig(history_size=10)
 

@@ -11,8 +11,8 @@ from origin.amnesia import START_GRACE, joined_running
 from origin.shard import Shard
 from ring import Member, Ring
 from ring.health import HealthSettings, HealthView
-from skyrelay import edgelink
 from skyrelay.config import parse_config
+from skyrelay.link import wire
 
 CONFIG = parse_config(
     {
@@ -112,23 +112,23 @@ async def test_history_read_and_errors() -> None:
 
 
 async def test_request_without_id_is_a_link_protocol_error() -> None:
-    with pytest.raises(edgelink.LinkProtocolError):
+    with pytest.raises(wire.LinkProtocolError):
         await new_shard().handle(FakeEdge("e"), {"op": "sub", "ch": "c"})
 
 
 def test_edge_link_frames_round_trip() -> None:
-    frame = edgelink.join_frame([edgelink.result(1, {}), edgelink.pub_push("c", "e", {"data": 1})])
-    assert edgelink.decode_frame(frame) == [
+    frame = wire.join_frame([wire.result(1, {}), wire.pub_push("c", "e", {"data": 1})])
+    assert wire.decode_frame(frame) == [
         {"id": 1, "result": {}},
         {"push": {"ch": "c", "epoch": "e", "pub": {"data": 1}}},
     ]
-    assert edgelink.decode_frame(edgelink.error(2, 5000, "x", True, "o1")) == [
+    assert wire.decode_frame(wire.error(2, 5000, "x", True, "o1")) == [
         {"id": 2, "error": {"code": 5000, "message": "x", "temporary": True, "leader": "o1"}}
     ]
-    with pytest.raises(edgelink.LinkProtocolError):
-        edgelink.decode_frame(b"{bad")
-    with pytest.raises(edgelink.LinkProtocolError):
-        edgelink.decode_frame(b"[]")
+    with pytest.raises(wire.LinkProtocolError):
+        wire.decode_frame(b"{bad")
+    with pytest.raises(wire.LinkProtocolError):
+        wire.decode_frame(b"[]")
 
 
 async def test_publish_latency_and_errors_are_measured() -> None:
@@ -143,9 +143,9 @@ async def test_publish_latency_and_errors_are_measured() -> None:
 
 
 def test_pushes_carry_when_the_leader_took_the_publish() -> None:
-    push = orjson.loads(edgelink.pub_push("c", "e", {"data": 1, "offset": 1}, 12.5))["push"]
+    push = orjson.loads(wire.pub_push("c", "e", {"data": 1, "offset": 1}, 12.5))["push"]
     assert push["at"] == 12.5
-    assert "at" not in orjson.loads(edgelink.pub_push("c", "e", {"data": 1}))["push"]
+    assert "at" not in orjson.loads(wire.pub_push("c", "e", {"data": 1}))["push"]
 
 
 async def test_a_leader_behind_an_edges_position_claims_the_channel_again() -> None:

@@ -16,10 +16,10 @@ from origin.shard import Shard
 from origin.survey import Surveyor
 from ring import Member, Ring
 from ring.health import HealthSettings, HealthView
-from skyrelay import edgelink
 from skyrelay.config import parse_config
-from skyrelay.errors import ErrorCode, ReplyError
-from skyrelay.linkclient import LinkClient, LinkSettings, unavailable
+from skyrelay.link import wire
+from skyrelay.link.client import LinkClient, LinkSettings, unavailable
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 
 @dataclass(eq=False)
@@ -112,7 +112,7 @@ async def test_info_asks_the_other_shards_and_names_those_that_fail() -> None:
 
     def link(result: dict[str, Any] | None) -> Any:
         def call(op: str, params: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
-            assert op == edgelink.OP_NODE_INFO
+            assert op == wire.OP_NODE_INFO
             future = loop.create_future()
             if result is None:
                 future.set_exception(unavailable("x", "is unreachable"))
@@ -203,7 +203,7 @@ async def test_the_link_answers_a_survey_on_the_spot() -> None:
         "o0", "http://x", "e0", session, LinkSettings(), ignore, ignore, ignore, handler
     )
     for sid, kind in enumerate(("channels", "bad", "boom")):
-        link._dispatch(edgelink.survey(sid, kind, {}))
+        link._dispatch(wire.survey(sid, kind, {}))
     answers = [orjson.loads(m)["answer"] for m in link._queue]
     assert answers == [
         {"sid": 0, "result": {"channels": {"a": 1}}},
@@ -226,7 +226,7 @@ class FakeLink:
         self.calls = 0
 
     def call(self, op: str, params: dict[str, Any], timeout: float) -> asyncio.Future[Any]:
-        assert op == edgelink.OP_SURVEY and timeout == 2.0
+        assert op == wire.OP_SURVEY and timeout == 2.0
         self.calls += 1
         future = asyncio.get_running_loop().create_future()
         if isinstance(self.outcome, ReplyError):

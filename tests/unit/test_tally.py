@@ -12,7 +12,7 @@ from origin.tally import (
     merge_nodes,
     survey_result,
 )
-from skyrelay.errors import ReplyError
+from skyrelay.protocol.codes import ReplyError
 
 
 def test_done_once_every_peer_answered() -> None:

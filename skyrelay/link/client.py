@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from skyrelay import edgelink
-from skyrelay.errors import ErrorCode, ReplyError
+from skyrelay.link import wire
+from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 log = logging.getLogger("skyrelay.link")
 
@@ -152,16 +152,16 @@ class LinkClient:
             self._enqueue({"id": next(self._ids), "op": op, **params})
 
     def _enqueue(self, message: dict[str, Any]) -> None:
-        self._queue.append(edgelink.encode_message(message))
+        self._queue.append(wire.encode_message(message))
         self._wake.set()
 
     async def _run(self) -> None:
         base = self._settings.reconnect_delay
         delay = base
-        url = f"{self.url.rstrip('/')}{edgelink.LINK_PATH}"
+        url = f"{self.url.rstrip('/')}{wire.LINK_PATH}"
         query = {"peer": self.client_id}
         if self._on_survey is not None:
-            query[edgelink.SURVEY_QUERY] = "1"
+            query[wire.SURVEY_QUERY] = "1"
         reported = ""
         while self.state is not LinkState.CLOSED:
             try:
@@ -206,7 +206,7 @@ class LinkClient:
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.BINARY:
                     self._dispatch(msg.data)
-        except edgelink.LinkProtocolError as exc:
+        except wire.LinkProtocolError as exc:
             log.error("shard %s sent a bad frame: %s", self.id, exc)
         finally:
             writer.cancel()
@@ -223,7 +223,7 @@ class LinkClient:
             self._on_down(self)
 
     def _dispatch(self, frame: bytes) -> None:
-        for message in edgelink.decode_frame(frame):
+        for message in wire.decode_frame(frame):
             push = message.get("push")
             if push is not None:
                 try:
@@ -256,15 +256,15 @@ class LinkClient:
         """Answer a shard's survey at once, on this link (the handler does not wait)."""
         sid = survey.get("sid") if isinstance(survey, dict) else None
         if self._on_survey is None or not isinstance(survey, dict):
-            answer = edgelink.survey_failure(sid, ErrorCode.BAD_REQUEST, "surveys not answered")
+            answer = wire.survey_failure(sid, ErrorCode.BAD_REQUEST, "surveys not answered")
         else:
             try:
-                answer = edgelink.survey_answer(sid, self._on_survey(survey))
+                answer = wire.survey_answer(sid, self._on_survey(survey))
             except ReplyError as exc:
-                answer = edgelink.survey_failure(sid, exc.code, exc.message)
+                answer = wire.survey_failure(sid, exc.code, exc.message)
             except Exception:  # a bug in the handler must not take the link down
                 log.exception("survey handler failed")
-                answer = edgelink.survey_failure(sid, ErrorCode.INTERNAL, "internal")
+                answer = wire.survey_failure(sid, ErrorCode.INTERNAL, "internal")
         self._queue.append(answer)
         self._wake.set()
 
@@ -288,7 +288,7 @@ class LinkClient:
             batch, self._queue = self._queue, []
             if batch:
                 try:
-                    await ws.send_bytes(edgelink.join_frame(batch))
+                    await ws.send_bytes(wire.join_frame(batch))
                 except (ConnectionError, aiohttp.ClientError):
                     # The connection is going (reset, closing): end the reader too, so the
                     # link goes down, fails what is pending and connects again.

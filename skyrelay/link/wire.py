@@ -43,7 +43,17 @@ from typing import Any
 
 import orjson
 
+from skyrelay.protocol.codes import ReplyError
+
 LINK_PATH = "/link"
+# The link's own error code, never sent to clients: this shard does not lead the channel;
+# ``leader`` names the shard to ask instead.
+NOT_LEADER = 5000
+
+
+def not_leader(leader: str) -> ReplyError:
+    return ReplyError(NOT_LEADER, "not the leader of this channel", True, leader=leader)
+
 
 OP_SUB = "sub"
 OP_UNSUB = "unsub"

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from skyrelay import edgelink
+from skyrelay.link import wire
 from tests.fuzz.strategies import INT64, json_objects, json_values
 
 
@@ -20,16 +20,16 @@ from tests.fuzz.strategies import INT64, json_objects, json_values
 @example(b'{"id":1}\n\xff')
 def test_decode_frame_raises_only_link_protocol_error(frame: bytes) -> None:
     try:
-        messages = edgelink.decode_frame(frame)
-    except edgelink.LinkProtocolError:
+        messages = wire.decode_frame(frame)
+    except wire.LinkProtocolError:
         return
     assert all(isinstance(m, dict) for m in messages)
 
 
 @given(st.lists(json_objects, min_size=1, max_size=6))
 def test_messages_round_trip(messages: list[dict[str, Any]]) -> None:
-    frame = edgelink.join_frame([edgelink.encode_message(m) for m in messages])
-    assert edgelink.decode_frame(frame) == messages
+    frame = wire.join_frame([wire.encode_message(m) for m in messages])
+    assert wire.decode_frame(frame) == messages
 
 
 @given(
@@ -48,10 +48,10 @@ def test_results_and_errors_round_trip(
     temporary: bool,
     leader: str | None,
 ) -> None:
-    frame = edgelink.join_frame(
-        [edgelink.result(req_id, body), edgelink.error(req_id, code, message, temporary, leader)]
+    frame = wire.join_frame(
+        [wire.result(req_id, body), wire.error(req_id, code, message, temporary, leader)]
     )
-    ok, failed = edgelink.decode_frame(frame)
+    ok, failed = wire.decode_frame(frame)
     assert ok == {"id": req_id, "result": body}
     error = failed["error"]
     assert (error["code"], error["message"]) == (code, message)
@@ -61,21 +61,21 @@ def test_results_and_errors_round_trip(
 
 @given(st.text(), st.text(), json_objects, st.floats(0, 2e9))
 def test_pushes_round_trip(channel: str, epoch: str, pub: dict[str, Any], at: float) -> None:
-    (push,) = edgelink.decode_frame(edgelink.pub_push(channel, epoch, pub, at))
+    (push,) = wire.decode_frame(wire.pub_push(channel, epoch, pub, at))
     assert push["push"]["ch"] == channel and push["push"]["pub"] == pub
     assert push["push"].get("at", 0.0) == at
-    (moved,) = edgelink.decode_frame(edgelink.moved_push(channel, epoch or None))
+    (moved,) = wire.decode_frame(wire.moved_push(channel, epoch or None))
     assert moved["push"]["moved"] is True
 
 
-@given(st.integers(0, 2**32), st.sampled_from(sorted(edgelink.SURVEY_KINDS)), json_objects)
+@given(st.integers(0, 2**32), st.sampled_from(sorted(wire.SURVEY_KINDS)), json_objects)
 def test_surveys_round_trip(sid: int, kind: str, params: dict[str, Any]) -> None:
-    (survey,) = edgelink.decode_frame(edgelink.survey(sid, kind, params))
+    (survey,) = wire.decode_frame(wire.survey(sid, kind, params))
     assert survey == {"survey": {"sid": sid, "kind": kind, "params": params}}
-    (answer,) = edgelink.decode_frame(edgelink.survey_answer(sid, params))
+    (answer,) = wire.decode_frame(wire.survey_answer(sid, params))
     assert answer == {"answer": {"sid": sid, "result": params}}
 
 
 @given(json_values)
 def test_any_value_inside_a_message_survives(value: Any) -> None:
-    assert edgelink.decode_frame(edgelink.encode_message({"v": value})) == [{"v": value}]
+    assert wire.decode_frame(wire.encode_message({"v": value})) == [{"v": value}]

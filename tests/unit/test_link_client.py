@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from skyrelay.linkclient import LinkClient, LinkSettings
+from skyrelay.link.client import LinkClient, LinkSettings
 from tests.integration.helpers import until
 
 

@@ -1,0 +1,51 @@
+"""What a wire format of the client protocol provides. JSON implements it today (the edge's
+``edge.protocol`` for the server half, ``skyrelay.client.protocol`` for the client half);
+protobuf will be a second implementation of the same two halves.
+
+In every codec ``PING`` and ``PONG`` are the encoded heartbeats (bytes); the decoded ones are
+the ``Ping`` and ``Pong`` messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from skyrelay.protocol.messages import Command, Ping, Pong, Push, Reply
+
+
+class ServerCodec(Protocol):
+    """A wire format as a server speaks it: commands in, replies and pushes out."""
+
+    @property
+    def PING(self) -> bytes: ...
+
+    def decode_commands(self, data: bytes | str) -> list[Command | Pong]:
+        """Every command of one transport message, in order; a malformed one raises
+        ``Disconnect`` (3501)."""
+        ...
+
+    def reply(self, cmd_id: int, method: str, result: dict[str, Any]) -> bytes: ...
+
+    def error_reply(
+        self, cmd_id: int, code: int, message: str, temporary: bool = False
+    ) -> bytes: ...
+
+    def pub_push(self, channel: str, pub: dict[str, Any]) -> bytes: ...
+
+    def unsubscribe_push(self, channel: str, code: int, reason: str) -> bytes: ...
+
+    def disconnect_push(self, code: int, reason: str) -> bytes: ...
+
+
+class ClientCodec(Protocol):
+    """A wire format as a client speaks it: commands out, replies and pushes in."""
+
+    @property
+    def PONG(self) -> bytes: ...
+
+    def encode(self, commands: Iterable[dict[str, Any]]) -> bytes: ...
+
+    def decode(self, data: bytes | str) -> list[Reply | Push | Ping]:
+        """Every reply, push and ping of one transport message, in order."""
+        ...
