@@ -16,7 +16,7 @@ import orjson
 
 from skyrelay.client.client import Client, Since
 from skyrelay.client.crypto import Keyring, key_from_text
-from skyrelay.client.errors import ClientError, SubscriptionEnded
+from skyrelay.client.errors import ClientError, ReplyError, SubscriptionEnded
 from skyrelay.client.events import (
     ClientEvent,
     Connected,
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     main = _sub(client, args) if args.command == "sub" else _pub(client, args)
     try:
         return asyncio.run(main)
-    except ClientError as exc:
+    except (ClientError, ReplyError) as exc:
         print(f"skyrelay {args.command}: {exc}", file=sys.stderr)
         return 1
 
