@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
 from edge import protocol
-from edge.auth import ExpiredToken, InvalidToken, TokenMismatch
+from edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from edge.limits import TokenBucket
+from edge.node import EdgeNode
 from edge.session import (
     channel_param,
     expiry_fields,
@@ -21,12 +22,35 @@ from edge.session import (
     history_result,
     token_param,
 )
+from skyrelay.config import NamespaceConfig, Permission
 from skyrelay.link import wire
 from skyrelay.protocol.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from skyrelay.protocol.messages import Command
 
-if TYPE_CHECKING:
-    from edge.client import Client
+
+class CommandContext(Protocol):
+    """What the command handlers read and change of a connection (``edge.client.Client``):
+    who it is, the process's services (``node``), and the session rules it applies."""
+
+    id: str
+    user: str
+    info: Any
+    expires_at: int
+    publish_bucket: TokenBucket | None
+
+    @property
+    def node(self) -> EdgeNode: ...  # pragma: no cover
+    @property
+    def subs(self) -> Mapping[str, object | None]: ...  # pragma: no cover
+    def namespace(self, channel: str) -> NamespaceConfig: ...  # pragma: no cover
+    def permits(self, permission: Permission, channel: str) -> bool: ...  # pragma: no cover
+    def verify(
+        self, command: Command, now: float, expired: Exception
+    ) -> Credentials: ...  # pragma: no cover
+    def set_sub_expiry(self, channel: str, expires_at: int) -> None: ...  # pragma: no cover
+    def log_ids(self, **more: Any) -> dict[str, Any]: ...  # pragma: no cover
+    def client_info(self, channel: str = "") -> dict[str, Any]: ...  # pragma: no cover
+
 
 # Longest idempotency key a client publish may carry (an extension of the protocol).
 MAX_IDEMPOTENCY_KEY = 128
@@ -34,7 +58,7 @@ MAX_IDEMPOTENCY_KEY = 128
 log = logging.getLogger("skyrelay.edge.commands")
 
 
-async def publish(client: Client, command: Command) -> dict[str, Any]:
+async def publish(client: CommandContext, command: Command) -> dict[str, Any]:
     channel = channel_param(command.params)
     rate = client.node.config.edge.client_publish_rate
     if rate:
@@ -64,7 +88,7 @@ async def publish(client: Client, command: Command) -> dict[str, Any]:
     return {}
 
 
-async def history(client: Client, command: Command) -> dict[str, Any]:
+async def history(client: CommandContext, command: Command) -> dict[str, Any]:
     channel = channel_param(command.params)
     ns = client.namespace(channel)
     if not client.permits(ns.allow_history, channel):
@@ -77,7 +101,7 @@ async def history(client: Client, command: Command) -> dict[str, Any]:
     return history_result(query, result)
 
 
-async def refresh(client: Client, command: Command) -> dict[str, Any]:
+async def refresh(client: CommandContext, command: Command) -> dict[str, Any]:
     now = time.time()
     credentials = client.verify(command, now, Disconnect(DisconnectCode.EXPIRED))
     if credentials.user != client.user:
@@ -86,7 +110,7 @@ async def refresh(client: Client, command: Command) -> dict[str, Any]:
     return expiry_fields(client.expires_at, now)
 
 
-async def _presence_call(client: Client, command: Command, op: str) -> dict[str, Any]:
+async def _presence_call(client: CommandContext, command: Command, op: str) -> dict[str, Any]:
     channel = channel_param(command.params)
     ns = client.namespace(channel)
     if not ns.presence:
@@ -97,12 +121,12 @@ async def _presence_call(client: Client, command: Command, op: str) -> dict[str,
     return result
 
 
-async def presence(client: Client, command: Command) -> dict[str, Any]:
+async def presence(client: CommandContext, command: Command) -> dict[str, Any]:
     result = await _presence_call(client, command, wire.OP_PRESENCE)
     return {"presence": result.get("presence") or {}}
 
 
-async def presence_stats(client: Client, command: Command) -> dict[str, Any]:
+async def presence_stats(client: CommandContext, command: Command) -> dict[str, Any]:
     result = await _presence_call(client, command, wire.OP_PRESENCE_STATS)
     return {
         "num_clients": int(result.get("num_clients", 0)),
@@ -110,7 +134,7 @@ async def presence_stats(client: Client, command: Command) -> dict[str, Any]:
     }
 
 
-async def rpc(client: Client, command: Command) -> dict[str, Any]:
+async def rpc(client: CommandContext, command: Command) -> dict[str, Any]:
     """Forward to the app's backend with who is asking; its answer goes back to the client."""
     settings = client.node.config.edge
     http = client.node.http
@@ -150,11 +174,11 @@ async def rpc(client: Client, command: Command) -> dict[str, Any]:
     return {"data": data} if data is not None else {}
 
 
-async def send(client: Client, command: Command) -> None:
+async def send(client: CommandContext, command: Command) -> None:
     return None  # async messages go to the RPC backend, which is not configured
 
 
-async def sub_refresh(client: Client, command: Command) -> dict[str, Any]:
+async def sub_refresh(client: CommandContext, command: Command) -> dict[str, Any]:
     """A new subscription token for a private channel the client holds."""
     channel = channel_param(command.params)
     if channel not in client.subs:
@@ -172,7 +196,7 @@ async def sub_refresh(client: Client, command: Command) -> dict[str, Any]:
     return expiry_fields(grant.expires_at, now)
 
 
-Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
+Handler = Callable[[CommandContext, Command], Awaitable[dict[str, Any] | None]]
 
 HANDLERS: dict[str, Handler] = {
     "publish": publish,

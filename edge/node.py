@@ -6,11 +6,12 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 
+from edge import census
 from edge.auth import TokenVerifier
 from edge.hub import Hub
 from edge.keys import JwksKeys
@@ -20,12 +21,18 @@ from edge.router import Router
 from skyrelay.config import ClusterConfig
 from skyrelay.metrics import EdgeMetrics
 
-if TYPE_CHECKING:
-    from edge.client import Client
-
 
 class Closable(Protocol):
     def close(self, code: int, reason: str) -> None: ...  # pragma: no cover
+
+
+class Connection(census.Connection, Protocol):
+    """What the process holds of a connected client (``edge.client.Client``)."""
+
+    def close(self, code: int, reason: str | None = None) -> None: ...  # pragma: no cover
+
+    async def handle_serialized(self, data: bytes | str) -> None:
+        """Run a message of commands, one message at a time (emulated sessions)."""
 
 
 @dataclass(slots=True)
@@ -41,7 +48,7 @@ class EdgeNode:
     jwks: JwksKeys | None = None
     # HTTP client for JWKS and RPC calls, set when the server starts.
     http: aiohttp.ClientSession | None = None
-    clients: dict[str, Client] = field(default_factory=dict)
+    clients: dict[str, Connection] = field(default_factory=dict)
     # Connections per user, for max_connections_per_user.
     user_connections: dict[str, int] = field(default_factory=dict)
     # Connections on the edge's own WebSocket path (edge/wsconn.py), closed at shutdown.
@@ -49,7 +56,7 @@ class EdgeNode:
     # Set whenever the last of them has closed.
     websockets_gone: asyncio.Event = field(default_factory=asyncio.Event)
     # Emulation sessions (http_stream, sse) by session id, for POST /emulation.
-    sessions: dict[str, Client] = field(default_factory=dict)
+    sessions: dict[str, Connection] = field(default_factory=dict)
     # This process, in the server API's ``info``: a unique id and when it started.
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.monotonic)

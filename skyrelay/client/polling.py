@@ -4,13 +4,33 @@ positions, and publications sent in a request of their own."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+import aiohttp
+
+from skyrelay.client import session as s
+from skyrelay.client.settings import ClientSettings
 from skyrelay.client.transports import EdgeUnreachable, TransportRefused, longpoll
 from skyrelay.protocol.codes import ABNORMAL_CLOSURE, DisconnectCode, ErrorCode, ReplyError
 
-if TYPE_CHECKING:
-    from skyrelay.client.connection import Connection
+
+class PolledConnection(Protocol):
+    """What long-poll drives of the client's connection (``skyrelay.client.connection``)."""
+
+    session: s.Session
+    settings: ClientSettings
+    http: aiohttp.ClientSession
+    edge: str
+    client_id: str
+    wake: asyncio.Event
+    token: Callable[[bool], Awaitable[str]]
+
+    async def connect_failed(self, error: ReplyError) -> None: ...  # pragma: no cover
+    def dispatch(
+        self, events: list[s.Event], handshake: bool = False
+    ) -> None: ...  # pragma: no cover
+    def drop(self, code: int, reason: str) -> None: ...  # pragma: no cover
 
 
 class ConnectionLost(Exception):
@@ -18,7 +38,7 @@ class ConnectionLost(Exception):
 
 
 class Poller:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: PolledConnection) -> None:
         self.conn = conn
 
     async def handshake(self, edge: str) -> None:
