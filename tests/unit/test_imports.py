@@ -41,7 +41,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {name: imports_of(path, known) - {name} for name, path in files.items()}
     # A package's __init__ importing its own modules is not a cycle with them.
     for name, targets in graph.items():
-        if not files[name].name == "__init__.py":
+        if files[name].name != "__init__.py":
             continue
         graph[name] = {t for t in targets if not t.startswith(name + ".")}
     return graph
