@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from ring import Member, Ring
-from skyrelay.cluster import ClusterSpec, LocalCluster
+from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from skyrelay.tokens import mint_token
 
 # Where scenarios write their JSON and plots; tests point it at a temporary directory so

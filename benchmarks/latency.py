@@ -24,7 +24,7 @@ from benchmarks.common import (
     publications,
     subscribed_socket,
 )
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 
 # Deadline for the whole run, whatever the message count.
 RUN_TIMEOUT = 300.0

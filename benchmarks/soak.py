@@ -21,7 +21,7 @@ import aiohttp
 
 from benchmarks.common import RESULTS, local_cluster, pyplot, rss_kib, save_results
 from benchmarks.soakload import Publisher, Slot, Subscriber
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 
 CHANNELS = [f"bench:soak{i}" for i in range(20)]
 # Publications per second over all channels.

@@ -25,6 +25,7 @@ from edge.hub import Hub
 from edge.keys import build_verifier
 from edge.longpoll import longpoll_handler
 from edge.mesh import MESH_KEY, Mesh, WorkerSpec
+from edge.metrics import EdgeMetrics
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Flusher
 from edge.pinger import PingWheel, run_wheel
@@ -34,12 +35,12 @@ from edge.status_http import add_status_routes
 from edge.survey import answer_survey
 from edge.uni import uni_sse_handler
 from edge.ws import CLOSE_TIMEOUT, websocket_handler
+from ring.prober import run_prober
 from skyrelay.config import ClusterConfig, ConfigError, load_config
-from skyrelay.metrics import EdgeMetrics, metrics_handler
-from skyrelay.prober import run_prober
 from skyrelay.protocol.codes import DISCONNECT_REASONS, DisconnectCode
-from skyrelay.serve import serve_until_stopped
-from skyrelay.tls import server_context, shard_client_ssl
+from skyrelay.runtime.metrics import metrics_handler
+from skyrelay.runtime.serve import serve_until_stopped
+from skyrelay.runtime.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.edge")
 

@@ -23,13 +23,13 @@ import orjson
 from edge import protocol
 from edge.batches import Batches
 from edge.cache import RecentPublications
+from edge.metrics import EdgeMetrics
 from edge.outbox import Outgoing
 from edge.router import Router
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
-from skyrelay.metrics import EdgeMetrics
 from skyrelay.protocol.codes import ErrorCode, ReplyError, UnsubscribeCode
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.hub")
 

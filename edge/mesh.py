@@ -25,9 +25,9 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from edge.metricsmerge import merge_expositions
 from edge.node import EdgeNode
-from skyrelay.metricsmerge import merge_expositions
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 # Paths of the private app (never exposed on the edge's port).
 EMULATION_PATH = "/worker/emulation"

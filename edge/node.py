@@ -15,11 +15,11 @@ from edge import census
 from edge.auth import TokenVerifier
 from edge.hub import Hub
 from edge.keys import JwksKeys
+from edge.metrics import EdgeMetrics
 from edge.outbox import Flusher
 from edge.pinger import PingWheel
 from edge.router import Router
 from skyrelay.config import ClusterConfig
-from skyrelay.metrics import EdgeMetrics
 
 
 class Closable(Protocol):

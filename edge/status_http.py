@@ -27,7 +27,7 @@ from edge.auth import ExpiredToken, InvalidToken
 from edge.httperrors import error_response
 from edge.node import NODE_KEY, EdgeNode
 from edge.status import StatusBoard
-from skyrelay.prober import shard_summary
+from ring.prober import shard_summary
 from skyrelay.protocol.codes import ErrorCode
 
 # The other workers' parts of the page (Mesh.status_parts).

@@ -27,7 +27,7 @@ import aiohttp
 
 from edge.mesh import HEALTH_PATH, worker_socket
 from skyrelay.config import EdgeConfig, EdgeSettings
-from skyrelay.procs import die_with_parent
+from skyrelay.runtime.procs import die_with_parent
 
 log = logging.getLogger("skyrelay.edge.workers")
 

@@ -15,7 +15,7 @@ from edge.outbox import FrameOutbox, Outgoing, WriteTransport
 from edge.wsframe import text_frame
 from edge.wsguard import pending_bytes, require_masking
 from skyrelay.protocol.codes import DisconnectCode
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")
 

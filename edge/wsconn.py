@@ -23,7 +23,7 @@ from edge.outbox import Outgoing
 from edge.ws import CLOSE_TIMEOUT, close_stale
 from edge.wsframe import text_frame
 from edge.wsreader import OP_PONG, FrameReader, Kind, close_frame, control_frame
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from skyrelay.prober import shard_summary
+from ring.prober import shard_summary
 
 # Seconds of difference in uptime that still count as one cluster start (processes of a
 # cluster that starts together come up within a few seconds of each other).

@@ -19,17 +19,18 @@ from prometheus_client.registry import Collector
 
 from origin import amnesia
 from origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
+from origin.metrics import OriginMetrics
 from origin.shard import Shard
 from origin.survey import Surveyor
 from ring import Member, Ring
 from ring.health import HealthView
+from ring.prober import run_prober
 from skyrelay.config import ClusterConfig, load_config
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings
-from skyrelay.metrics import OriginMetrics, metrics_handler
-from skyrelay.prober import run_prober
-from skyrelay.serve import serve_until_stopped
-from skyrelay.tls import server_context, shard_client_ssl
+from skyrelay.runtime.metrics import metrics_handler
+from skyrelay.runtime.serve import serve_until_stopped
+from skyrelay.runtime.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.origin")
 

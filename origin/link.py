@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from origin.shard import Shard
 from origin.survey import Surveyor
 from skyrelay.link import wire
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.link")
 

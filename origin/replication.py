@@ -23,7 +23,7 @@ from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
 from skyrelay.protocol.codes import ErrorCode, ReplyError
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.replication")
 

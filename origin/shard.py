@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
+from origin.metrics import OriginMetrics
 from origin.presence import Presence
 from origin.replication import Replicator
 from origin.stream import ChannelStream, HistoryPage, Publication
@@ -17,7 +18,6 @@ from ring.health import HealthView
 from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
-from skyrelay.metrics import OriginMetrics
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 

@@ -17,7 +17,7 @@ from skyrelay import VERSION
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
 from skyrelay.protocol.codes import ErrorCode, ReplyError
-from skyrelay.tasks import spawn
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.survey")
 

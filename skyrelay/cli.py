@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve_origin(args: argparse.Namespace) -> int:
     from origin.app import run_origin  # noqa: PLC0415 - only the command that runs it pays
-    from skyrelay.logs import configure  # noqa: PLC0415
-    from skyrelay.serve import install_uvloop  # noqa: PLC0415
+    from skyrelay.runtime.logs import configure  # noqa: PLC0415
+    from skyrelay.runtime.serve import install_uvloop  # noqa: PLC0415
 
     config = load_config(args.config)
     config.shard(args.id)
@@ -115,8 +115,8 @@ def _serve_origin(args: argparse.Namespace) -> int:
 def _serve_edge(args: argparse.Namespace) -> int:
     from edge.app import run_edge  # noqa: PLC0415
     from edge.mesh import worker_node_id  # noqa: PLC0415
-    from skyrelay.logs import configure  # noqa: PLC0415
-    from skyrelay.serve import install_uvloop  # noqa: PLC0415
+    from skyrelay.runtime.logs import configure  # noqa: PLC0415
+    from skyrelay.runtime.serve import install_uvloop  # noqa: PLC0415
 
     config = load_config(args.config)
     edge = config.edge_by_id(args.id)
@@ -161,7 +161,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from skyrelay.cluster import ClusterSpec, LocalCluster, cluster_secrets  # noqa: PLC0415
+    from skyrelay.testing.cluster import ClusterSpec, LocalCluster, cluster_secrets  # noqa: PLC0415
     from skyrelay.tokens import mint_token  # noqa: PLC0415
 
     for name in ("origins", "edges", "replication", "edge_workers"):
@@ -231,7 +231,7 @@ def _ring(args: argparse.Namespace) -> int:
     ring = Ring(members, config.replication)
     sample = [f"channel-{i}" for i in range(RING_SAMPLE)]
     if args.action == "show":
-        from skyrelay.tls import shard_client_ssl  # noqa: PLC0415
+        from skyrelay.runtime.tls import shard_client_ssl  # noqa: PLC0415
 
         verify = shard_client_ssl(config)
         tls = verify if isinstance(verify, ssl.SSLContext) else None

@@ -39,7 +39,7 @@ class LinkSettings:
     max_frame: int = 64 << 20
     # Seconds between WebSocket pings on the link; a missed pong drops it.
     heartbeat: float = 5.0
-    # How https:// peers are verified (``skyrelay.tls.shard_client_ssl``); True = aiohttp's
+    # How https:// peers are verified (``skyrelay.runtime.tls.shard_client_ssl``); True = aiohttp's
     # default.
     ssl: ssl.SSLContext | bool = True
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from cent import AsyncClient
 
-from skyrelay.cluster import ClusterSpec, ClusterTls, LocalCluster
+from skyrelay.testing.cluster import ClusterSpec, ClusterTls, LocalCluster
 from skyrelay.tokens import mint_token
 
 TOKEN_SECRET = "integration-token-secret-" + "0123456789abcdef" * 4

@@ -17,7 +17,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import TOKEN_SECRET, start_cluster
 from tests.integration.wsclient import RawClient
 

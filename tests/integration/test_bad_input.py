@@ -13,7 +13,7 @@ import jwt
 import orjson
 import pytest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, start_cluster, token
 from tests.integration.helpers import channel
 from tests.integration.hostile import (

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from cent import AsyncClient, PublishRequest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.browser import Browser
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import channel

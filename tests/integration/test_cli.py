@@ -13,7 +13,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from skyrelay.cluster import ClusterSpec, render_config
+from skyrelay.testing.cluster import ClusterSpec, render_config
 from tests.integration.conftest import free_spec
 
 SKYRELAY = [sys.executable, "-m", "skyrelay"]

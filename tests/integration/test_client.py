@@ -29,7 +29,7 @@ from skyrelay.client import (
     Subscription,
     new_key,
 )
-from skyrelay.cluster import LocalCluster, render_config
+from skyrelay.testing.cluster import LocalCluster, render_config
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import channel, until
 

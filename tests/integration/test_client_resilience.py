@@ -31,7 +31,7 @@ from skyrelay.client import (
     Subscription,
 )
 from skyrelay.client.store import Store
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import channel, until
 

@@ -8,7 +8,7 @@ import aiohttp
 from cent import AsyncClient, PublishRequest
 from centrifuge import Client
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.helpers import Collector, channel, metric, until
 from tests.integration.wsclient import connect_raw

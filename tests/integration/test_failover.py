@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from ring import Member, Ring
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import until
 from tests.integration.load import Acks, Recorder, check_deliveries, publish

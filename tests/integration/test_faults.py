@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from skyrelay.testing.faultproxy import FaultProxy, Faults
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, free_spec
 from tests.integration.helpers import until

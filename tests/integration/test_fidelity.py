@@ -14,7 +14,7 @@ import orjson
 from cent import AsyncClient, HistoryRemoveRequest, HistoryRequest, PublishRequest
 from centrifuge import Client, JoinContext, StreamPosition
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from skyrelay.tokens import mint_token
 from tests.integration.conftest import TOKEN_SECRET, token
 from tests.integration.helpers import Collector, channel, until

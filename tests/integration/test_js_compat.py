@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from cent import AsyncClient, PublishRequest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.helpers import channel
 from tests.integration.jsclient import JsClient

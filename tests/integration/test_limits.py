@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import channel, until
 from tests.integration.hostile import frame, upgrade_request

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from cent import AsyncClient, HistoryRequest, PublishRequest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.helpers import channel
 from tests.integration.wsclient import connect_raw

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from ring import Member, Ring
-from skyrelay.cluster import ClusterSpec, LocalCluster
+from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from tests.integration.conftest import API_KEY, TEST_NAMESPACES, TOKEN_SECRET, token
 from tests.integration.helpers import until
 from tests.integration.load import Acks, Recorder, check_deliveries, publish

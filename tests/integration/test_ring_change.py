@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from ring import Member, Ring, moved_channels
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster
 from tests.integration.helpers import until
 from tests.integration.load import Acks, check_deliveries, publish

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster, token
 from tests.integration.wsclient import connect_raw
 

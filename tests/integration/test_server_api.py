@@ -16,7 +16,7 @@ from cent import (
     PublishRequest,
 )
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.helpers import channel
 from tests.integration.wsclient import connect_raw

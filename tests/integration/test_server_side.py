@@ -19,7 +19,7 @@ from centrifuge import (
     ServerSubscribedContext,
 )
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from skyrelay.tokens import mint_token
 from tests.integration.conftest import TOKEN_SECRET, api_client, start_cluster
 from tests.integration.helpers import Collector, channel, until

@@ -13,7 +13,7 @@ import pytest
 from cent import AsyncClient, PublishRequest
 from centrifuge import Client
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.integration.helpers import Collector, channel, until
 from tests.integration.wsclient import connect_raw

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from skyrelay.tokens import mint_token
 from tests.integration.browser import Browser
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, start_cluster, token

@@ -22,7 +22,7 @@ from cent import (
 )
 from centrifuge import Client, ClientEventHandler, DisconnectedContext
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, api_client, start_cluster, token
 from tests.integration.helpers import channel, until
 from tests.integration.wsclient import RawClient, connect_raw

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from skyrelay.cluster import ClusterTls, LocalCluster
+from skyrelay.testing.cluster import ClusterTls, LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, free_spec, start_cluster, token
 from tests.integration.helpers import channel
 from tests.integration.wsclient import connect_raw

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 from cent import AsyncClient, PublishRequest
 
-from skyrelay.cluster import LocalCluster
+from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.helpers import channel
 

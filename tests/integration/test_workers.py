@@ -22,7 +22,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from skyrelay.cluster import START_TIMEOUT, ClusterSpec, ClusterTls, LocalCluster, render_config
+from skyrelay.testing.cluster import (
+    START_TIMEOUT,
+    ClusterSpec,
+    ClusterTls,
+    LocalCluster,
+    render_config,
+)
 from tests.integration.conftest import API_KEY, free_spec, start_cluster, token
 from tests.integration.helpers import channel, until
 from tests.integration.jsclient import JsClient

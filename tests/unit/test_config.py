@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from skyrelay.cluster import ClusterSpec, render_config
 from skyrelay.config import ConfigError, load_config, parse_config
+from skyrelay.testing.cluster import ClusterSpec, render_config
 
 SHARDS = [{"id": "o0", "url": "http://127.0.0.1:9100"}]
 

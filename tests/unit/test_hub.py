@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 
 from edge.hub import Channel, ChannelState, Hub
+from edge.metrics import EdgeMetrics
 from edge.outbox import Outgoing
 from ring.health import HealthSettings, HealthView
-from skyrelay.metrics import EdgeMetrics
 
 
 class FakeLink:

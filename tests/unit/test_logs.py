@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from skyrelay.logs import JsonFormatter
+from skyrelay.runtime.logs import JsonFormatter
 
 
 def test_json_lines_carry_component_node_and_ids() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from skyrelay.config import ConfigError, TlsSettings, parse_config
-from skyrelay.tls import client_context, server_context, shard_client_ssl
+from skyrelay.runtime.tls import client_context, server_context, shard_client_ssl
 from tests.tlsfiles import make_ca, make_server_cert
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from skyrelay.config import API_KEY_ENV, TOKEN_SECRET_ENV
-from skyrelay.procs import die_with_parent
+from skyrelay.runtime.procs import die_with_parent
 
 # Seconds to wait for every process to answer its health check at start-up.
 START_TIMEOUT = 30.0

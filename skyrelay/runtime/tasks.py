@@ -11,7 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-log = logging.getLogger("skyrelay.tasks")
+log = logging.getLogger("skyrelay.runtime.tasks")
 
 _running: set[asyncio.Task[Any]] = set()
 

@@ -1,23 +1,11 @@
-"""Prometheus metrics of one process, exposed at ``/metrics``."""
+"""The edge's Prometheus metrics: what it counts as it goes (its live state is read at scrape
+time by ``edge.app.EdgeCollector``)."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Histogram buckets for request and delivery latencies, in seconds: fine below 10 ms, where a
-# healthy cluster lives, coarse up to the replication and upstream timeouts.
-LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
-)  # fmt: skip
+from skyrelay.runtime.metrics import LATENCY_BUCKETS
 
 
 class EdgeMetrics:
@@ -108,31 +96,3 @@ class EdgeMetrics:
             ["shard"],
             registry=r,
         )
-
-
-class OriginMetrics:
-    """What an origin measures as it goes; its state is read at scrape time (ShardCollector)."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.publish_seconds = Histogram(
-            "skyrelay_origin_publish_seconds",
-            "From taking a publish to acking it (replicated to min_copies), as leader",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.publish_errors = Counter(
-            "skyrelay_origin_publish_errors",
-            "Publishes answered with an error, by code (redirects to the leader not counted)",
-            ["code"],
-            registry=r,
-        )
-
-
-def metrics_handler(registry: CollectorRegistry) -> Handler:
-    async def handle(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    return handle
