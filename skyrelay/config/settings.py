@@ -1,23 +1,15 @@
-"""Cluster configuration: one TOML file, validated at start-up.
-
-Every limit the servers enforce is a named field here, with its default and the reason for it.
-A bad file fails with a ``ConfigError`` that names the offending key.
+"""The settings of a cluster, as the TOML file gives them: every limit the servers enforce is a
+named field here, with its default and the reason for it. ``skyrelay.config.parse`` validates a
+file into these; nothing here reads files or the environment.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
-import os
 import re
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 from urllib.parse import urlsplit
 
 from ring.health import HealthSettings
@@ -28,16 +20,12 @@ TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse", "longpoll")
 API_KEY_ENV = "SKYRELAY_API_KEY"
 
 Permission = Literal["anonymous", "client", "subscriber", "none"]
-_PERMISSIONS = ("anonymous", "client", "subscriber", "none")
-_T = TypeVar("_T")
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Largest shard weight: the ring holds 160 points per unit of weight, built at start-up.
 MAX_SHARD_WEIGHT = 100
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(pattern: str) -> re.Pattern[str]:
+def compiled_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
@@ -119,7 +107,7 @@ class NamespaceConfig:
         if not self.channel_regex:
             return True
         _, sep, rest = channel.partition(":")
-        return _compiled(self.channel_regex).fullmatch(rest if sep else channel) is not None
+        return compiled_regex(self.channel_regex).fullmatch(rest if sep else channel) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,220 +313,3 @@ class ClusterConfig:
     def effective_min_copies(self) -> int:
         size = min(self.replication, len(self.shards))
         return min(self.min_copies or size // 2 + 1, size)
-
-
-def _check_value(key: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return tuple(value)
-    raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover
-
-
-def _build(cls: type[_T], key: str, table: Any, **fixed: Any) -> _T:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{key}: expected a table, got {table!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = dict(fixed)
-    for name, value in table.items():
-        if name not in names or name in fixed:
-            raise ConfigError(f"{key}.{name}: unknown setting")
-        values[name] = _check_value(f"{key}.{name}", value, hints[name])
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        missing = str(exc).rsplit(":", 1)[-1].strip()
-        raise ConfigError(f"{key}: missing required setting {missing}") from None
-
-
-# The tables and keys a config file may have at its top level.
-TOP_LEVEL_KEYS = frozenset(
-    {
-        "shards",
-        "edges",
-        "replication",
-        "min_copies",
-        "namespaces",
-        "edge",
-        "origin",
-        "health",
-        "auth",
-        "log",
-        "tls",
-        "token_secret",
-        "api_key",
-    }
-)
-
-
-def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ClusterConfig:
-    """Validate a parsed TOML document; environment secrets override the file's."""
-    env = os.environ if env is None else env
-    for name in data:
-        if name not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{name}: unknown setting")
-    raw_shards = data.get("shards")
-    if not isinstance(raw_shards, list) or not raw_shards:
-        raise ConfigError("shards: at least one [[shards]] entry is required")
-    shards = tuple(_build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards))
-    _check_ids("shards", [s.id for s in shards])
-    tls = _build(TlsSettings, "tls", data.get("tls", {}))
-    for i, shard in enumerate(shards):
-        parts = urlsplit(shard.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
-            raise ConfigError(f"shards[{i}].url: expected http://host:port, got {shard.url!r}")
-        if not 1 <= shard.weight <= MAX_SHARD_WEIGHT:
-            raise ConfigError(
-                f"shards[{i}].weight: expected 1-{MAX_SHARD_WEIGHT}, got {shard.weight}"
-            )
-        _check_tls_pair(f"shards[{i}]", shard.tls_cert, shard.tls_key)
-        if shard.tls and not shard.tls_cert:
-            raise ConfigError(f"shards[{i}].tls_cert: required for an https:// url")
-        if not shard.tls and shard.tls_cert:
-            raise ConfigError(f"shards[{i}].url: expected https:// with tls_cert set")
-        if tls.require and not shard.tls:
-            raise ConfigError(f"shards[{i}].url: tls.require is set, expected https://")
-    raw_edges = data.get("edges", [])
-    if not isinstance(raw_edges, list):
-        raise ConfigError("edges: expected a list of [[edges]] tables")
-    edges = tuple(_build(EdgeConfig, f"edges[{i}]", raw) for i, raw in enumerate(raw_edges))
-    _check_ids("edges", [e.id for e in edges])
-    for i, entry in enumerate(edges):
-        if not 0 < entry.port < 65536:
-            raise ConfigError(f"edges[{i}].port: expected 1-65535, got {entry.port}")
-        _check_tls_pair(f"edges[{i}]", entry.tls_cert, entry.tls_key)
-    replication = _check_value("replication", data.get("replication", 3), int)
-    if replication < 1:
-        raise ConfigError("replication: must be at least 1")
-    min_copies = _check_value("min_copies", data.get("min_copies", 0), int)
-    if min_copies > min(replication, len(shards)):
-        raise ConfigError("min_copies: cannot exceed the replica set size")
-    raw_namespaces = data.get("namespaces", {})
-    if not isinstance(raw_namespaces, dict):
-        raise ConfigError("namespaces: expected a table of namespaces")
-    namespaces: dict[str, NamespaceConfig] = {"default": NamespaceConfig()}
-    for name, raw in raw_namespaces.items():
-        if not _NAMESPACE_RE.match(name):
-            raise ConfigError(f"namespaces.{name}: names use letters, digits, _ and -")
-        namespaces[name] = _build(NamespaceConfig, f"namespaces.{name}", raw)
-        try:
-            _compiled(namespaces[name].channel_regex)
-        except (re.error, OverflowError, RecursionError) as exc:
-            raise ConfigError(f"namespaces.{name}.channel_regex: {exc}") from None
-        _check_namespace(f"namespaces.{name}", namespaces[name])
-    edge = _build(EdgeSettings, "edge", data.get("edge", {}))
-    unknown = [t for t in edge.transports if t not in TRANSPORTS]
-    if unknown:
-        choices = ", ".join(TRANSPORTS)
-        raise ConfigError(f"edge.transports: unknown transport {unknown[0]!r} (one of {choices})")
-    if edge.ping_interval < 1 or edge.pong_timeout >= edge.ping_interval:
-        raise ConfigError("edge.pong_timeout: must be shorter than edge.ping_interval (>= 1)")
-    if edge.http_header_timeout <= 0 or edge.http_body_timeout <= 0:
-        raise ConfigError("edge.http_header_timeout: header and body timeouts must be positive")
-    if edge.workers < 1:
-        raise ConfigError("edge.workers: must be at least 1")
-    if not 0 < edge.worker_restart_delay <= edge.worker_restart_max_delay:
-        raise ConfigError(
-            "edge.worker_restart_delay: must be positive and at most edge.worker_restart_max_delay"
-        )
-    origin = _build(OriginSettings, "origin", data.get("origin", {}))
-    if origin.http_header_timeout <= 0:
-        raise ConfigError("origin.http_header_timeout: must be positive")
-    if origin.survey_timeout <= 0:
-        raise ConfigError("origin.survey_timeout: must be positive")
-    health = _build(HealthSettings, "health", data.get("health", {}))
-    auth = _build(AuthSettings, "auth", data.get("auth", {}))
-    log = _build(LogSettings, "log", data.get("log", {}))
-    if "none" in (a.lower() for a in auth.algorithms):
-        raise ConfigError("auth.algorithms: 'none' is never allowed")
-    if health.fall < 1 or health.rise < 1:
-        raise ConfigError("health.fall: fall and rise must be at least 1")
-    if health.interval <= 0 or health.timeout <= 0:
-        raise ConfigError("health.interval: interval and timeout must be positive")
-    token_secret = env.get(TOKEN_SECRET_ENV) or _check_value(
-        "token_secret", data.get("token_secret", ""), str
-    )
-    api_key = env.get(API_KEY_ENV) or _check_value("api_key", data.get("api_key", ""), str)
-    return ClusterConfig(
-        shards=shards,
-        edges=edges,
-        replication=replication,
-        min_copies=min_copies,
-        namespaces=types.MappingProxyType(namespaces),
-        edge=edge,
-        origin=origin,
-        health=health,
-        auth=auth,
-        log=log,
-        tls=tls,
-        token_secret=token_secret,
-        api_key=api_key,
-    )
-
-
-def _check_namespace(key: str, ns: NamespaceConfig) -> None:
-    if ns.join_leave and not ns.presence:
-        raise ConfigError(f"{key}.join_leave: needs presence = true")
-    if ns.force_push_join_leave and not ns.join_leave:
-        raise ConfigError(f"{key}.force_push_join_leave: needs join_leave = true")
-
-
-def _check_tls_pair(entry: str, cert: str, key: str) -> None:
-    if bool(cert) != bool(key):
-        missing = "tls_key" if cert else "tls_cert"
-        raise ConfigError(f"{entry}.{missing}: set both tls_cert and tls_key, or neither")
-
-
-def _check_ids(section: str, ids: list[str]) -> None:
-    seen: set[str] = set()
-    for i, ident in enumerate(ids):
-        if not _ID_RE.match(ident):
-            raise ConfigError(f"{section}[{i}].id: use 1-64 letters, digits, _ . or -")
-        if ident in seen:
-            raise ConfigError(f"{section}[{i}].id: duplicate id {ident!r}")
-        seen.add(ident)
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> ClusterConfig:
-    """Read and validate a cluster config file."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    return parse_config(data, env)

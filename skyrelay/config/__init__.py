@@ -1,0 +1,44 @@
+"""Cluster configuration: one TOML file, validated at start-up. ``settings`` holds what a
+config says (every limit, with its default and reason), ``parse`` reads and validates a file."""
+
+from ring.health import HealthSettings
+from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
+from skyrelay.config.settings import (
+    API_KEY_ENV,
+    MAX_SHARD_WEIGHT,
+    TOKEN_SECRET_ENV,
+    TRANSPORTS,
+    AuthSettings,
+    ClusterConfig,
+    ConfigError,
+    EdgeConfig,
+    EdgeSettings,
+    LogSettings,
+    NamespaceConfig,
+    OriginSettings,
+    Permission,
+    ShardConfig,
+    TlsSettings,
+)
+
+__all__ = [
+    "API_KEY_ENV",
+    "MAX_SHARD_WEIGHT",
+    "TOKEN_SECRET_ENV",
+    "TOP_LEVEL_KEYS",
+    "TRANSPORTS",
+    "AuthSettings",
+    "ClusterConfig",
+    "ConfigError",
+    "EdgeConfig",
+    "EdgeSettings",
+    "HealthSettings",
+    "LogSettings",
+    "NamespaceConfig",
+    "OriginSettings",
+    "Permission",
+    "ShardConfig",
+    "TlsSettings",
+    "load_config",
+    "parse_config",
+]
