@@ -25,15 +25,16 @@ import base64
 import contextlib
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
+from edge.auth import ANONYMOUS, Credentials, ExpiredToken, InvalidToken
 from edge.bodies import BodyError, read_body
 from edge.cors import cors_headers, refused
-from edge.hub import Channel
+from edge.hub import Channel, Hub
 from edge.longpoll_publish import check_items, publish_all
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Outgoing
@@ -123,88 +124,16 @@ def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
 
 
 async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
-    token = body.get("token")
-    settings = node.config.edge
-    if not token and (settings.allow_anonymous_connect_without_token or settings.insecure):
-        credentials = ANONYMOUS
-    else:
-        if node.jwks is not None and node.http is not None and isinstance(token, str):
-            await node.jwks.ensure(token, node.http)
-        try:
-            credentials = node.verifier.verify_connection(
-                token if isinstance(token, str) else "", time.time()
-            )
-        except ExpiredToken:
-            raise LongPollError(401, ErrorCode.TOKEN_EXPIRED, "token expired") from None
-        except InvalidToken:
-            raise LongPollError(401, DisconnectCode.INVALID_TOKEN, "invalid token") from None
+    credentials = await _credentials(node, body.get("token"))
     wanted = _request_positions(body)
-    if len(wanted) > MAX_CHANNELS:
-        raise LongPollError(400, ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_CHANNELS} channels")
-    for name in wanted:
-        if not name_ok(name):
-            raise LongPollError(400, ErrorCode.BAD_REQUEST, "invalid channel name")
-        ns = node.config.namespace(name)
-        if ns is None or not ns.name_allowed(name):
-            raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
-        try:
-            check_subscribe_without_token(ns, name, credentials.user, settings.insecure)
-        except ReplyError:
-            raise LongPollError(
-                403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}"
-            ) from None
+    _check_channels(node, wanted, credentials.user)
     timeout, limit = poll_bounds(body, node.config.edge.longpoll_timeout)
     published: list[dict[str, Any]] | None = None
     if "publish" in body:
         items = check_items(body["publish"])
         published = await publish_all(node, credentials.user, items, set(wanted))
         timeout = 0.0  # the sender waits for its acks: answer at once
-    hub = node.hub
-    waiter = Waiter()
-    held: dict[str, Channel] = {}
-    try:
-        for name in wanted:
-            held[name] = await hub.acquire(name)
-            hub.start_join(held[name], waiter)
-        pubs: list[dict[str, Any]] = []
-        positions: Positions = {}
-        unrecovered: list[str] = []
-        tops: dict[str, int] = {}
-        for name, channel in held.items():
-            position = wanted[name]
-            if position is None:
-                tops[name] = channel.offset
-                positions[name] = (channel.epoch, channel.offset)
-                continue
-            epoch, offset = position
-            page = await hub.read(channel, offset, limit + 1)
-            top = int(page.get("offset", 0))
-            outcome = decide_recovery(
-                offset,
-                epoch,
-                page.get("publications") or [],
-                str(page.get("epoch", "")),
-                top,
-                limit,
-            )
-            if not outcome.recovered:
-                unrecovered.append(name)
-            pubs += [{"channel": name, **p} for p in outcome.publications]
-            tops[name] = top
-            positions[name] = (outcome.epoch, top)
-        for name, channel in held.items():
-            for pub in hub.finish_join(channel, waiter):
-                if pub.get("offset", 0) > tops[name]:
-                    pubs.append({"channel": name, **pub})
-        if not pubs and not unrecovered:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.arrived.wait(), timeout)
-            pubs = waiter.pubs
-        else:
-            pubs += waiter.pubs
-    finally:
-        for channel in held.values():
-            hub.release(channel, waiter)
+    pubs, positions, unrecovered = await _collect(node.hub, wanted, timeout, limit)
     for pub in pubs:
         name, offset = pub["channel"], pub.get("offset", 0)
         if offset:
@@ -218,6 +147,101 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
     if published is not None:
         answer["published"] = published
     return answer
+
+
+async def _credentials(node: EdgeNode, token: Any) -> Credentials:
+    """Who polls: the token's user, or anonymous where the edge allows it."""
+    settings = node.config.edge
+    if not token and (settings.allow_anonymous_connect_without_token or settings.insecure):
+        return ANONYMOUS
+    if node.jwks is not None and node.http is not None and isinstance(token, str):
+        await node.jwks.ensure(token, node.http)
+    try:
+        return node.verifier.verify_connection(token if isinstance(token, str) else "", time.time())
+    except ExpiredToken:
+        raise LongPollError(401, ErrorCode.TOKEN_EXPIRED, "token expired") from None
+    except InvalidToken:
+        raise LongPollError(401, DisconnectCode.INVALID_TOKEN, "invalid token") from None
+
+
+def _check_channels(node: EdgeNode, wanted: dict[str, Any], user: str) -> None:
+    """Every channel asked for exists and may be followed without a subscription token."""
+    if len(wanted) > MAX_CHANNELS:
+        raise LongPollError(400, ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_CHANNELS} channels")
+    for name in wanted:
+        if not name_ok(name):
+            raise LongPollError(400, ErrorCode.BAD_REQUEST, "invalid channel name")
+        ns = node.config.namespace(name)
+        if ns is None or not ns.name_allowed(name):
+            raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
+        try:
+            check_subscribe_without_token(ns, name, user, node.config.edge.insecure)
+        except ReplyError:
+            raise LongPollError(
+                403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}"
+            ) from None
+
+
+async def _collect(
+    hub: Hub, wanted: Mapping[str, tuple[str, int] | None], wait: float, limit: int
+) -> tuple[list[dict[str, Any]], Positions, list[str]]:
+    """Hold the channels, catch up from each position, then wait up to ``wait`` seconds for
+    publications if there is nothing to answer yet. Returns the publications, the positions
+    they reach and the channels that could not be recovered."""
+    waiter = Waiter()
+    held: dict[str, Channel] = {}
+    try:
+        for name in wanted:
+            held[name] = await hub.acquire(name)
+            hub.start_join(held[name], waiter)
+        pubs, positions, unrecovered = await _catch_up(hub, held, wanted, limit, waiter)
+        if not pubs and not unrecovered:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.arrived.wait(), wait)
+            pubs = waiter.pubs
+        else:
+            pubs += waiter.pubs
+    finally:
+        for channel in held.values():
+            hub.release(channel, waiter)
+    return pubs, positions, unrecovered
+
+
+async def _catch_up(
+    hub: Hub,
+    held: dict[str, Channel],
+    wanted: Mapping[str, tuple[str, int] | None],
+    limit: int,
+    waiter: Waiter,
+) -> tuple[list[dict[str, Any]], Positions, list[str]]:
+    """What each channel holds after its position (all or nothing, as recovery decides),
+    then what arrived while that was read; the waiter is live for each channel after it."""
+    pubs: list[dict[str, Any]] = []
+    positions: Positions = {}
+    unrecovered: list[str] = []
+    tops: dict[str, int] = {}
+    for name, channel in held.items():
+        position = wanted[name]
+        if position is None:
+            tops[name] = channel.offset
+            positions[name] = (channel.epoch, channel.offset)
+            continue
+        epoch, offset = position
+        page = await hub.read(channel, offset, limit + 1)
+        top = int(page.get("offset", 0))
+        outcome = decide_recovery(
+            offset, epoch, page.get("publications") or [], str(page.get("epoch", "")), top, limit
+        )
+        if not outcome.recovered:
+            unrecovered.append(name)
+        pubs += [{"channel": name, **p} for p in outcome.publications]
+        tops[name] = top
+        positions[name] = (outcome.epoch, top)
+    for name, channel in held.items():
+        for pub in hub.finish_join(channel, waiter):
+            if pub.get("offset", 0) > tops[name]:
+                pubs.append({"channel": name, **pub})
+    return pubs, positions, unrecovered
 
 
 async def longpoll_handler(request: web.Request) -> web.StreamResponse:
