@@ -89,15 +89,11 @@ class StatusBoard:
         return assemble(node, now, now - self.started, parts, origins)
 
 
-def assemble(
-    node: EdgeNode,
-    now: float,
-    uptime: float,
-    parts: list[dict[str, Any]],
-    origins: dict[str, dict[str, Any] | None],
-) -> dict[str, Any]:
-    """One edge's snapshot from its processes' parts (the first is the one answering).
-    A shard counts as down when any process of the edge sees it down."""
+def _shard_rows(
+    node: EdgeNode, parts: list[dict[str, Any]], origins: dict[str, dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """One row per shard: its ring share, health as these processes see it, what it routes,
+    and what its origin says of itself (None where it did not answer)."""
     routed: dict[str, int] = {}
     health: dict[str, str] = {}
     for part in parts:
@@ -107,25 +103,37 @@ def assemble(
             if health.get(shard_id) != "down":
                 health[shard_id] = state
     total_weight = sum(s.weight for s in node.config.shards) or 1
-    shards = []
+    rows = []
     for shard in node.config.shards:
-        summary = origins.get(shard.id)
-        shards.append(
+        summary = origins.get(shard.id) or {}
+        rows.append(
             {
                 "id": shard.id,
                 "url": shard.url,
                 "weight": shard.weight,
                 "share": shard.weight / total_weight,
                 "health": health.get(shard.id, "unknown"),
-                "reachable": summary is not None,
+                "reachable": shard.id in origins and origins[shard.id] is not None,
                 "routed_channels": routed.get(shard.id, 0),
-                "leading": (summary or {}).get("leading"),
-                "replicas": (summary or {}).get("replicas"),
-                "takeovers": (summary or {}).get("takeovers"),
-                "published": (summary or {}).get("published"),
-                "uptime": (summary or {}).get("uptime"),
+                **{key: summary.get(key) for key in _SUMMARY_KEYS},
             }
         )
+    return rows
+
+
+# What the page shows of each origin's own summary.
+_SUMMARY_KEYS = ("leading", "replicas", "takeovers", "published", "uptime")
+
+
+def assemble(
+    node: EdgeNode,
+    now: float,
+    uptime: float,
+    parts: list[dict[str, Any]],
+    origins: dict[str, dict[str, Any] | None],
+) -> dict[str, Any]:
+    """One edge's snapshot from its processes' parts (the first is the one answering).
+    A shard counts as down when any process of the edge sees it down."""
     takeovers = [
         {**event, "shard": shard_id}
         for shard_id, summary in origins.items()
@@ -136,6 +144,7 @@ def assemble(
     events = sorted(
         (event for part in parts for event in part["events"]), key=lambda e: -float(e["at"])
     )
+    shards = _shard_rows(node, parts, origins)
     return {
         "edge": node.id,
         "workers": len(parts),
