@@ -39,7 +39,7 @@ from ring.prober import run_prober
 from skyrelay.config import ClusterConfig, ConfigError, load_config
 from skyrelay.protocol.codes import DISCONNECT_REASONS, DisconnectCode
 from skyrelay.runtime.metrics import metrics_handler
-from skyrelay.runtime.serve import serve_until_stopped
+from skyrelay.runtime.serve import Hooks, Listen, serve_until_stopped
 from skyrelay.runtime.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.edge")
@@ -294,17 +294,19 @@ async def run_edge(
     front = None
     if "websocket" in config.edge.transports:
         front = front_factory(app[NODE_KEY], config.edge.http_header_timeout)
-    await serve_until_stopped(
-        app,
+    listen = Listen(
         edge.host,
         edge.port,
         backlog=config.edge.listen_backlog,
         header_timeout=config.edge.http_header_timeout,
         reuse_port=spec is not None,
-        on_stop=lambda: drain(app),
-        on_reload=lambda: reload(app, load_config(config_path)),
         ssl_context=tls,
-        on_listening=mesh.start if mesh is not None else None,
-        announce=spec is None,
         front=front,
     )
+    hooks = Hooks(
+        on_listening=mesh.start if mesh is not None else None,
+        on_reload=lambda: reload(app, load_config(config_path)),
+        on_stop=lambda: drain(app),
+        announce=spec is None,
+    )
+    await serve_until_stopped(app, listen, hooks)

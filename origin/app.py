@@ -29,7 +29,7 @@ from skyrelay.config import ClusterConfig, load_config
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings
 from skyrelay.runtime.metrics import metrics_handler
-from skyrelay.runtime.serve import serve_until_stopped
+from skyrelay.runtime.serve import Hooks, Listen, serve_until_stopped
 from skyrelay.runtime.tls import server_context, shard_client_ssl
 
 log = logging.getLogger("skyrelay.origin")
@@ -329,12 +329,12 @@ async def run_origin(config_path: str, shard_id: str) -> None:
     entry = f"shards[{config.shards.index(shard)}]"
     tls = server_context(shard.tls_cert, shard.tls_key, entry) if shard.tls else None
     app = build_app(config, shard_id)
-    await serve_until_stopped(
-        app,
+    listen = Listen(
         shard.host,
         shard.port,
         backlog=config.origin.listen_backlog,
         header_timeout=config.origin.http_header_timeout,
-        on_reload=lambda: reload(app, load_config(config_path)),
         ssl_context=tls,
     )
+    hooks = Hooks(on_reload=lambda: reload(app, load_config(config_path)))
+    await serve_until_stopped(app, listen, hooks)

@@ -10,6 +10,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -33,92 +34,109 @@ def install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def serve_until_stopped(
-    app: web.Application,
-    host: str,
-    port: int,
-    *,
-    backlog: int,
-    header_timeout: float,
-    reuse_port: bool = False,
-    on_stop: Callable[[], Awaitable[None]] | None = None,
-    on_reload: Callable[[], None] | None = None,
-    on_listening: Callable[[], Awaitable[None]] | None = None,
-    announce: bool = True,
-    shutdown_timeout: float = 5.0,
-    ssl_context: ssl.SSLContext | None = None,
-    front: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None,
-) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then run ``on_stop`` and close the listener.
-    SIGHUP calls ``on_reload`` (re-read the config: ring changes). With ``ssl_context`` the
-    port speaks TLS only. ``on_listening`` runs once the port is bound; ``announce`` prints
-    the ``ready`` line (a supervisor prints its own).
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where and how a process listens.
 
     ``header_timeout`` bounds how long a connection may take to send a request head (aiohttp
     counts it from the connection's start or its previous response, and calls it the
     keep-alive timeout): a slowloris client, or one that connects and says nothing, is cut.
+    With ``ssl_context`` the port speaks TLS only. ``front`` wraps the HTTP server's protocol
+    factory: the listener then makes each connection's protocol with it (the edge's own
+    WebSocket path), and connections it hands on are the HTTP server's as usual."""
 
-    ``front`` wraps the HTTP server's protocol factory: the listener then makes each
-    connection's protocol with it (the edge's own WebSocket path), and connections it hands
-    on are the HTTP server's as usual."""
+    host: str
+    port: int
+    backlog: int
+    header_timeout: float
+    reuse_port: bool = False
+    shutdown_timeout: float = 5.0
+    ssl_context: ssl.SSLContext | None = None
+    front: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the process does as it runs: ``on_listening`` once the port is bound,
+    ``on_reload`` on SIGHUP (re-read the config: ring changes), ``on_stop`` on SIGTERM or
+    SIGINT before the listener closes. ``announce`` prints the ``ready`` line (a supervisor
+    prints its own)."""
+
+    on_listening: Callable[[], Awaitable[None]] | None = None
+    on_reload: Callable[[], None] | None = None
+    on_stop: Callable[[], Awaitable[None]] | None = None
+    announce: bool = True
+
+
+async def serve_until_stopped(app: web.Application, listen: Listen, hooks: Hooks = Hooks()) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then run ``hooks.on_stop`` and close."""
     runner = web.AppRunner(
         app,
         access_log=None,
         handle_signals=False,
-        keepalive_timeout=header_timeout,
+        keepalive_timeout=listen.header_timeout,
         # Kernel keepalive probes find peers that vanished without a FIN (half-open).
         tcp_keepalive=True,
         max_line_size=MAX_REQUEST_LINE,
         max_field_size=MAX_HEADER_FIELD,
         max_headers=MAX_HEADERS,
         lingering_time=LINGER_TIME,
-        shutdown_timeout=shutdown_timeout,
+        shutdown_timeout=listen.shutdown_timeout,
     )
     await runner.setup()
+    listener = await _start_listening(runner, listen)
     loop = asyncio.get_running_loop()
-    listener: asyncio.AbstractServer | None = None
-    if front is None:
-        site = web.TCPSite(
-            runner,
-            host,
-            port,
-            backlog=backlog,
-            reuse_port=reuse_port,
-            ssl_context=ssl_context,
-        )
-        await site.start()
-    else:
-        assert runner.server is not None
-        listener = await loop.create_server(
-            front(runner.server),
-            host,
-            port,
-            backlog=backlog,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-            ssl=ssl_context,
-        )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if on_reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, _guarded(on_reload))
-    scheme = "https" if ssl_context is not None else "http"
-    log.info("listening on %s://%s:%d", scheme, host, port)
+    if hooks.on_reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, _guarded(hooks.on_reload))
+    log.info("listening on %s", listen.url)
     try:
-        if on_listening is not None:
-            await on_listening()
-        if announce:
-            print(f"ready {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+        if hooks.on_listening is not None:
+            await hooks.on_listening()
+        if hooks.announce:
+            print(f"ready {listen.url}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         if listener is not None:
             # No new connections while draining. Not wait_closed(): from Python 3.12 on it
             # waits for every connection, and ``on_stop`` ends ours.
             listener.close()
-        if on_stop is not None:
-            await on_stop()
+        if hooks.on_stop is not None:
+            await hooks.on_stop()
         await runner.cleanup()
+
+
+async def _start_listening(runner: web.AppRunner, listen: Listen) -> asyncio.AbstractServer | None:
+    """Bind the port: aiohttp's own site, or a listener whose connections start in
+    ``listen.front`` (returned, so it can stop accepting before the drain)."""
+    if listen.front is None:
+        site = web.TCPSite(
+            runner,
+            listen.host,
+            listen.port,
+            backlog=listen.backlog,
+            reuse_port=listen.reuse_port,
+            ssl_context=listen.ssl_context,
+        )
+        await site.start()
+        return None
+    assert runner.server is not None
+    return await asyncio.get_running_loop().create_server(
+        listen.front(runner.server),
+        listen.host,
+        listen.port,
+        backlog=listen.backlog,
+        reuse_address=True,
+        reuse_port=listen.reuse_port or None,
+        ssl=listen.ssl_context,
+    )
 
 
 def _guarded(reload: Callable[[], None]) -> Callable[[], None]:
