@@ -46,6 +46,48 @@ def temporary(message: str) -> ReplyError:
     return ReplyError(ErrorCode.INTERNAL, message, temporary=True)
 
 
+class _Ballot:
+    """One round of a claim: who granted the term, whose copy counts, the highest term a
+    refusal named."""
+
+    __slots__ = ("asked_for", "granted", "granters", "higher", "informed", "members", "previous")
+
+    def __init__(
+        self,
+        members: list[str],
+        previous: list[str],
+        asked_for: list[str],
+        own_id: str,
+        amnesiac: bool,
+    ) -> None:
+        self.members = members
+        self.previous = previous
+        self.asked_for = asked_for
+        self.granted: list[tuple[int, dict[str, Any] | None]] = []
+        self.granters = {own_id}
+        # Granters whose copy counts: not empty after a restart into a running cluster.
+        self.informed: set[str] = set() if amnesiac else {own_id}
+        self.higher = 0
+
+    def count(self, member: str, answer: dict[str, Any] | None) -> None:
+        if answer is None:
+            return
+        if answer.get("granted"):
+            self.granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
+            self.granters.add(member)
+            if not answer.get("amnesiac"):
+                self.informed.add(member)
+        else:
+            self.higher = max(self.higher, int(answer.get("term", 0)))
+
+    def won(self, quorum_met: Callable[[set[str], list[str]], bool]) -> bool:
+        if quorum_met(self.informed, self.members) and quorum_met(self.informed, self.previous):
+            return True
+        # Too few members remember the channel: only every member's copy shows all that is
+        # left of it.
+        return self.granters >= set(self.asked_for)
+
+
 class Replicator:
     def __init__(
         self,
@@ -158,6 +200,8 @@ class Replicator:
         return await self.lead(channel)
 
     async def _claim(self, channel: str) -> None:
+        """Ask the members for a higher term until a quorum grants it (then lead with the
+        best copy they hold), a newer claim wins, or the attempts run out."""
         rep = self.replica(channel)
         deposed = rep.leader
         members = self.members(channel)
@@ -172,67 +216,59 @@ class Replicator:
                 lambda up: self._quorum_met(up, members) and self._quorum_met(up, previous),
                 timeout,
             )
-            params = {"ch": channel, "term": term, "from": self.id}
-            granted: list[tuple[int, dict[str, Any] | None]] = []
-            granters = {self.id}
-            # Granters whose copy counts: not empty after a restart into a running cluster.
-            informed = set() if self.amnesiac(rep) else {self.id}
-            higher = 0
-            pending = {
-                asyncio.ensure_future(self._ask(m, wire.OP_CLAIM, params, timeout)): m
-                for m in others
-            }
-
-            def enough(granted_by: set[str], knowing: set[str]) -> bool:
-                if self._quorum_met(knowing, members) and self._quorum_met(knowing, previous):
-                    return True
-                # Too few members remember the channel: only every member's copy shows all
-                # that is left of it.
-                return granted_by >= set(asked_for)
-
-            # Stop at the first quorum of grants: a member that hangs (paused, partitioned)
-            # must not hold the takeover up until its timeout.
-            while pending and not enough(granters, informed):
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for future in done:
-                    member = pending.pop(future)
-                    answer = future.result()
-                    if answer is None:
-                        continue
-                    if answer.get("granted"):
-                        granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
-                        granters.add(member)
-                        if not answer.get("amnesiac"):
-                            informed.add(member)
-                    else:
-                        higher = max(higher, int(answer.get("term", 0)))
-            for future in pending:
-                future.cancel()
+            ballot = _Ballot(members, previous, asked_for, self.id, self.amnesiac(rep))
+            await self._gather_grants(ballot, channel, term, others, timeout)
             if rep.role is not Role.CANDIDATE or rep.term != term:
                 raise temporary("a newer claim won")
-            if enough(granters, informed):
-                best = best_state([(rep.accepted_term, rep.state()), *granted])
-                rep.become_leader(term, best, members)
-                self.takeovers += 1
-                if deposed and deposed != self.id:
-                    self.recent_takeovers.append(
-                        {"at": time.time(), "channel": channel, "from": deposed, "term": term}
-                    )
-                log.info(
-                    "leading %s at term %d (top %d)",
-                    channel,
-                    term,
-                    rep.stream.top if rep.stream else 0,
-                )
-                # With min_copies 1 the adopted stream is committed by this shard alone; no
-                # follower ack would ever come to commit it.
-                self._commit(rep, rep.advance_commit())
-                for follower in rep.followers:
-                    self.replicate(channel, follower)
+            if ballot.won(self._quorum_met):
+                self._take_lead(rep, term, deposed, ballot.granted, members)
                 return
-            term = max(higher + 1, term + 1, now_ms())
+            term = max(ballot.higher + 1, term + 1, now_ms())
         rep.role = Role.FOLLOWER
         raise temporary(f"no quorum to lead {channel}")
+
+    async def _gather_grants(
+        self, ballot: _Ballot, channel: str, term: int, others: list[str], limit: float
+    ) -> None:
+        """Ask ``others`` for ``term``; stop at the first quorum of grants: a member that
+        hangs (paused, partitioned) must not hold the takeover up until its timeout."""
+        params = {"ch": channel, "term": term, "from": self.id}
+        pending = {
+            asyncio.ensure_future(self._ask(m, wire.OP_CLAIM, params, limit)): m for m in others
+        }
+        try:
+            while pending and not ballot.won(self._quorum_met):
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    ballot.count(pending.pop(future), future.result())
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _take_lead(
+        self,
+        rep: ChannelReplica,
+        term: int,
+        deposed: str | None,
+        granted: list[tuple[int, dict[str, Any] | None]],
+        members: list[str],
+    ) -> None:
+        channel = rep.channel
+        best = best_state([(rep.accepted_term, rep.state()), *granted])
+        rep.become_leader(term, best, members)
+        self.takeovers += 1
+        if deposed and deposed != self.id:
+            self.recent_takeovers.append(
+                {"at": time.time(), "channel": channel, "from": deposed, "term": term}
+            )
+        log.info(
+            "leading %s at term %d (top %d)", channel, term, rep.stream.top if rep.stream else 0
+        )
+        # With min_copies 1 the adopted stream is committed by this shard alone; no follower
+        # ack would ever come to commit it.
+        self._commit(rep, rep.advance_commit())
+        for follower in rep.followers:
+            self.replicate(channel, follower)
 
     async def _reclaim(self, channel: str) -> None:
         with contextlib.suppress(ReplyError):
