@@ -1,0 +1,299 @@
+"""The subscribing side of a client connection: subscribe and unsubscribe, subscription
+tokens, server-side subscriptions, joining a channel with recovery and going live on it.
+
+``edge.client.Client`` is the connection; this is the part of it that talks to the hub about
+channels. It never reads or writes a socket: replies go to the connection's ``Sink``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge import protocol, serversubs
+from edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
+from edge.hub import Channel
+from edge.node import EdgeNode
+from edge.outbox import Outgoing
+from edge.recovery import RecoveryOutcome, decide_recovery
+from edge.session import (
+    SessionState,
+    SubscribeOptions,
+    channel_param,
+    check_subscribe_without_token,
+    expiry_fields,
+    subscribe_options,
+    subscribe_result,
+)
+from skyrelay.config import NamespaceConfig
+from skyrelay.protocol.codes import (
+    Disconnect,
+    DisconnectCode,
+    ErrorCode,
+    ReplyError,
+    UnsubscribeCode,
+    resubscribes,
+)
+from skyrelay.protocol.messages import Command
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A subscription on its way: the result to send, then ``go_live``."""
+
+    name: str
+    channel: Channel
+    result: dict[str, Any]
+    # Stream offset the result stands at; buffered publications above it follow it.
+    top: int
+    outcome: RecoveryOutcome | None
+    options: SubscribeOptions
+
+
+class Sink(Protocol):
+    def send(self, payload: bytes) -> None: ...  # pragma: no cover
+    def deliver(self, message: Outgoing) -> None: ...  # pragma: no cover
+    def close(self, code: int, reason: str) -> None: ...  # pragma: no cover
+
+
+# What a lost server-side subscription costs the connection, by the unsubscribe code a
+# client-side one would get.
+_SERVER_SIDE_LOSS: dict[int, int] = {
+    UnsubscribeCode.INSUFFICIENT_STATE: DisconnectCode.INSUFFICIENT_STATE,
+    UnsubscribeCode.EXPIRED: DisconnectCode.SUB_EXPIRED,
+}
+
+
+class Subscribing:
+    """Subscriptions of one connection (a part of ``edge.client.Client``)."""
+
+    __slots__ = ("chan_info", "join_leave", "server_subs", "sub_expiry", "subs")
+
+    def close(self, code: int, reason: str | None = None) -> None:
+        raise NotImplementedError  # pragma: no cover - the connection closes itself
+
+    def __init__(self) -> None:
+        # channel -> hub channel; None while the upstream subscription is being set up.
+        self.subs: dict[str, Channel | None] = {}
+        # Channels whose join and leave events this client asked for.
+        self.join_leave: set[str] | None = None
+        # channel -> expiry of its subscription token, when it has one.
+        self.sub_expiry: dict[str, int] | None = None
+        # channel -> ``chan_info`` its subscription token gave, when one did.
+        self.chan_info: dict[str, Any] | None = None
+        # Channels the server subscribed this connection to at connect.
+        self.server_subs: set[str] | None = None
+
+    # Provided by the connection.
+    id: str
+    user: str
+    node: EdgeNode
+    sink: Sink
+    deliver: Callable[[Outgoing], None]
+    state: SessionState
+    transport_name: str
+    info: Any
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    async def fetch_keys(self, token: Any) -> None:
+        """Tokens signed with a key from the JWKS URL: make sure that key is known."""
+        node = self.node
+        if node.jwks is not None and node.http is not None and isinstance(token, str):
+            await node.jwks.ensure(token, node.http)
+
+    def namespace(self, channel: str) -> NamespaceConfig:
+        ns = self.node.config.namespace(channel)
+        if ns is None or not ns.name_allowed(channel):
+            raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)
+        return ns
+
+    def set_sub_expiry(self, channel: str, expires_at: int) -> None:
+        if expires_at:
+            if self.sub_expiry is None:
+                self.sub_expiry = {}
+            self.sub_expiry[channel] = expires_at
+        elif self.sub_expiry is not None:
+            self.sub_expiry.pop(channel, None)
+
+    async def join_server_side(
+        self, credentials: Credentials, resume: serversubs.Positions
+    ) -> list[Join]:
+        """Join the server-side subscriptions (buffered until ``go_live``); none if the
+        client closed meanwhile. A channel whose shards are down costs the connection 3004:
+        the client reconnects, rather than run without a channel its token promised."""
+        joins: list[Join] = []
+        for sub, options in serversubs.plan(self.node.config, credentials, resume):
+            if sub.channel in self.subs:
+                continue
+            try:
+                join = await self.join(sub.channel, options)
+            except ReplyError:
+                raise Disconnect(DisconnectCode.SERVER_ERROR) from None
+            if join is None:
+                return []
+            if sub.data is not None:
+                join.result["data"] = sub.data
+            if self.server_subs is None:
+                self.server_subs = set()
+            self.server_subs.add(sub.channel)
+            joins.append(join)
+        return joins
+
+    async def _subscribe(self, command: Command) -> dict[str, Any] | None:
+        channel = channel_param(command.params)
+        ns = self.namespace(channel)
+        if channel in self.subs:
+            raise ReplyError(ErrorCode.ALREADY_SUBSCRIBED)
+        settings = self.node.config.edge
+        if len(self.subs) >= settings.max_subscriptions_per_connection:
+            raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
+        token = command.params.get("token")
+        if token is not None and not isinstance(token, str):
+            raise ReplyError(ErrorCode.BAD_REQUEST, "token must be a string")
+        grant = await self._check_token(channel, token) if token else None
+        if grant is None:
+            check_subscribe_without_token(ns, channel, self.user, settings.insecure)
+            options = subscribe_options(ns, command.params)
+        else:
+            options = subscribe_options(ns, command.params, grant.overrides, grant.info)
+        join = await self.join(channel, options)
+        if join is None:
+            return None
+        if grant is not None and grant.expires_at:
+            self.set_sub_expiry(channel, grant.expires_at)
+            join.result.update(expiry_fields(grant.expires_at, time.time()))
+        if join.outcome is not None and not join.outcome.recovered and options.reject_unrecovered:
+            self.node.hub.finish_join(join.channel, self)
+            self._drop(channel, join.channel)
+            raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        self.sink.send(protocol.reply(command.id, "subscribe", join.result))
+        self.go_live(join)
+        return None
+
+    async def _check_token(self, channel: str, token: str) -> ChannelGrant:
+        """A subscription token, on any channel: what it grants, or the protocol's error."""
+        await self.fetch_keys(token)
+        try:
+            return self.node.verifier.verify_subscription(
+                token, channel, self.user, self.id, time.time()
+            )
+        except ExpiredToken:
+            raise ReplyError(ErrorCode.TOKEN_EXPIRED) from None
+        except InvalidToken:
+            raise ReplyError(ErrorCode.PERMISSION_DENIED, "invalid subscription token") from None
+        except TokenMismatch:
+            raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+
+    async def join(self, channel: str, options: SubscribeOptions) -> Join | None:
+        """Hold ``channel`` upstream and work out the subscribe result. Publications are
+        buffered for this client until ``go_live``; None if the client closed meanwhile."""
+        hub = self.node.hub
+        self.subs[channel] = None
+        try:
+            held = await hub.acquire(channel)
+        except BaseException:
+            self.subs.pop(channel, None)
+            raise
+        if self.closed:
+            hub.release(held, self)
+            return None
+        self.subs[channel] = held
+        self.node.metrics.subscriptions.labels(self.transport_name).inc()
+        hub.start_join(held, self)
+        if not options.recover:
+            result = subscribe_result(options, held.epoch, held.offset)
+            return Join(channel, held, result, held.offset, None, options)
+        limit = self.node.config.edge.recovery_max_publications
+        try:
+            page = await hub.read(held, options.offset, limit + 1)
+        except ReplyError:
+            if self.subs.get(channel) is held:
+                self._drop(channel, held)
+            raise
+        if self.state is SessionState.CLOSED:  # closed while the history was read
+            return None
+        if self.subs.get(channel) is not held:
+            raise ReplyError(ErrorCode.INTERNAL, "channel moved, retry", temporary=True)
+        top = int(page.get("offset", 0))
+        outcome = decide_recovery(
+            options.offset,
+            options.epoch,
+            page.get("publications") or [],
+            str(page.get("epoch", "")),
+            top,
+            limit,
+        )
+        self.node.metrics.recoveries.labels(
+            outcome="recovered" if outcome.recovered else "failed"
+        ).inc()
+        result = subscribe_result(options, "", 0, outcome)
+        return Join(channel, held, result, top, outcome, options)
+
+    def go_live(self, join: Join) -> None:
+        """After the result went out: send what was buffered past it, then deliver live."""
+        options = join.options
+        if options.push_join_leave:
+            if self.join_leave is None:
+                self.join_leave = set()
+            self.join_leave.add(join.name)
+        if options.chan_info is not None:
+            if self.chan_info is None:
+                self.chan_info = {}
+            self.chan_info[join.name] = options.chan_info
+        if options.presence:
+            info = self.client_info(join.name)
+            self.node.hub.presence_add(join.channel, info, options.emit_join_leave)
+        for pub in self.node.hub.finish_join(join.channel, self):
+            offset = pub.get("offset", 0)
+            if offset == 0 or offset > join.top:
+                self.deliver_pub(join, pub)
+
+    def deliver_pub(self, join: Join, pub: dict[str, Any]) -> None:
+        position = (join.name, join.channel.epoch, pub.get("offset", 0))
+        self.sink.deliver(Outgoing(protocol.pub_push(join.name, pub), position))
+
+    def wants_join_leave(self, channel: str) -> bool:
+        return self.join_leave is not None and channel in self.join_leave
+
+    def client_info(self, channel: str = "") -> dict[str, Any]:
+        """This connection's ClientInfo, with its ``chan_info`` in ``channel`` if it has one."""
+        info: dict[str, Any] = {"user": self.user, "client": self.id}
+        if self.info is not None:
+            info["conn_info"] = self.info
+        if self.chan_info is not None and channel in self.chan_info:
+            info["chan_info"] = self.chan_info[channel]
+        return info
+
+    def _drop(self, channel: str, held: Channel) -> None:
+        self.node.hub.presence_remove(held, self.id)
+        if self.join_leave is not None:
+            self.join_leave.discard(channel)
+        if self.chan_info is not None:
+            self.chan_info.pop(channel, None)
+        if self.server_subs is not None:
+            self.server_subs.discard(channel)
+        self.subs.pop(channel, None)
+        self.node.hub.release(held, self)
+        self.node.metrics.subscriptions.labels(self.transport_name).dec()
+
+    async def _unsubscribe(self, command: Command) -> dict[str, Any]:
+        channel = channel_param(command.params)
+        held = self.subs.get(channel)
+        if held is not None:
+            self._drop(channel, held)
+        return {}
+
+    def lost_channel(self, channel: str, code: int, reason: str) -> None:
+        if self.server_subs is not None and channel in self.server_subs and resubscribes(code):
+            # A client cannot resubscribe a server-side subscription: it reconnects instead,
+            # and recovers the channel through its connect command.
+            self.close(_SERVER_SIDE_LOSS.get(code, DisconnectCode.INSUFFICIENT_STATE))
+            return
+        if self.subs.pop(channel, None) is not None:
+            self.node.metrics.subscriptions.labels(self.transport_name).dec()
+            self.sink.send(protocol.unsubscribe_push(channel, code, reason))
