@@ -11,28 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
-from typing import Protocol
 
 from prometheus_client import Counter
 
+from edge.channel import Channel
 from edge.outbox import Outgoing
-
-
-class Receiver(Protocol):
-    def deliver(self, message: Outgoing) -> None: ...  # pragma: no cover
-
-
-class BatchedChannel(Protocol):
-    """What batching needs of a hub channel (``edge.hub.Channel``)."""
-
-    name: str
-    # Publications of this turn not handed out yet.
-    outgoing: list[Outgoing]
-
-    @property
-    def subscribers(self) -> Collection[Receiver]: ...  # pragma: no cover
-
 
 log = logging.getLogger("skyrelay.edge.batches")
 
@@ -43,12 +26,12 @@ class Batches:
     def __init__(self, deliveries: Counter) -> None:
         self._deliveries = deliveries
         # Channels with publications waiting for the end of the turn.
-        self._pending: list[BatchedChannel] = []
+        self._pending: list[Channel] = []
         # Batches handed out, and the publications in them (their ratio is the mean batch).
         self.count = 0
         self.publications = 0
 
-    def add(self, channel: BatchedChannel, message: Outgoing) -> None:
+    def add(self, channel: Channel, message: Outgoing) -> None:
         if not channel.outgoing:
             if not self._pending:
                 asyncio.get_running_loop().call_soon(self.flush)
@@ -63,7 +46,7 @@ class Batches:
             except Exception:  # one channel's failure must not strand the others' batches
                 log.exception("hand-out failed on %s", channel.name)
 
-    def hand_out(self, channel: BatchedChannel) -> None:
+    def hand_out(self, channel: Channel) -> None:
         """What waits for ``channel``, to its subscribers now."""
         messages = channel.outgoing
         if not messages:

@@ -33,8 +33,9 @@ from aiohttp import web
 
 from edge.auth import ANONYMOUS, Credentials, ExpiredToken, InvalidToken
 from edge.bodies import BodyError, read_body
+from edge.channel import Channel
 from edge.cors import cors_headers, refused
-from edge.hub import Channel, Hub
+from edge.hub import Hub
 from edge.longpoll_publish import check_items, publish_all
 from edge.node import NODE_KEY, EdgeNode
 from edge.outbox import Outgoing

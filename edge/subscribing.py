@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from edge import protocol, serversubs
 from edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
-from edge.hub import Channel
+from edge.channel import Channel
 from edge.node import EdgeNode
 from edge.outbox import Outgoing
 from edge.recovery import RecoveryOutcome, decide_recovery

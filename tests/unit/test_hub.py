@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from edge.hub import Channel, ChannelState, Hub
+from edge.channel import Channel, ChannelState
+from edge.hub import Hub
 from edge.metrics import EdgeMetrics
 from edge.outbox import Outgoing
 from ring.health import HealthSettings, HealthView
