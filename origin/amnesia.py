@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from ring.prober import shard_summary
+from skyrelay.config import ClusterConfig
 
 # Seconds of difference in uptime that still count as one cluster start (processes of a
 # cluster that starts together come up within a few seconds of each other).
@@ -25,6 +26,16 @@ ASK_FOR = 5.0
 # Seconds between rounds of asking, and how long one answer may take.
 ASK_EVERY = 0.25
 ASK_TIMEOUT = 1.0
+
+
+def still_amnesiac(config: ClusterConfig, booted: float, joined: bool | None, now: float) -> bool:
+    """Whether a shard that holds nothing of a channel must not count its empty copy: it may
+    have joined a running cluster (``joined`` None: not known yet) and what it could have
+    held has not expired yet (the longest history TTL, or the idempotency window)."""
+    if joined is False:
+        return False
+    window = max([ns.history_ttl for ns in config.namespaces.values()])
+    return now < booted + max(window, config.origin.idempotency_window)
 
 
 def joined_running(my_uptime: float, peer_uptimes: list[float]) -> bool:

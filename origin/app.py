@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from origin import amnesia
+from origin import amnesia, membership
 from origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
 from origin.metrics import OriginMetrics
 from origin.shard import Shard
@@ -222,7 +222,7 @@ class PeerLinks:
         self.urls: dict[str, str] = {}
 
     def on_change(self, shard_id: str, up: bool) -> None:
-        self.app[SHARD_KEY].replicator.peer_changed(shard_id, up)
+        membership.peer_changed(self.app[SHARD_KEY].replicator, shard_id, up)
 
     def on_down(self, link: LinkClient) -> None:
         if self.app[HEALTH_KEY].lost(link.id):
@@ -309,7 +309,7 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard.replicator.config = config
     app[PEER_LINKS_KEY].sync(config)
     ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
-    shard.replicator.reconfigure(ring)
+    membership.reconfigure(shard.replicator, ring)
     log.info("config reloaded: %d shards", len(config.shards))
 
 

@@ -15,6 +15,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from origin import amnesia
+from origin.claims import Ballot
+from origin.commits import CommitWaiters
 from origin.replica import ChannelReplica, Role, best_state, election_quorum
 from origin.stream import Publication
 from ring import Ring
@@ -46,48 +49,6 @@ def temporary(message: str) -> ReplyError:
     return ReplyError(ErrorCode.INTERNAL, message, temporary=True)
 
 
-class _Ballot:
-    """One round of a claim: who granted the term, whose copy counts, the highest term a
-    refusal named."""
-
-    __slots__ = ("asked_for", "granted", "granters", "higher", "informed", "members", "previous")
-
-    def __init__(
-        self,
-        members: list[str],
-        previous: list[str],
-        asked_for: list[str],
-        own_id: str,
-        amnesiac: bool,
-    ) -> None:
-        self.members = members
-        self.previous = previous
-        self.asked_for = asked_for
-        self.granted: list[tuple[int, dict[str, Any] | None]] = []
-        self.granters = {own_id}
-        # Granters whose copy counts: not empty after a restart into a running cluster.
-        self.informed: set[str] = set() if amnesiac else {own_id}
-        self.higher = 0
-
-    def count(self, member: str, answer: dict[str, Any] | None) -> None:
-        if answer is None:
-            return
-        if answer.get("granted"):
-            self.granted.append((int(answer.get("accepted_term", 0)), answer.get("state")))
-            self.granters.add(member)
-            if not answer.get("amnesiac"):
-                self.informed.add(member)
-        else:
-            self.higher = max(self.higher, int(answer.get("term", 0)))
-
-    def won(self, quorum_met: Callable[[set[str], list[str]], bool]) -> bool:
-        if quorum_met(self.informed, self.members) and quorum_met(self.informed, self.previous):
-            return True
-        # Too few members remember the channel: only every member's copy shows all that is
-        # left of it.
-        return self.granters >= set(self.asked_for)
-
-
 class Replicator:
     def __init__(
         self,
@@ -113,7 +74,7 @@ class Replicator:
         self.prev_ring: Ring | None = ring.without(shard_id)
         self.replicas: dict[str, ChannelReplica] = {}
         self._claims: dict[str, asyncio.Future[None]] = {}
-        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._waiting = CommitWaiters()
         # Terms start at boot time: a restarted shard never re-grants a term it promised.
         self.boot_term = now_ms()
         self.booted = time.time()
@@ -152,15 +113,11 @@ class Replicator:
         return found
 
     def amnesiac(self, rep: ChannelReplica) -> bool:
-        """This shard holds nothing of the channel and may have forgotten it in a restart:
-        until what it could have held has expired, its empty copy proves nothing."""
-        if rep.stream is not None or rep.accepted_term or self.joined_running is False:
-            return False
-        namespaces = self.config.namespaces.values()
-        window = max(
-            [ns.history_ttl for ns in namespaces] + [self.config.origin.idempotency_window]
+        """This shard holds nothing of the channel and may have forgotten it in a restart."""
+        knows = rep.stream is not None or bool(rep.accepted_term)
+        return not knows and amnesia.still_amnesiac(
+            self.config, self.booted, self.joined_running, time.time()
         )
-        return time.time() < self.booted + window
 
     def _reachable(self, shard_id: str) -> bool:
         link = self.links.get(shard_id)
@@ -173,7 +130,7 @@ class Replicator:
         rep = self.replica(channel)
         if rep.is_leader:
             if rep.stream is not None and rep.stream.committed < rep.adopted_top:
-                await self._wait_commit(rep, rep.adopted_top)
+                await self.wait_commit(rep, rep.adopted_top)
             return rep
         members = self.members(channel)
         preferred = self.health.first_up(members)
@@ -187,7 +144,7 @@ class Replicator:
         await asyncio.shield(claim)
         if rep.role is not Role.LEADER or rep.stream is None:
             raise temporary("leadership lost during the claim")
-        await self._wait_commit(rep, rep.adopted_top)
+        await self.wait_commit(rep, rep.adopted_top)
         return rep
 
     async def reclaim(self, channel: str) -> ChannelReplica:
@@ -216,7 +173,7 @@ class Replicator:
                 lambda up: self._quorum_met(up, members) and self._quorum_met(up, previous),
                 timeout,
             )
-            ballot = _Ballot(members, previous, asked_for, self.id, self.amnesiac(rep))
+            ballot = Ballot(members, previous, asked_for, self.id, self.amnesiac(rep))
             await self._gather_grants(ballot, channel, term, others, timeout)
             if rep.role is not Role.CANDIDATE or rep.term != term:
                 raise temporary("a newer claim won")
@@ -228,13 +185,13 @@ class Replicator:
         raise temporary(f"no quorum to lead {channel}")
 
     async def _gather_grants(
-        self, ballot: _Ballot, channel: str, term: int, others: list[str], limit: float
+        self, ballot: Ballot, channel: str, term: int, others: list[str], limit: float
     ) -> None:
         """Ask ``others`` for ``term``; stop at the first quorum of grants: a member that
         hangs (paused, partitioned) must not hold the takeover up until its timeout."""
         params = {"ch": channel, "term": term, "from": self.id}
         pending = {
-            asyncio.ensure_future(self._ask(m, wire.OP_CLAIM, params, limit)): m for m in others
+            asyncio.ensure_future(self.ask(m, wire.OP_CLAIM, params, limit)): m for m in others
         }
         try:
             while pending and not ballot.won(self._quorum_met):
@@ -266,11 +223,12 @@ class Replicator:
         )
         # With min_copies 1 the adopted stream is committed by this shard alone; no follower
         # ack would ever come to commit it.
-        self._commit(rep, rep.advance_commit())
+        self.commit(rep, rep.advance_commit())
         for follower in rep.followers:
             self.replicate(channel, follower)
 
-    async def _reclaim(self, channel: str) -> None:
+    async def try_lead(self, channel: str) -> None:
+        """Lead ``channel`` if a quorum allows it now; nothing if not (a later request will)."""
         with contextlib.suppress(ReplyError):
             await self.lead(channel)
 
@@ -287,7 +245,7 @@ class Replicator:
                 return others
             await asyncio.sleep(LINK_WAIT_POLL)
 
-    async def _ask(
+    async def ask(
         self, shard_id: str, op: str, params: dict[str, Any], limit: float
     ) -> dict[str, Any] | None:
         try:
@@ -349,7 +307,7 @@ class Replicator:
         if op == wire.OP_INSTALL:
             progress.installing = False
         if answer.get("ok"):
-            self._commit(rep, rep.on_ack(follower, int(answer.get("top", 0))))
+            self.commit(rep, rep.on_ack(follower, int(answer.get("top", 0))))
             self.replicate(rep.channel, follower)
         elif answer.get("install"):
             progress.sent = None
@@ -359,22 +317,13 @@ class Replicator:
             # terms start at its boot time. Stop leading; claim again if we should lead.
             self.step_down(rep.channel, int(answer["term"]), None)
             if self.health.first_up(self.members(rep.channel)) == self.id:
-                spawn(self._reclaim(rep.channel))
+                spawn(self.try_lead(rep.channel))
 
-    def _commit(self, rep: ChannelReplica, pubs: list[Publication]) -> None:
+    def commit(self, rep: ChannelReplica, pubs: list[Publication]) -> None:
+        """``pubs`` became visible: wake their publishes and push them to the edges."""
         if not pubs or rep.stream is None:
             return
-        committed = rep.stream.committed
-        waiters = self._waiters.get(rep.channel)
-        if waiters:
-            still = []
-            for offset, future in waiters:
-                if offset <= committed:
-                    if not future.done():
-                        future.set_result(None)
-                else:
-                    still.append((offset, future))
-            self._waiters[rep.channel] = still
+        self._waiting.committed(rep.channel, rep.stream.committed)
         self._on_commit(rep.channel, pubs)
 
     def step_down(self, channel: str, term: int, leader: str | None) -> None:
@@ -388,53 +337,17 @@ class Replicator:
 
     def after_step_down(self, channel: str, leader: str | None) -> None:
         log.warning("no longer leading %s (leader now %s)", channel, leader or "unknown")
-        for _, future in self._waiters.pop(channel, []):
-            if not future.done():
-                future.set_exception(temporary("leadership changed; retry"))
+        self._waiting.fail(channel, temporary("leadership changed; retry"))
         self._on_step_down(channel, leader)
 
-    # Publishing.
-
-    async def publish(
-        self,
-        channel: str,
-        data: Any,
-        now: float,
-        *,
-        info: dict[str, Any] | None,
-        tags: dict[str, str] | None,
-        ikey: str | None,
-    ) -> tuple[ChannelReplica, Publication]:
-        """Order, replicate and wait until ``min_copies`` hold it; then it is acked."""
-        rep = await self.lead(channel)
-        stream = rep.stream
-        assert stream is not None
-        if ikey is not None:
-            earlier = stream.find_ikey(ikey)
-            if (
-                earlier is not None
-                and earlier.time / 1000 + self.config.origin.idempotency_window > now
-            ):
-                await self._wait_commit(rep, earlier.offset)
-                return rep, earlier
-        if stream.pending >= max(1, stream.size):
-            raise temporary("replication is behind; retry")
-        pub = rep.propose(data, now, info=info, tags=tags, ikey=ikey)
-        self._commit(rep, rep.advance_commit())
-        for follower in rep.followers:
-            self.replicate(channel, follower)
-        await self._wait_commit(rep, pub.offset)
-        return rep, pub
-
-    async def _wait_commit(self, rep: ChannelReplica, offset: int) -> None:
+    async def wait_commit(self, rep: ChannelReplica, offset: int) -> None:
+        """Until ``offset`` is committed; a temporary error past the replication timeout."""
         if rep.stream is not None and rep.stream.committed >= offset:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(rep.channel, []).append((offset, future))
-        try:
-            await asyncio.wait_for(future, self.config.origin.replication_timeout)
-        except TimeoutError:
-            raise temporary(f"fewer than {rep.min_copies} shards hold it; retry") from None
+        if not await self._waiting.wait(
+            rep.channel, offset, self.config.origin.replication_timeout
+        ):
+            raise temporary(f"fewer than {rep.min_copies} shards hold it; retry")
 
     # Replication (follower side): requests from other shards.
 
@@ -462,59 +375,6 @@ class Replicator:
         if was_leader and not rep.is_leader:
             self.after_step_down(channel, sender)
         return answer
-
-    # Membership changes.
-
-    def clear_history(self, rep: ChannelReplica) -> None:
-        """history_remove: drop the publications, keep the position, on every replica (each
-        follower gets a fresh install of the emptied stream)."""
-        if rep.stream is None:
-            return
-        rep.stream.clear()
-        for follower, progress in rep.followers.items():
-            progress.sent = None
-            progress.installing = False
-            self.replicate(rep.channel, follower)
-
-    def peer_changed(self, shard_id: str, up: bool) -> None:
-        """A shard came back (or went away): bring it up to date where we lead."""
-        for channel, rep in self.replicas.items():
-            progress = rep.followers.get(shard_id) if rep.is_leader else None
-            if progress is None:
-                continue
-            progress.sent = None
-            progress.installing = False
-            if up:
-                self.replicate(channel, shard_id)
-
-    def reconfigure(self, ring: Ring) -> None:
-        """A new ring (shards added or removed): channels whose replica set changed move.
-
-        A leader that is no longer the channel's preferred shard steps down (its edges follow
-        the new leader) and nudges the new one, which claims the channel with a quorum of its
-        old and its new members, and so takes its history along.
-        """
-        self.prev_ring, self.ring = self.ring, ring
-        for channel, rep in list(self.replicas.items()):
-            before = list(self.prev_ring.replicas(channel))
-            after = list(ring.replicas(channel))
-            if before == after:
-                continue
-            rep.min_copies = min(self.config.effective_min_copies, len(after))
-            if not rep.is_leader:
-                continue
-            preferred = self.health.first_up(after)
-            rep.step_down(rep.term, preferred)
-            self.after_step_down(channel, preferred)
-            if preferred == self.id:
-                spawn(self._reclaim(channel))
-            elif preferred is not None:
-                spawn(self._nudge(preferred, channel))
-
-    async def _nudge(self, shard_id: str, channel: str) -> None:
-        link = self.links.get(shard_id)
-        if link is not None:
-            await self._ask(shard_id, wire.OP_READ, {"ch": channel, "limit": 0}, 5.0)
 
     def leading(self) -> int:
         return sum(1 for rep in self.replicas.values() if rep.is_leader)

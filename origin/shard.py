@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
+from origin import membership, publishing
 from origin.metrics import OriginMetrics
 from origin.presence import Presence
 from origin.replication import Replicator
@@ -112,7 +113,7 @@ class Shard:
             return await self._publish(channel, message, now)
         if op == wire.OP_HISTORY_REMOVE:
             rep = await self.replicator.lead(channel)
-            self.replicator.clear_history(rep)
+            membership.clear_history(self.replicator, rep)
             cleared = wire.cleared_push(channel)
             for subscriber in self.subscribers.get(channel, {}):
                 subscriber.send(cleared)
@@ -177,8 +178,8 @@ class Shard:
             )
             self.published += 1
             return {}
-        rep, pub = await self.replicator.publish(
-            channel, message["data"], now, info=info, tags=tags, ikey=key
+        rep, pub = await publishing.publish(
+            self.replicator, channel, message["data"], now, info=info, tags=tags, ikey=key
         )
         assert rep.stream is not None
         return {"offset": pub.offset, "epoch": rep.stream.epoch}
