@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from edge import census
-from edge.bodies import BodyError, read_body
+from edge.bodies import RequestError, json_object, read_body
 from edge.node import NODE_KEY, EdgeNode
 from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
 from edge.session import (
@@ -45,10 +45,6 @@ log = logging.getLogger("skyrelay.edge.api")
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-
-
-def _bad_request(message: str) -> web.Response:
-    return _json({"error": {"code": ErrorCode.BAD_REQUEST, "message": message}}, status=400)
 
 
 def header_api_key(request: web.Request) -> str | None:
@@ -299,14 +295,9 @@ async def _serve(request: web.Request) -> web.StreamResponse:
     settings = node.config.edge
     try:
         body = await read_body(request, settings.api_max_body, settings.http_body_timeout)
-    except BodyError as exc:
+        params = json_object(body) if body else {}
+    except RequestError as exc:
         return exc.response()
-    try:
-        params = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError:
-        return _bad_request("body is not valid JSON")
-    if not isinstance(params, dict):
-        return _bad_request("body must be a JSON object")
     if isinstance(params.get("channel"), str):
         request[CHANNEL_KEY] = params["channel"][:MAX_LOGGED_CHANNEL]
     started = time.perf_counter()

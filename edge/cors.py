@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from edge.bodies import RequestError
 from edge.httperrors import error_response
 from edge.node import NODE_KEY
 from skyrelay.protocol.codes import ErrorCode
@@ -52,3 +53,23 @@ async def preflight(request: web.Request) -> web.StreamResponse:
     headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return web.Response(status=204, headers=headers)
+
+
+CorsHandler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+def cors_checked(handler: CorsHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The preamble of the HTTP transports: a foreign origin is refused (403), the handler
+    gets the CORS headers to answer with, and a ``RequestError`` it raises is answered as
+    its JSON error, with them."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        cors = cors_headers(request)
+        if cors is None:
+            return refused(request)
+        try:
+            return await handler(request, cors)
+        except RequestError as exc:
+            return exc.response(cors)
+
+    return checked

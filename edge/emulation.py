@@ -16,9 +16,9 @@ from aiohttp import web
 
 from edge import protocol
 from edge.attach import Attachment, until_done
-from edge.bodies import BodyError, read_body
+from edge.bodies import RequestError, read_body
 from edge.client import Client
-from edge.cors import cors_headers, refused
+from edge.cors import cors_checked
 from edge.httperrors import error_response
 from edge.mesh import MESH_KEY
 from edge.node import NODE_KEY
@@ -67,14 +67,15 @@ class StreamSink:
 
 
 async def _stream(
-    request: web.Request, commands: bytes, framing: Callable[[bytes], bytes], content_type: str
+    request: web.Request,
+    cors: dict[str, str],
+    commands: bytes,
+    framing: Callable[[bytes], bytes],
+    content_type: str,
 ) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    cors = cors_headers(request)
-    if cors is None:
-        return refused(request)
     if not commands:
-        return error_response(400, ErrorCode.BAD_REQUEST, "connect command required", cors)
+        raise RequestError(400, "connect command required")
     response = web.StreamResponse(status=200, headers={**STREAM_HEADERS, **cors})
     response.content_type = content_type
     response.enable_chunked_encoding()
@@ -111,49 +112,39 @@ async def opening_body(request: web.Request) -> bytes:
     return await read_body(request, settings.max_message_size, settings.http_body_timeout)
 
 
-async def http_stream_handler(request: web.Request) -> web.StreamResponse:
-    try:
-        body = await opening_body(request)
-    except BodyError as exc:
-        return exc.response(cors_headers(request))
-    return await _stream(request, body, STREAM_LINE, "application/json")
+@cors_checked
+async def http_stream_handler(request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
+    body = await opening_body(request)
+    return await _stream(request, cors, body, STREAM_LINE, "application/json")
 
 
-async def sse_handler(request: web.Request) -> web.StreamResponse:
+@cors_checked
+async def sse_handler(request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
     if request.method == "POST":
-        try:
-            commands = await opening_body(request)
-        except BodyError as exc:
-            return exc.response(cors_headers(request))
+        commands = await opening_body(request)
     else:
         connect = request.query.get("cf_connect")
         if connect is None:
-            return error_response(400, ErrorCode.BAD_REQUEST, "cf_connect query parameter required")
+            raise RequestError(400, "cf_connect query parameter required")
         # Query bytes that are not UTF-8 arrive surrogate-escaped; the codec refuses them.
         commands = connect.encode("utf-8", "surrogateescape")
         if len(commands) > request.app[NODE_KEY].config.edge.max_message_size:
-            return error_response(413, ErrorCode.BAD_REQUEST, "cf_connect too large")
-    return await _stream(request, commands, SSE_EVENT, "text/event-stream")
+            raise RequestError(413, "cf_connect too large")
+    return await _stream(request, cors, commands, SSE_EVENT, "text/event-stream")
 
 
-async def emulation_handler(request: web.Request) -> web.StreamResponse:
+@cors_checked
+async def emulation_handler(request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
     """Commands for an emulated session: 204 once handed over, 404 for another node."""
     node = request.app[NODE_KEY]
-    cors = cors_headers(request)
-    if cors is None:
-        return refused(request)
-    try:
-        body = await read_body(request, EMULATION_MAX_BODY, node.config.edge.http_body_timeout)
-    except BodyError as exc:
-        return exc.response(cors)
+    body = await read_body(request, EMULATION_MAX_BODY, node.config.edge.http_body_timeout)
     try:
         message = orjson.loads(body)
         session, target, data = message["session"], message["node"], message["data"]
         if not all(isinstance(v, str) for v in (session, target, data)):
             raise TypeError
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = "body must be {session, node, data} strings"
-        return error_response(400, ErrorCode.BAD_REQUEST, message, cors)
+        raise RequestError(400, "body must be {session, node, data} strings") from None
     if target != node.id:
         return await _forward(request, target, body, cors)
     client = node.sessions.get(session)

@@ -32,9 +32,9 @@ import orjson
 from aiohttp import web
 
 from edge.auth import ANONYMOUS, Credentials, ExpiredToken, InvalidToken
-from edge.bodies import BodyError, read_body
+from edge.bodies import RequestError, read_json
 from edge.channel import Channel
-from edge.cors import cors_headers, refused
+from edge.cors import cors_checked
 from edge.hub import Hub
 from edge.longpoll_publish import check_items, publish_all
 from edge.node import NODE_KEY, EdgeNode
@@ -51,11 +51,6 @@ MAX_BATCH = 300
 Positions = dict[str, tuple[str, int]]
 
 
-class LongPollError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
-
-
 def encode_cursor(positions: Positions) -> str:
     raw = orjson.dumps({ch: [epoch, offset] for ch, (epoch, offset) in positions.items()})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -67,7 +62,7 @@ def decode_cursor(cursor: str) -> Positions:
         data = orjson.loads(raw)
         return {str(ch): (str(pos[0]), int(pos[1])) for ch, pos in data.items()}
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise LongPollError(400, ErrorCode.BAD_REQUEST, "invalid cursor") from None
+        raise RequestError(400, "invalid cursor", ErrorCode.BAD_REQUEST) from None
 
 
 class Waiter:
@@ -97,12 +92,12 @@ def poll_bounds(body: dict[str, Any], longest: float) -> tuple[float, int]:
     channel to answer with. NaN or infinity would reach the event loop's timers: refused."""
     timeout = body.get("timeout", longest)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise LongPollError(400, ErrorCode.BAD_REQUEST, "timeout must be a number of seconds")
+        raise RequestError(400, "timeout must be a number of seconds", ErrorCode.BAD_REQUEST)
     if not math.isfinite(timeout):
-        raise LongPollError(400, ErrorCode.BAD_REQUEST, "timeout must be finite")
+        raise RequestError(400, "timeout must be finite", ErrorCode.BAD_REQUEST)
     limit = body.get("limit", MAX_BATCH)
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise LongPollError(400, ErrorCode.BAD_REQUEST, "limit must be an integer")
+        raise RequestError(400, "limit must be an integer", ErrorCode.BAD_REQUEST)
     return max(0.0, min(float(timeout), longest)), max(1, min(limit, MAX_BATCH))
 
 
@@ -114,7 +109,7 @@ def _request_positions(body: dict[str, Any]) -> Positions | dict[str, None]:
     if "publish" in body and channels in (None, {}):
         return {}
     if not isinstance(channels, dict) or not channels:
-        raise LongPollError(400, ErrorCode.BAD_REQUEST, "channels (or cursor) required")
+        raise RequestError(400, "channels (or cursor) required", ErrorCode.BAD_REQUEST)
     found: dict[str, Any] = {}
     for name, position in channels.items():
         if isinstance(position, dict) and "offset" in position:
@@ -160,26 +155,26 @@ async def _credentials(node: EdgeNode, token: Any) -> Credentials:
     try:
         return node.verifier.verify_connection(token if isinstance(token, str) else "", time.time())
     except ExpiredToken:
-        raise LongPollError(401, ErrorCode.TOKEN_EXPIRED, "token expired") from None
+        raise RequestError(401, "token expired", ErrorCode.TOKEN_EXPIRED) from None
     except InvalidToken:
-        raise LongPollError(401, DisconnectCode.INVALID_TOKEN, "invalid token") from None
+        raise RequestError(401, "invalid token", DisconnectCode.INVALID_TOKEN) from None
 
 
 def _check_channels(node: EdgeNode, wanted: dict[str, Any], user: str) -> None:
     """Every channel asked for exists and may be followed without a subscription token."""
     if len(wanted) > MAX_CHANNELS:
-        raise LongPollError(400, ErrorCode.LIMIT_EXCEEDED, f"at most {MAX_CHANNELS} channels")
+        raise RequestError(400, f"at most {MAX_CHANNELS} channels", ErrorCode.LIMIT_EXCEEDED)
     for name in wanted:
         if not name_ok(name):
-            raise LongPollError(400, ErrorCode.BAD_REQUEST, "invalid channel name")
+            raise RequestError(400, "invalid channel name", ErrorCode.BAD_REQUEST)
         ns = node.config.namespace(name)
         if ns is None or not ns.name_allowed(name):
-            raise LongPollError(400, ErrorCode.UNKNOWN_CHANNEL, f"unknown channel {name!r}")
+            raise RequestError(400, f"unknown channel {name!r}", ErrorCode.UNKNOWN_CHANNEL)
         try:
             check_subscribe_without_token(ns, name, user, node.config.edge.insecure)
         except ReplyError:
-            raise LongPollError(
-                403, ErrorCode.PERMISSION_DENIED, f"may not follow {name!r}"
+            raise RequestError(
+                403, f"may not follow {name!r}", ErrorCode.PERMISSION_DENIED
             ) from None
 
 
@@ -245,37 +240,19 @@ async def _catch_up(
     return pubs, positions, unrecovered
 
 
-async def longpoll_handler(request: web.Request) -> web.StreamResponse:
+@cors_checked
+async def longpoll_handler(request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    cors = cors_headers(request)
-    if cors is None:
-        return refused(request)
     settings = node.config.edge
+    body = await read_json(request, settings.max_message_size, settings.http_body_timeout)
     try:
-        raw = await read_body(request, settings.max_message_size, settings.http_body_timeout)
-    except BodyError as exc:
-        return exc.response(cors)
-    try:
-        body = orjson.loads(raw)
-        if not isinstance(body, dict):
-            raise LongPollError(400, ErrorCode.BAD_REQUEST, "body must be a JSON object")
         answer = await _poll(node, body)
-    except orjson.JSONDecodeError:
-        return _error(400, ErrorCode.BAD_REQUEST, "body is not valid JSON", cors)
     except (ValueError, TypeError):
-        return _error(400, ErrorCode.BAD_REQUEST, "offset, timeout and limit must be numbers", cors)
-    except LongPollError as exc:
-        return _error(exc.status, exc.code, exc.message, cors)
+        raise RequestError(400, "offset, timeout and limit must be numbers") from None
     except ReplyError as exc:
-        status = 503 if exc.temporary else 400
-        return _error(status, exc.code, exc.message, cors)
+        raise RequestError(503 if exc.temporary else 400, exc.message, exc.code) from None
     return web.Response(
         body=orjson.dumps(answer),
         content_type="application/json",
         headers={**cors, "Cache-Control": "no-store"},
     )
-
-
-def _error(status: int, code: int, message: str, cors: dict[str, str]) -> web.Response:
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, content_type="application/json", headers=cors)

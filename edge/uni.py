@@ -19,15 +19,14 @@ from aiohttp_sse import EventSourceResponse
 
 from edge.attach import Attachment, until_done
 from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
-from edge.bodies import BodyError, read_body
+from edge.bodies import RequestError, json_object, read_body
 from edge.client import Client
-from edge.cors import cors_headers, refused
+from edge.cors import cors_checked
 from edge.emulation import STREAM_HEADERS, StreamSink
-from edge.httperrors import error_response
 from edge.node import NODE_KEY
 from edge.outbox import FrameOutbox, Outgoing, http_chunk
 from edge.serversubs import Positions, positions_from_subs
-from skyrelay.protocol.codes import Disconnect, DisconnectCode, ErrorCode
+from skyrelay.protocol.codes import Disconnect, DisconnectCode
 
 log = logging.getLogger("skyrelay.edge.uni")
 
@@ -140,29 +139,19 @@ async def connect(client: Client, sink: UniSseSink, token: str, resume: Position
         client.go_live(join)
 
 
-async def uni_sse_handler(request: web.Request) -> web.StreamResponse:
+@cors_checked
+async def uni_sse_handler(request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    cors = cors_headers(request)
-    if cors is None:
-        return refused(request)
     settings = node.config.edge
+    if request.method == "POST":
+        raw = await read_body(request, settings.max_message_size, settings.http_body_timeout)
+    else:
+        raw = request.query.get("cf_connect", "{}").encode("utf-8", "surrogateescape")
+    connect_request = json_object(raw or b"{}", "connect request")
     try:
-        if request.method == "POST":
-            raw = await read_body(request, settings.max_message_size, settings.http_body_timeout)
-        else:
-            raw = request.query.get("cf_connect", "{}").encode("utf-8", "surrogateescape")
-    except BodyError as exc:
-        return exc.response(cors)
-    try:
-        connect_request: Any = orjson.loads(raw or b"{}")
-        if not isinstance(connect_request, dict):
-            raise ValueError("connect request must be a JSON object")
         resume = resume_positions(connect_request, request.headers.get("Last-Event-ID"))
-    except ValueError as exc:  # orjson's JSONDecodeError is one
-        message = (
-            "connect request is not JSON" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
-        )
-        return error_response(400, ErrorCode.BAD_REQUEST, message, cors)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
     token = connect_request.get("token", "")
     response = EventSourceResponse(
         headers={**STREAM_HEADERS, **cors}, ping_interval=SSE_KEEPALIVE, allow_all_methods=True
