@@ -6,6 +6,11 @@ subscriber without an await. Subscribers joining with recovery are buffered unti
 subscribe reply is out, so no publication is lost or duplicated across the join. When a
 channel moves (failover, takeover, link loss), the hub resubscribes at the new leader from the
 last offset it delivered and hands the missed publications over: clients see no gap.
+
+What belongs here: a channel's life at this edge (subscribing upstream, live, moving, gone)
+and what reaches its subscribers, in stream order. What never does: anything about one
+client (its protocol, its permissions, its socket) beyond the ``Subscriber`` calls, and
+any await in the fan-out path.
 """
 
 from __future__ import annotations

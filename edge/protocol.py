@@ -2,6 +2,10 @@
 in, replies and pushes out. Pure code: bytes in, bytes out.
 
 A transport message holds one or more JSON documents separated by a single ``\\n``.
+
+What belongs here: JSON bytes and the protocol's messages, both ways, strictly (anything
+malformed is a 3501). What never does: a client's state, permissions or channels; those are
+``edge.client`` and ``edge.session``.
 """
 
 from __future__ import annotations

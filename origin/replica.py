@@ -13,6 +13,10 @@ The protocol, per channel:
 - The leader installs its stream on each follower, then appends new publications. A
   publication is committed, visible to readers and acked, once ``min_copies`` shards (leader
   included) hold it under the leader's term.
+
+What belongs here: every rule that decides terms, grants, fencing and commits, so that they
+can be read and tested in one place. What never does: links, timers, clocks or asyncio; the
+caller (``origin.replication``) passes messages in and acts on what comes back.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Claims, installs and appends go over the same links the edges use. Appends are pipelined: each
 one is sent as soon as the publication is ordered, without waiting for the previous answer,
 and the link batches whatever is queued in one loop turn into one frame.
+
+What belongs here: when to claim, whom to ask and how long to wait, what to send to which
+follower, and waking the publishes a commit completes. What never does: the rules themselves
+(``origin.replica`` and ``origin.claims`` decide; this only carries their messages), and
+anything about edges or clients.
 """
 
 from __future__ import annotations

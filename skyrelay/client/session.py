@@ -4,6 +4,10 @@ connect and the recovering subscribes from where each subscription stood.
 
 The driver feeds it what the transport read (``receive`` or ``receive_longpoll``), writes
 what ``take_outgoing`` returns, and acts on the events it gets back.
+
+What belongs here: every decision of the client protocol on the client side (what to send
+after a connect, when to resubscribe, which publications to deliver). What never does:
+sockets, asyncio, timers, the edge's code; protocol numbers come from ``skyrelay.protocol``.
 """
 
 from __future__ import annotations
