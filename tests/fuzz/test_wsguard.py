@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.wsguard import MaskCheck
-from tests.integration.hostile import frame
+from tests.support.hostile import frame
 
 payloads = st.one_of(st.binary(max_size=130), st.integers(60000, 70000).map(lambda n: b"x" * n))
 

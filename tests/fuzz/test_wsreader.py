@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.wsreader import Event, FrameReader, Kind
-from tests.integration.hostile import frame
+from tests.support.hostile import frame
 
 MAX_MESSAGE = 70_000
 payloads = st.one_of(st.binary(max_size=130), st.integers(60000, 70000).map(lambda n: b"x" * n))

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import TOKEN_SECRET, start_cluster
-from tests.integration.wsclient import RawClient
+from tests.support.wsclient import RawClient
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,8 +15,8 @@ import pytest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, start_cluster, token
-from tests.integration.helpers import channel
-from tests.integration.hostile import (
+from tests.support.helpers import channel
+from tests.support.hostile import (
     Bystander,
     close_code,
     frame,
@@ -25,7 +25,7 @@ from tests.integration.hostile import (
     open_tcp,
     open_websocket,
 )
-from tests.integration.wsclient import RawClient, connect_raw
+from tests.support.wsclient import RawClient, connect_raw
 
 pytestmark = pytest.mark.timeout(120)
 

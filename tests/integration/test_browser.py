@@ -14,10 +14,10 @@ from aiohttp import web
 from cent import AsyncClient, PublishRequest
 
 from skyrelay.testing.cluster import LocalCluster
-from tests.integration.browser import Browser
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel
-from tests.integration.jsclient import JS_DIR
+from tests.support.browser import Browser
+from tests.support.helpers import channel
+from tests.support.jsclient import JS_DIR
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -31,7 +31,7 @@ from skyrelay.client import (
 )
 from skyrelay.testing.cluster import LocalCluster, render_config
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel, until
+from tests.support.helpers import channel, until
 
 
 async def api(session: aiohttp.ClientSession, base: str, method: str, **params: Any) -> Any:

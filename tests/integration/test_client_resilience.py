@@ -33,7 +33,7 @@ from skyrelay.client import (
 from skyrelay.client.store import Store
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel, until
+from tests.support.helpers import channel, until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,8 +10,8 @@ from centrifuge import Client
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
-from tests.integration.helpers import Collector, channel, metric, until
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import Collector, channel, metric, until
+from tests.support.wsclient import connect_raw
 
 
 async def subscribe(

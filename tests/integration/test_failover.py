@@ -19,9 +19,9 @@ import pytest
 from ring import Member, Ring
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import until
-from tests.integration.load import Acks, Recorder, check_deliveries, publish
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import until
+from tests.support.load import Acks, Recorder, check_deliveries, publish
+from tests.support.wsclient import connect_raw
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -21,9 +21,9 @@ import pytest
 from skyrelay.testing.cluster import LocalCluster
 from skyrelay.testing.faultproxy import FaultProxy, Faults
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, free_spec
-from tests.integration.helpers import until
-from tests.integration.load import Acks, Recorder, check_deliveries, publish
 from tests.integration.test_failover import subscribers, traffic_flowing
+from tests.support.helpers import until
+from tests.support.load import Acks, Recorder, check_deliveries, publish
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,9 +8,9 @@ from cent import AsyncClient, PublishRequest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
-from tests.integration.helpers import channel
-from tests.integration.jsclient import JsClient
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import channel
+from tests.support.jsclient import JsClient
+from tests.support.wsclient import connect_raw
 
 
 def endpoints(cluster: LocalCluster, transport: str) -> object:

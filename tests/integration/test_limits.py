@@ -15,9 +15,9 @@ import pytest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel, until
-from tests.integration.hostile import frame, upgrade_request
-from tests.integration.wsclient import RawClient, connect_raw
+from tests.support.helpers import channel, until
+from tests.support.hostile import frame, upgrade_request
+from tests.support.wsclient import RawClient, connect_raw
 
 pytestmark = pytest.mark.timeout(120)
 

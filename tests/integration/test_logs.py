@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import channel
+from tests.support.wsclient import connect_raw
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,8 +12,8 @@ from cent import AsyncClient, HistoryRequest, PublishRequest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
-from tests.integration.helpers import channel
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import channel
+from tests.support.wsclient import connect_raw
 
 
 async def poll(

@@ -25,10 +25,10 @@ import pytest
 from ring import Member, Ring
 from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from tests.integration.conftest import API_KEY, TEST_NAMESPACES, TOKEN_SECRET, token
-from tests.integration.helpers import until
-from tests.integration.load import Acks, Recorder, check_deliveries, publish
-from tests.integration.netns import Network, require_namespaces
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import until
+from tests.support.load import Acks, Recorder, check_deliveries, publish
+from tests.support.netns import Network, require_namespaces
+from tests.support.wsclient import connect_raw
 
 pytestmark = pytest.mark.timeout(120)
 

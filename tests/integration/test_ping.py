@@ -10,7 +10,7 @@ import pytest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster, token
-from tests.integration.wsclient import connect_raw
+from tests.support.wsclient import connect_raw
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from centrifuge import Client
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
-from tests.integration.helpers import Collector, channel, until
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import Collector, channel, until
+from tests.support.wsclient import connect_raw
 
 
 async def test_reconnect_recovers_exactly_the_missed_publications(

@@ -12,14 +12,14 @@ import pytest
 from ring import Member, Ring, moved_channels
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster
-from tests.integration.helpers import until
-from tests.integration.load import Acks, check_deliveries, publish
 from tests.integration.test_failover import (
     api_history_retry,
     leaders,
     subscribers,
     traffic_flowing,
 )
+from tests.support.helpers import until
+from tests.support.load import Acks, check_deliveries, publish
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster, token
-from tests.integration.wsclient import connect_raw
+from tests.support.wsclient import connect_raw
 
 pytestmark = pytest.mark.timeout(60)
 

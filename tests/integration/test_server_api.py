@@ -18,8 +18,8 @@ from cent import (
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
-from tests.integration.helpers import channel
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import channel
+from tests.support.wsclient import connect_raw
 
 
 async def test_broadcast_publishes_to_every_channel(

@@ -22,9 +22,9 @@ from centrifuge import (
 from skyrelay.testing.cluster import LocalCluster
 from skyrelay.tokens import mint_token
 from tests.integration.conftest import TOKEN_SECRET, api_client, start_cluster
-from tests.integration.helpers import Collector, channel, until
-from tests.integration.jsclient import JsClient
-from tests.integration.wsclient import RawClient, connect_raw
+from tests.support.helpers import Collector, channel, until
+from tests.support.jsclient import JsClient
+from tests.support.wsclient import RawClient, connect_raw
 
 OPEN_NAMESPACES = """
 [namespaces.members]

@@ -15,8 +15,8 @@ from centrifuge import Client
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import Collector, channel, until
-from tests.integration.wsclient import connect_raw
+from tests.support.helpers import Collector, channel, until
+from tests.support.wsclient import connect_raw
 
 
 @pytest.fixture

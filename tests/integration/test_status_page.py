@@ -13,8 +13,8 @@ import pytest
 
 from skyrelay.testing.cluster import LocalCluster
 from skyrelay.tokens import mint_token
-from tests.integration.browser import Browser
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, start_cluster, token
+from tests.support.browser import Browser
 
 pytestmark = pytest.mark.timeout(120)
 

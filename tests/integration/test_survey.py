@@ -24,8 +24,8 @@ from centrifuge import Client, ClientEventHandler, DisconnectedContext
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, api_client, start_cluster, token
-from tests.integration.helpers import channel, until
-from tests.integration.wsclient import RawClient, connect_raw
+from tests.support.helpers import channel, until
+from tests.support.wsclient import RawClient, connect_raw
 
 T = TypeVar("T")
 

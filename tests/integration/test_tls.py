@@ -18,9 +18,9 @@ import pytest
 
 from skyrelay.testing.cluster import ClusterTls, LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, free_spec, start_cluster, token
-from tests.integration.helpers import channel
-from tests.integration.wsclient import connect_raw
-from tests.tlsfiles import make_ca, make_server_cert
+from tests.support.helpers import channel
+from tests.support.tlsfiles import make_ca, make_server_cert
+from tests.support.wsclient import connect_raw
 
 pytestmark = pytest.mark.timeout(120)
 

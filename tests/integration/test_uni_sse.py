@@ -12,7 +12,7 @@ from cent import AsyncClient, PublishRequest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
-from tests.integration.helpers import channel
+from tests.support.helpers import channel
 
 
 class SseReader:

@@ -13,9 +13,9 @@ import pytest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.integration.helpers import channel, metric
-from tests.integration.hostile import frame, read_frame, upgrade_request
-from tests.integration.wsclient import RawClient
+from tests.support.helpers import channel, metric
+from tests.support.hostile import frame, read_frame, upgrade_request
+from tests.support.wsclient import RawClient
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -30,10 +30,10 @@ from skyrelay.testing.cluster import (
     render_config,
 )
 from tests.integration.conftest import API_KEY, free_spec, start_cluster, token
-from tests.integration.helpers import channel, until
-from tests.integration.jsclient import JsClient
-from tests.integration.wsclient import RawClient, connect_raw
-from tests.tlsfiles import make_ca, make_server_cert
+from tests.support.helpers import channel, until
+from tests.support.jsclient import JsClient
+from tests.support.tlsfiles import make_ca, make_server_cert
+from tests.support.wsclient import RawClient, connect_raw
 
 pytestmark = pytest.mark.timeout(120)
 

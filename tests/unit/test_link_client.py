@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from skyrelay.link.client import LinkClient, LinkSettings
-from tests.integration.helpers import until
+from tests.support.helpers import until
 
 
 class ResetOnWrite:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration import netns
+from tests.support import netns
 
 
 def test_unavailable_namespaces_skip_locally_and_fail_in_ci(

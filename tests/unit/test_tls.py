@@ -10,7 +10,7 @@ import pytest
 
 from skyrelay.config import ConfigError, TlsSettings, parse_config
 from skyrelay.runtime.tls import client_context, server_context, shard_client_ssl
-from tests.tlsfiles import make_ca, make_server_cert
+from tests.support.tlsfiles import make_ca, make_server_cert
 
 
 def test_server_context_is_tls12_or_newer(tmp_path: Path) -> None:

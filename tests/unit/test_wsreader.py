@@ -10,7 +10,7 @@ import pytest
 
 from edge.wshandshake import accept_response, parse_upgrade
 from edge.wsreader import FrameReader, Kind, close_frame, unmask
-from tests.integration.hostile import frame
+from tests.support.hostile import frame
 
 UPGRADE = (
     b"GET /connection/websocket?format=json HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\n"

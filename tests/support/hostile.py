@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.integration.helpers import channel
-from tests.integration.wsclient import RawClient, connect_raw
+from tests.support.helpers import channel
+from tests.support.wsclient import RawClient, connect_raw
 
 
 def frame(

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from tests.integration.conftest import API_KEY
-from tests.integration.wsclient import RawClient
+from tests.support.wsclient import RawClient
 
 
 @dataclass
