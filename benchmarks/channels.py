@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import (
+from skyrelay.benchmarks.common import (
     API_KEY,
     RESULTS,
     bench_token,
@@ -162,7 +162,7 @@ class Receivers:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "benchmarks.channels",
+                "skyrelay.benchmarks.channels",
                 "receive",
                 url,
                 stdin=asyncio.subprocess.PIPE,

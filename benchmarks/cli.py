@@ -19,31 +19,31 @@ SCENARIOS = (
 
 def _runner(name: str) -> Callable[[list[str]], int]:
     if name == "fanout":
-        from benchmarks import fanout  # noqa: PLC0415
+        from skyrelay.benchmarks import fanout  # noqa: PLC0415
 
         return fanout.run
     if name == "channels":
-        from benchmarks import channels  # noqa: PLC0415
+        from skyrelay.benchmarks import channels  # noqa: PLC0415
 
         return channels.run
     if name == "connections":
-        from benchmarks import connections  # noqa: PLC0415
+        from skyrelay.benchmarks import connections  # noqa: PLC0415
 
         return connections.run
     if name == "ring":
-        from benchmarks import ringbench  # noqa: PLC0415
+        from skyrelay.benchmarks import ringbench  # noqa: PLC0415
 
         return ringbench.run
     if name == "soak":
-        from benchmarks import soak  # noqa: PLC0415
+        from skyrelay.benchmarks import soak  # noqa: PLC0415
 
         return soak.run
 
     def legacy(argv: list[str]) -> int:
         import runpy  # noqa: PLC0415
 
-        sys.argv = [f"benchmarks.{name}", *argv]
-        runpy.run_module(f"benchmarks.{name}", run_name="__main__")
+        sys.argv = [f"skyrelay.benchmarks.{name}", *argv]
+        runpy.run_module(f"skyrelay.benchmarks.{name}", run_name="__main__")
         return 0
 
     return legacy

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from ring import Member, Ring
+from skyrelay.ring import Member, Ring
 from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from skyrelay.tokens import mint_token
 

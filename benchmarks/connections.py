@@ -35,7 +35,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.common import (
+from skyrelay.benchmarks.common import (
     RESULTS,
     local_cluster,
     process_tree,
@@ -43,7 +43,7 @@ from benchmarks.common import (
     save_results,
     tree_rss_kib,
 )
-from benchmarks.fanout import (
+from skyrelay.benchmarks.fanout import (
     PUSHPIN_RAMP,
     RECEIVER_BUSY_LIMIT,
     RECEIVER_PROCESSES,
@@ -54,7 +54,7 @@ from benchmarks.fanout import (
     results,
     socketio_server,
 )
-from benchmarks.receivers import RETRY_PAUSE as RAMP_PAUSE
+from skyrelay.benchmarks.receivers import RETRY_PAUSE as RAMP_PAUSE
 
 DEFAULT_CONNECTIONS = 10_000
 QUICK_CONNECTIONS = 300

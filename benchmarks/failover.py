@@ -4,7 +4,7 @@ sent after it, at a subscriber on another edge. Repeated; the median is reported
 Two failures: SIGKILL (the link drops, noticed at once) and SIGSTOP (a hung process, noticed by
 health checks: interval 0.2 s, timeout 0.3 s, fall 2).
 
-    python -m benchmarks.failover [--runs 5]
+    python -m skyrelay.benchmarks.failover [--runs 5]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import (
+from skyrelay.benchmarks.common import (
     RESULTS,
     api_publish,
     channels_led_by,

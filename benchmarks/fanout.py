@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import (
+from skyrelay.benchmarks.common import (
     API_KEY,
     RESULTS,
     bench_token,
@@ -37,8 +37,8 @@ from benchmarks.common import (
     pyplot,
     save_results,
 )
-from benchmarks.peers import pushpin
-from benchmarks.profiler import print_top, profiled
+from skyrelay.benchmarks.peers import pushpin
+from skyrelay.benchmarks.profiler import print_top, profiled
 
 DEFAULT_SUBSCRIBERS = 1000
 # The fixed rate of the second latency phase, publications/s (the p99 target is
@@ -156,7 +156,14 @@ def pushpin_server() -> Iterator[PushpinTarget]:
         raise RuntimeError("pushpin is not installed (apt-get install pushpin)")
     origin_port, http_port = free_port(), free_port()
     origin = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.peers.pushpin", "origin", "--port", str(origin_port)]
+        [
+            sys.executable,
+            "-m",
+            "skyrelay.benchmarks.peers.pushpin",
+            "origin",
+            "--port",
+            str(origin_port),
+        ]
     )
     with tempfile.TemporaryDirectory(prefix="bench-pushpin-") as workdir:
         proc = pushpin.start_pushpin(Path(workdir), http_port, origin_port)
@@ -173,7 +180,7 @@ def pushpin_server() -> Iterator[PushpinTarget]:
 def socketio_server() -> Iterator[SocketIoTarget]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.peers.socketio_server", "--port", str(port)],
+        [sys.executable, "-m", "skyrelay.benchmarks.peers.socketio_server", "--port", str(port)],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -203,7 +210,7 @@ async def receivers(target: Target, subscribers: int, expect: int) -> Receivers:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "benchmarks.receivers",
+            "skyrelay.benchmarks.receivers",
             "--kind",
             target.kind,
             "--url",

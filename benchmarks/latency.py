@@ -4,7 +4,7 @@ Starts a real cluster (3 origins, 2 edges), subscribes a WebSocket client on edg
 through the server API of edge 1 at a fixed rate, and reports p50/p99/max of the time from
 sending the publish request to receiving the publication.
 
-    python -m benchmarks.latency [--messages 1000] [--rate 200]
+    python -m skyrelay.benchmarks.latency [--messages 1000] [--rate 200]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from benchmarks.common import (
+from skyrelay.benchmarks.common import (
     API_KEY,
     local_cluster,
     percentile,

@@ -6,7 +6,7 @@ per connection (no task, no await per message), a minimal WebSocket frame reader
 by a substring count over each frame rather than by parsing JSON. Only a stride of the
 connections parse the send times (``"t"``) out of what they get, for the latency sample.
 
-    python -m benchmarks.receivers --kind skyrelay --url ws://... --token T --channel C \\
+    python -m skyrelay.benchmarks.receivers --kind skyrelay --url ws://... --token T --channel C \\
         --connections N --expect M
 
 Prints ``ready`` once every connection is subscribed, then one JSON line with the counts and a

@@ -3,7 +3,7 @@
 All publications go to channels led by shard o0, through the server API of both edges, with a
 fixed number in flight. Replication 3 (acked at 2 copies) is compared with replication 1.
 
-    python -m benchmarks.replication [--publications 4000] [--concurrency 64]
+    python -m skyrelay.benchmarks.replication [--publications 4000] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import aiohttp
 
-from benchmarks.common import api_publish, channels_led_by, local_cluster, percentile
+from skyrelay.benchmarks.common import api_publish, channels_led_by, local_cluster, percentile
 
 # Deadline for one run, whatever its size.
 RUN_TIMEOUT = 300.0

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, pyplot, save_results
-from ring import Member, Ring, moved_channels
+from skyrelay.benchmarks.common import RESULTS, pyplot, save_results
+from skyrelay.ring import Member, Ring, moved_channels
 
 CHANNELS = 100_000
 

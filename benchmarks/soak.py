@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import RESULTS, local_cluster, pyplot, rss_kib, save_results
-from benchmarks.soakload import Publisher, Slot, Subscriber
+from skyrelay.benchmarks.common import RESULTS, local_cluster, pyplot, rss_kib, save_results
+from skyrelay.benchmarks.soakload import Publisher, Slot, Subscriber
 from skyrelay.testing.cluster import LocalCluster
 
 CHANNELS = [f"bench:soak{i}" for i in range(20)]

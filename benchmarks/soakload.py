@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import api_publish, bench_token, frames
+from skyrelay.benchmarks.common import api_publish, bench_token, frames
 
 # Seconds a publication is retried (same idempotency key) before it is given up as not acked.
 PUBLISH_DEADLINE = 30.0

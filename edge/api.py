@@ -14,18 +14,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from edge import census
-from edge.bodies import RequestError, json_object, read_body
-from edge.node import NODE_KEY, EdgeNode
-from edge.protocol import MAX_DATA_DEPTH, data_depth_ok
-from edge.session import (
+from skyrelay.edge import census
+from skyrelay.edge.bodies import RequestError, json_object, read_body
+from skyrelay.edge.node import NODE_KEY, EdgeNode
+from skyrelay.edge.protocol import MAX_DATA_DEPTH, data_depth_ok
+from skyrelay.edge.session import (
     HistoryQuery,
     history_query,
     history_request,
     history_result,
     name_ok,
 )
-from edge.survey import ask_cluster
+from skyrelay.edge.survey import ask_cluster
 from skyrelay.link import wire
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 

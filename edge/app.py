@@ -15,29 +15,29 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edge.api import api_handler
-from edge.cache import cache_window
-from edge.cors import preflight
-from edge.emulation import emulation_handler, http_stream_handler, sse_handler
-from edge.front import front_factory
-from edge.httperrors import json_errors
-from edge.hub import Hub
-from edge.keys import build_verifier
-from edge.longpoll import longpoll_handler
-from edge.mesh import MESH_KEY, Mesh, WorkerSpec
-from edge.metrics import EdgeMetrics
-from edge.node import NODE_KEY, EdgeNode
-from edge.outbox import Flusher
-from edge.pinger import PingWheel, run_wheel
-from edge.router import Router
-from edge.status import StatusBoard
-from edge.status_http import add_status_routes
-from edge.survey import answer_survey
-from edge.uni import uni_sse_handler
-from edge.ws import CLOSE_TIMEOUT, websocket_handler
-from ring.prober import run_prober
 from skyrelay.config import ClusterConfig, ConfigError, load_config
+from skyrelay.edge.api import api_handler
+from skyrelay.edge.cache import cache_window
+from skyrelay.edge.cors import preflight
+from skyrelay.edge.emulation import emulation_handler, http_stream_handler, sse_handler
+from skyrelay.edge.front import front_factory
+from skyrelay.edge.httperrors import json_errors
+from skyrelay.edge.hub import Hub
+from skyrelay.edge.keys import build_verifier
+from skyrelay.edge.longpoll import longpoll_handler
+from skyrelay.edge.mesh import MESH_KEY, Mesh, WorkerSpec
+from skyrelay.edge.metrics import EdgeMetrics
+from skyrelay.edge.node import NODE_KEY, EdgeNode
+from skyrelay.edge.outbox import Flusher
+from skyrelay.edge.pinger import PingWheel, run_wheel
+from skyrelay.edge.router import Router
+from skyrelay.edge.status import StatusBoard
+from skyrelay.edge.status_http import add_status_routes
+from skyrelay.edge.survey import answer_survey
+from skyrelay.edge.uni import uni_sse_handler
+from skyrelay.edge.ws import CLOSE_TIMEOUT, websocket_handler
 from skyrelay.protocol.codes import DISCONNECT_REASONS, DisconnectCode
+from skyrelay.ring.prober import run_prober
 from skyrelay.runtime.metrics import metrics_handler
 from skyrelay.runtime.serve import Hooks, Listen, serve_until_stopped
 from skyrelay.runtime.tls import server_context, shard_client_ssl

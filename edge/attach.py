@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from edge.node import EdgeNode
-from edge.outbox import FrameOutbox, tune_socket
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.outbox import FrameOutbox, tune_socket
 from skyrelay.protocol.codes import DisconnectCode
 
 # How often a stream handler checks that its client is still there, in seconds.

@@ -14,8 +14,8 @@ import logging
 
 from prometheus_client import Counter
 
-from edge.channel import Channel
-from edge.outbox import Outgoing
+from skyrelay.edge.channel import Channel
+from skyrelay.edge.outbox import Outgoing
 
 log = logging.getLogger("skyrelay.edge.batches")
 

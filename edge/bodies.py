@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from edge.httperrors import error_response
+from skyrelay.edge.httperrors import error_response
 from skyrelay.protocol.codes import ErrorCode
 
 # Bytes asked of the socket buffer per read.

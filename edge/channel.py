@@ -11,8 +11,8 @@ import asyncio
 from enum import Enum
 from typing import Any, Protocol
 
-from edge.cache import RecentPublications
-from edge.outbox import Outgoing
+from skyrelay.edge.cache import RecentPublications
+from skyrelay.edge.outbox import Outgoing
 from skyrelay.link.client import LinkClient
 
 

@@ -12,25 +12,25 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from edge import commands, protocol, serversubs
-from edge.auth import (
+from skyrelay import VERSION
+from skyrelay.config import Permission
+from skyrelay.edge import commands, protocol, serversubs
+from skyrelay.edge.auth import (
     ANONYMOUS,
     Credentials,
     ExpiredToken,
     InvalidToken,
 )
-from edge.limits import TokenBucket
-from edge.node import EdgeNode
-from edge.outbox import Outgoing
-from edge.session import (
+from skyrelay.edge.limits import TokenBucket
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.session import (
     SessionState,
     allowed,
     expiry_fields,
     token_param,
 )
-from edge.subscribing import Sink, Subscribing
-from skyrelay import VERSION
-from skyrelay.config import Permission
+from skyrelay.edge.subscribing import Sink, Subscribing
 from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import (
     DISCONNECT_REASONS,

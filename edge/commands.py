@@ -10,11 +10,12 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from edge import protocol
-from edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
-from edge.limits import TokenBucket
-from edge.node import EdgeNode
-from edge.session import (
+from skyrelay.config import NamespaceConfig, Permission
+from skyrelay.edge import protocol
+from skyrelay.edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
+from skyrelay.edge.limits import TokenBucket
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.session import (
     channel_param,
     expiry_fields,
     history_query,
@@ -22,7 +23,6 @@ from edge.session import (
     history_result,
     token_param,
 )
-from skyrelay.config import NamespaceConfig, Permission
 from skyrelay.link import wire
 from skyrelay.protocol.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from skyrelay.protocol.messages import Command

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from edge.bodies import RequestError
-from edge.httperrors import error_response
-from edge.node import NODE_KEY
+from skyrelay.edge.bodies import RequestError
+from skyrelay.edge.httperrors import error_response
+from skyrelay.edge.node import NODE_KEY
 from skyrelay.protocol.codes import ErrorCode
 
 # Seconds a browser may cache a preflight answer.

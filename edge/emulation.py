@@ -14,15 +14,15 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from edge import protocol
-from edge.attach import Attachment, until_done
-from edge.bodies import RequestError, read_body
-from edge.client import Client
-from edge.cors import cors_checked
-from edge.httperrors import error_response
-from edge.mesh import MESH_KEY
-from edge.node import NODE_KEY
-from edge.outbox import (
+from skyrelay.edge import protocol
+from skyrelay.edge.attach import Attachment, until_done
+from skyrelay.edge.bodies import RequestError, read_body
+from skyrelay.edge.client import Client
+from skyrelay.edge.cors import cors_checked
+from skyrelay.edge.httperrors import error_response
+from skyrelay.edge.mesh import MESH_KEY
+from skyrelay.edge.node import NODE_KEY
+from skyrelay.edge.outbox import (
     SSE_EVENT,
     STREAM_LINE,
     FrameOutbox,

@@ -13,10 +13,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from edge.cors import origin_allowed
-from edge.node import EdgeNode
-from edge.wsconn import WebSocketConnection
-from edge.wshandshake import WEBSOCKET_PATH, accept_response, parse_upgrade
+from skyrelay.edge.cors import origin_allowed
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.wsconn import WebSocketConnection
+from skyrelay.edge.wshandshake import WEBSOCKET_PATH, accept_response, parse_upgrade
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 

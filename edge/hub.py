@@ -24,12 +24,12 @@ from typing import Any
 
 import orjson
 
-from edge import protocol
-from edge.batches import Batches
-from edge.channel import Channel, ChannelState, Subscriber
-from edge.metrics import EdgeMetrics
-from edge.outbox import Outgoing
-from edge.router import Router
+from skyrelay.edge import protocol
+from skyrelay.edge.batches import Batches
+from skyrelay.edge.channel import Channel, ChannelState, Subscriber
+from skyrelay.edge.metrics import EdgeMetrics
+from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.router import Router
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
 from skyrelay.protocol.codes import ErrorCode, ReplyError, UnsubscribeCode

@@ -12,8 +12,8 @@ import jwt
 from aiocache import SimpleMemoryCache
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from edge.auth import TokenVerifier, VerifierKeys
 from skyrelay.config import AuthSettings, ConfigError
+from skyrelay.edge.auth import TokenVerifier, VerifierKeys
 
 log = logging.getLogger("skyrelay.edge.keys")
 

@@ -31,16 +31,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from edge.auth import ANONYMOUS, Credentials, ExpiredToken, InvalidToken
-from edge.bodies import RequestError, read_json
-from edge.channel import Channel
-from edge.cors import cors_checked
-from edge.hub import Hub
-from edge.longpoll_publish import check_items, publish_all
-from edge.node import NODE_KEY, EdgeNode
-from edge.outbox import Outgoing
-from edge.recovery import decide_recovery
-from edge.session import check_subscribe_without_token, name_ok
+from skyrelay.edge.auth import ANONYMOUS, Credentials, ExpiredToken, InvalidToken
+from skyrelay.edge.bodies import RequestError, read_json
+from skyrelay.edge.channel import Channel
+from skyrelay.edge.cors import cors_checked
+from skyrelay.edge.hub import Hub
+from skyrelay.edge.longpoll_publish import check_items, publish_all
+from skyrelay.edge.node import NODE_KEY, EdgeNode
+from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.recovery import decide_recovery
+from skyrelay.edge.session import check_subscribe_without_token, name_ok
 from skyrelay.protocol.codes import DisconnectCode, ErrorCode, ReplyError
 
 # Channels one long-poll request may follow.

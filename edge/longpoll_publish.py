@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge import protocol
-from edge.commands import MAX_IDEMPOTENCY_KEY
-from edge.node import EdgeNode
-from edge.session import allowed, name_ok
+from skyrelay.edge import protocol
+from skyrelay.edge.commands import MAX_IDEMPOTENCY_KEY
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.session import allowed, name_ok
 from skyrelay.link import wire
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 

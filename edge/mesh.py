@@ -25,8 +25,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from edge.metricsmerge import merge_expositions
-from edge.node import EdgeNode
+from skyrelay.edge.metricsmerge import merge_expositions
+from skyrelay.edge.node import EdgeNode
 from skyrelay.runtime.tasks import spawn
 
 # Paths of the private app (never exposed on the edge's port).

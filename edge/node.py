@@ -11,15 +11,15 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
-from edge import census
-from edge.auth import TokenVerifier
-from edge.hub import Hub
-from edge.keys import JwksKeys
-from edge.metrics import EdgeMetrics
-from edge.outbox import Flusher
-from edge.pinger import PingWheel
-from edge.router import Router
 from skyrelay.config import ClusterConfig
+from skyrelay.edge import census
+from skyrelay.edge.auth import TokenVerifier
+from skyrelay.edge.hub import Hub
+from skyrelay.edge.keys import JwksKeys
+from skyrelay.edge.metrics import EdgeMetrics
+from skyrelay.edge.outbox import Flusher
+from skyrelay.edge.pinger import PingWheel
+from skyrelay.edge.router import Router
 
 
 class Closable(Protocol):

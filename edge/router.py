@@ -10,12 +10,12 @@ from typing import Any
 
 import aiohttp
 
-from ring import Member, Ring
-from ring.health import HealthView
 from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings, SurveyHandler, unavailable
 from skyrelay.protocol.codes import ReplyError
+from skyrelay.ring import Member, Ring
+from skyrelay.ring.health import HealthView
 
 PushHandler = Callable[[LinkClient, dict[str, Any]], None]
 LinkHandler = Callable[[LinkClient], None]

@@ -13,9 +13,14 @@ import dataclasses
 import logging
 from typing import Any
 
-from edge.auth import Credentials, ServerSub
-from edge.session import SubscribeOptions, personal_channel, stream_options, stream_position
 from skyrelay.config import ClusterConfig
+from skyrelay.edge.auth import Credentials, ServerSub
+from skyrelay.edge.session import (
+    SubscribeOptions,
+    personal_channel,
+    stream_options,
+    stream_position,
+)
 from skyrelay.protocol.codes import ReplyError
 
 log = logging.getLogger("skyrelay.edge.serversubs")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from edge.auth import NO_OVERRIDES, Overrides
-from edge.recovery import RecoveryOutcome
 from skyrelay.config import NamespaceConfig, Permission
+from skyrelay.edge.auth import NO_OVERRIDES, Overrides
+from skyrelay.edge.recovery import RecoveryOutcome
 from skyrelay.protocol.codes import (
     Disconnect,
     DisconnectCode,

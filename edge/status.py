@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edge.node import EdgeNode
+    from skyrelay.edge.node import EdgeNode
 
 # Events (shard down or up, ring reloads) the page lists, newest first.
 RECENT_EVENTS = 50

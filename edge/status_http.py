@@ -22,13 +22,13 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from edge.api import api_key_accepted, header_api_key
-from edge.auth import ExpiredToken, InvalidToken
-from edge.httperrors import error_response
-from edge.node import NODE_KEY, EdgeNode
-from edge.status import StatusBoard
-from ring.prober import shard_summary
+from skyrelay.edge.api import api_key_accepted, header_api_key
+from skyrelay.edge.auth import ExpiredToken, InvalidToken
+from skyrelay.edge.httperrors import error_response
+from skyrelay.edge.node import NODE_KEY, EdgeNode
+from skyrelay.edge.status import StatusBoard
 from skyrelay.protocol.codes import ErrorCode
+from skyrelay.ring.prober import shard_summary
 
 # The other workers' parts of the page (Mesh.status_parts).
 SiblingParts = Callable[[], Awaitable[list[dict[str, Any]]]]

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge import protocol, serversubs
-from edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
-from edge.channel import Channel
-from edge.node import EdgeNode
-from edge.outbox import Outgoing
-from edge.recovery import RecoveryOutcome, decide_recovery
-from edge.session import (
+from skyrelay.config import NamespaceConfig
+from skyrelay.edge import protocol, serversubs
+from skyrelay.edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
+from skyrelay.edge.channel import Channel
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.recovery import RecoveryOutcome, decide_recovery
+from skyrelay.edge.session import (
     SessionState,
     SubscribeOptions,
     channel_param,
@@ -27,7 +28,6 @@ from edge.session import (
     subscribe_options,
     subscribe_result,
 )
-from skyrelay.config import NamespaceConfig
 from skyrelay.protocol.codes import (
     Disconnect,
     DisconnectCode,

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edge import census
-from edge.node import EdgeNode
 from skyrelay import VERSION
+from skyrelay.edge import census
+from skyrelay.edge.node import EdgeNode
 from skyrelay.link import wire
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 

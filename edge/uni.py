@@ -17,15 +17,15 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from edge.attach import Attachment, until_done
-from edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
-from edge.bodies import RequestError, json_object, read_body
-from edge.client import Client
-from edge.cors import cors_checked
-from edge.emulation import STREAM_HEADERS, StreamSink
-from edge.node import NODE_KEY
-from edge.outbox import FrameOutbox, Outgoing, http_chunk
-from edge.serversubs import Positions, positions_from_subs
+from skyrelay.edge.attach import Attachment, until_done
+from skyrelay.edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
+from skyrelay.edge.bodies import RequestError, json_object, read_body
+from skyrelay.edge.client import Client
+from skyrelay.edge.cors import cors_checked
+from skyrelay.edge.emulation import STREAM_HEADERS, StreamSink
+from skyrelay.edge.node import NODE_KEY
+from skyrelay.edge.outbox import FrameOutbox, Outgoing, http_chunk
+from skyrelay.edge.serversubs import Positions, positions_from_subs
 from skyrelay.protocol.codes import Disconnect, DisconnectCode
 
 log = logging.getLogger("skyrelay.edge.uni")

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
-from edge.mesh import HEALTH_PATH, worker_socket
 from skyrelay.config import EdgeConfig, EdgeSettings
+from skyrelay.edge.mesh import HEALTH_PATH, worker_socket
 from skyrelay.runtime.procs import die_with_parent
 
 log = logging.getLogger("skyrelay.edge.workers")

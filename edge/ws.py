@@ -7,13 +7,13 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from edge.attach import Attachment
-from edge.client import Client
-from edge.cors import origin_allowed, refused
-from edge.node import NODE_KEY
-from edge.outbox import FrameOutbox, Outgoing, WriteTransport
-from edge.wsframe import text_frame
-from edge.wsguard import pending_bytes, require_masking
+from skyrelay.edge.attach import Attachment
+from skyrelay.edge.client import Client
+from skyrelay.edge.cors import origin_allowed, refused
+from skyrelay.edge.node import NODE_KEY
+from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport
+from skyrelay.edge.wsframe import text_frame
+from skyrelay.edge.wsguard import pending_bytes, require_masking
 from skyrelay.protocol.codes import DisconnectCode
 from skyrelay.runtime.tasks import spawn
 

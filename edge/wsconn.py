@@ -16,13 +16,13 @@ import logging
 import socket
 from typing import Any
 
-from edge.attach import Attachment
-from edge.client import Client
-from edge.node import EdgeNode
-from edge.outbox import Outgoing
-from edge.ws import CLOSE_TIMEOUT, close_stale
-from edge.wsframe import text_frame
-from edge.wsreader import OP_PONG, FrameReader, Kind, close_frame, control_frame
+from skyrelay.edge.attach import Attachment
+from skyrelay.edge.client import Client
+from skyrelay.edge.node import EdgeNode
+from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.ws import CLOSE_TIMEOUT, close_stale
+from skyrelay.edge.wsframe import text_frame
+from skyrelay.edge.wsreader import OP_PONG, FrameReader, Kind, close_frame, control_frame
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from ring.prober import shard_summary
 from skyrelay.config import ClusterConfig
+from skyrelay.ring.prober import shard_summary
 
 # Seconds of difference in uptime that still count as one cluster start (processes of a
 # cluster that starts together come up within a few seconds of each other).

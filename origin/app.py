@@ -17,17 +17,17 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from origin import amnesia, membership
-from origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
-from origin.metrics import OriginMetrics
-from origin.shard import Shard
-from origin.survey import Surveyor
-from ring import Member, Ring
-from ring.health import HealthView
-from ring.prober import run_prober
 from skyrelay.config import ClusterConfig, load_config
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings
+from skyrelay.origin import amnesia, membership
+from skyrelay.origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
+from skyrelay.origin.metrics import OriginMetrics
+from skyrelay.origin.shard import Shard
+from skyrelay.origin.survey import Surveyor
+from skyrelay.ring import Member, Ring
+from skyrelay.ring.health import HealthView
+from skyrelay.ring.prober import run_prober
 from skyrelay.runtime.metrics import metrics_handler
 from skyrelay.runtime.serve import Hooks, Listen, serve_until_stopped
 from skyrelay.runtime.tls import server_context, shard_client_ssl

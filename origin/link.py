@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from origin.shard import Shard
-from origin.survey import Surveyor
 from skyrelay.link import wire
+from skyrelay.origin.shard import Shard
+from skyrelay.origin.survey import Surveyor
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.link")

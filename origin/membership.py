@@ -5,10 +5,10 @@ refreshes what this shard leads, through its ``Replicator``; nothing here holds 
 
 from __future__ import annotations
 
-from origin.replica import ChannelReplica
-from origin.replication import Replicator
-from ring import Ring
 from skyrelay.link import wire
+from skyrelay.origin.replica import ChannelReplica
+from skyrelay.origin.replication import Replicator
+from skyrelay.ring import Ring
 from skyrelay.runtime.tasks import spawn
 
 

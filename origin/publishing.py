@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from origin.replica import ChannelReplica
-from origin.replication import Replicator, temporary
-from origin.stream import Publication
+from skyrelay.origin.replica import ChannelReplica
+from skyrelay.origin.replication import Replicator, temporary
+from skyrelay.origin.stream import Publication
 
 
 async def publish(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from origin.stream import ChannelStream, Publication, new_epoch
+from skyrelay.origin.stream import ChannelStream, Publication, new_epoch
 
 
 class Role(Enum):

@@ -20,17 +20,17 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from origin import amnesia
-from origin.claims import Ballot
-from origin.commits import CommitWaiters
-from origin.replica import ChannelReplica, Role, best_state, election_quorum
-from origin.stream import Publication
-from ring import Ring
-from ring.health import HealthView
 from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
+from skyrelay.origin import amnesia
+from skyrelay.origin.claims import Ballot
+from skyrelay.origin.commits import CommitWaiters
+from skyrelay.origin.replica import ChannelReplica, Role, best_state, election_quorum
+from skyrelay.origin.stream import Publication
 from skyrelay.protocol.codes import ErrorCode, ReplyError
+from skyrelay.ring import Ring
+from skyrelay.ring.health import HealthView
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.replication")

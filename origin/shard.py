@@ -9,17 +9,17 @@ import uuid
 from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
-from origin import membership, publishing
-from origin.metrics import OriginMetrics
-from origin.presence import Presence
-from origin.replication import Replicator
-from origin.stream import ChannelStream, HistoryPage, Publication
-from ring import Ring
-from ring.health import HealthView
 from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
+from skyrelay.origin import membership, publishing
+from skyrelay.origin.metrics import OriginMetrics
+from skyrelay.origin.presence import Presence
+from skyrelay.origin.replication import Replicator
+from skyrelay.origin.stream import ChannelStream, HistoryPage, Publication
 from skyrelay.protocol.codes import ErrorCode, ReplyError
+from skyrelay.ring import Ring
+from skyrelay.ring.health import HealthView
 
 
 class Peer(Hashable, Protocol):

@@ -11,11 +11,11 @@ import time
 from collections.abc import Hashable, Mapping, Set
 from typing import Any, Protocol
 
-from origin.shard import Shard
-from origin.tally import Tally, check_survey, survey_result
 from skyrelay import VERSION
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
+from skyrelay.origin.shard import Shard
+from skyrelay.origin.tally import Tally, check_survey, survey_result
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 from skyrelay.runtime.tasks import spawn
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ring.health import HealthView
+from skyrelay.ring.health import HealthView
 
 log = logging.getLogger("skyrelay.health")
 

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run(args)
         if args.command == "bench":
-            from benchmarks.cli import main as bench  # noqa: PLC0415
+            from skyrelay.benchmarks.cli import main as bench  # noqa: PLC0415
 
             return bench(args.args)
     except ConfigError as exc:
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve_origin(args: argparse.Namespace) -> int:
-    from origin.app import run_origin  # noqa: PLC0415 - only the command that runs it pays
+    from skyrelay.origin.app import run_origin  # noqa: PLC0415 - only the command that runs it pays
     from skyrelay.runtime.logs import configure  # noqa: PLC0415
     from skyrelay.runtime.serve import install_uvloop  # noqa: PLC0415
 
@@ -113,8 +113,8 @@ def _serve_origin(args: argparse.Namespace) -> int:
 
 
 def _serve_edge(args: argparse.Namespace) -> int:
-    from edge.app import run_edge  # noqa: PLC0415
-    from edge.mesh import worker_node_id  # noqa: PLC0415
+    from skyrelay.edge.app import run_edge  # noqa: PLC0415
+    from skyrelay.edge.mesh import worker_node_id  # noqa: PLC0415
     from skyrelay.runtime.logs import configure  # noqa: PLC0415
     from skyrelay.runtime.serve import install_uvloop  # noqa: PLC0415
 
@@ -135,7 +135,7 @@ def _serve_edge(args: argparse.Namespace) -> int:
         return 0
     configure(edge.id, level=level, fmt=config.log.format)
     if workers > 1:
-        from edge.workers import Supervisor  # noqa: PLC0415
+        from skyrelay.edge.workers import Supervisor  # noqa: PLC0415
 
         supervisor = Supervisor(args.config, edge, config.edge, workers, args.log_level)
         return asyncio.run(supervisor.run())
@@ -224,7 +224,7 @@ def _shard_state(url: str, tls: ssl.SSLContext | None) -> str:
 
 
 def _ring(args: argparse.Namespace) -> int:
-    from ring import Member, Ring, moved_channels  # noqa: PLC0415
+    from skyrelay.ring import Member, Ring, moved_channels  # noqa: PLC0415
 
     config = load_config(args.config)
     members = [Member(s.id, s.weight) for s in config.shards]

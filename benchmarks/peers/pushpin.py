@@ -5,8 +5,8 @@ origin below, which answers with ``Grip-Hold: stream`` and ``Grip-Channel: bench
 holds the SSE stream open on channel "bench". A benchmark publishes with
 ``POST http://127.0.0.1:<5561 + port_offset>/publish/`` and body ``publish_body(data, count)``.
 
-    python -m benchmarks.peers.pushpin origin --port P
-    python -m benchmarks.peers.pushpin run --workdir DIR --http-port H --origin-port P \
+    python -m skyrelay.benchmarks.peers.pushpin origin --port P
+    python -m skyrelay.benchmarks.peers.pushpin run --workdir DIR --http-port H --origin-port P \
         [--port-offset N]
 
 The publish endpoint rejects bodies over 1,000,000 bytes (``push_in_http_max_body_size``) with
@@ -42,7 +42,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from benchmarks.peers import run_async
+from skyrelay.benchmarks.peers import run_async
 
 HOST = "127.0.0.1"  # Loopback only: benchmarks never listen on any other address.
 CHANNEL = "bench"

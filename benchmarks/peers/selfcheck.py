@@ -1,6 +1,6 @@
 """End-to-end check of the peer servers on free loopback ports.
 
-    python -m benchmarks.peers.selfcheck [socketio|pushpin|all] [--clients N] [--count N]
+    python -m skyrelay.benchmarks.peers.selfcheck [socketio|pushpin|all] [--clients N] [--count N]
 
 socketio: N raw Engine.IO v4 WebSocket clients join room "bench", ``POST /publish`` with
 ``count``, and each client must get exactly ``count`` ``42["message",...]`` frames.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.peers import pushpin
+from skyrelay.benchmarks.peers import pushpin
 
 HOST = "127.0.0.1"
 STEP_TIMEOUT = 20.0  # Deadline for any single wait (startup, connect, delivery).
@@ -122,7 +122,7 @@ async def sio_client(
 async def check_socketio(clients: int, count: int, workdir: Path) -> None:
     port = free_port()
     proc = start_python_peer(
-        ["benchmarks.peers.socketio_server", "--port", str(port)], workdir / "socketio.log"
+        ["skyrelay.benchmarks.peers.socketio_server", "--port", str(port)], workdir / "socketio.log"
     )
     try:
         conn = aiohttp.TCPConnector(limit=0)  # Default cap is 100 connections per session.
@@ -205,7 +205,8 @@ async def sse_count(
 async def check_pushpin(clients: int, count: int, workdir: Path) -> None:
     http_port, origin_port, offset = free_port(), free_port(), free_port_offset()
     origin = start_python_peer(
-        ["benchmarks.peers.pushpin", "origin", "--port", str(origin_port)], workdir / "origin.log"
+        ["skyrelay.benchmarks.peers.pushpin", "origin", "--port", str(origin_port)],
+        workdir / "origin.log",
     )
     proc = pushpin.start_pushpin(workdir / "pushpin", http_port, origin_port, offset)
     try:

@@ -1,6 +1,6 @@
 """A python-socketio peer: every client joins room "bench"; ``POST /publish`` broadcasts to it.
 
-    python -m benchmarks.peers.socketio_server --port P
+    python -m skyrelay.benchmarks.peers.socketio_server --port P
 
 Raw clients speak Engine.IO v4 over ``/socket.io/?EIO=4&transport=websocket``: the server sends
 the open packet (``0{...}``), the client sends ``40`` to join the default namespace, events
@@ -23,7 +23,7 @@ import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 from engineio.async_drivers import aiohttp as eio_aiohttp  # type: ignore[import-untyped]
 
-from benchmarks.peers import run_async
+from skyrelay.benchmarks.peers import run_async
 
 ROOM = "bench"
 HOST = "127.0.0.1"  # Loopback only: benchmarks never listen on any other address.

@@ -1,7 +1,6 @@
 """Cluster configuration: one TOML file, validated at start-up. ``settings`` holds what a
 config says (every limit, with its default and reason), ``parse`` reads and validates a file."""
 
-from ring.health import HealthSettings
 from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
 from skyrelay.config.settings import (
     API_KEY_ENV,
@@ -20,6 +19,7 @@ from skyrelay.config.settings import (
     ShardConfig,
     TlsSettings,
 )
+from skyrelay.ring.health import HealthSettings
 
 __all__ = [
     "API_KEY_ENV",

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from ring.health import HealthSettings
 from skyrelay.config.settings import (
     API_KEY_ENV,
     MAX_SHARD_WEIGHT,
@@ -33,6 +32,7 @@ from skyrelay.config.settings import (
     TlsSettings,
     compiled_regex,
 )
+from skyrelay.ring.health import HealthSettings
 
 _T = TypeVar("_T")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ring.health import HealthSettings
+from skyrelay.ring.health import HealthSettings
 
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
 # Every client transport an edge can serve, in the order clients usually fall back through them.

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from edge.app import build_app as build_edge
-from edge.front import front_factory
-from edge.node import NODE_KEY
-from origin.app import build_app as build_origin
 from skyrelay.config import ClusterConfig, parse_config
+from skyrelay.edge.app import build_app as build_edge
+from skyrelay.edge.front import front_factory
+from skyrelay.edge.node import NODE_KEY
+from skyrelay.origin.app import build_app as build_origin
 from skyrelay.tokens import mint_token
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edge import protocol
+from skyrelay.edge import protocol
 from skyrelay.protocol.codes import Disconnect, DisconnectCode
 from skyrelay.protocol.messages import METHODS, Command, Pong
 from tests.fuzz.strategies import INT64, json_objects, json_values

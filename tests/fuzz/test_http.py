@@ -9,7 +9,7 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edge.api import API_METHODS
+from skyrelay.edge.api import API_METHODS
 from tests.fuzz.edgehost import API_KEY, EdgeHost
 from tests.fuzz.strategies import channel_names, fields, json_values, near
 

@@ -12,11 +12,11 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from origin.shard import Shard
-from ring import Member, Ring
-from ring.health import HealthSettings, HealthView
 from skyrelay.config import parse_config
 from skyrelay.link import wire
+from skyrelay.origin.shard import Shard
+from skyrelay.ring import Member, Ring
+from skyrelay.ring.health import HealthSettings, HealthView
 from tests.fuzz.strategies import INT64, json_objects, json_values, near
 
 CONFIG = parse_config(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from edge.auth import (
+from skyrelay.edge.auth import (
     Credentials,
     InvalidToken,
     TokenError,

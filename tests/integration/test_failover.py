@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ring import Member, Ring
+from skyrelay.ring import Member, Ring
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.support.helpers import until

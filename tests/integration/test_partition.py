@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 import pytest
 
-from ring import Member, Ring
+from skyrelay.ring import Member, Ring
 from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from tests.integration.conftest import API_KEY, TEST_NAMESPACES, TOKEN_SECRET, token
 from tests.support.helpers import until

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ring import Member, Ring, moved_channels
+from skyrelay.ring import Member, Ring, moved_channels
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster
 from tests.integration.test_failover import (

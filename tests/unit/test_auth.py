@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from edge.auth import (
+from skyrelay.edge.auth import (
     ExpiredToken,
     InvalidToken,
     Overrides,

@@ -7,9 +7,9 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Counter
 
-from edge.batches import Batches
-from edge.channel import Channel
-from edge.outbox import Outgoing
+from skyrelay.edge.batches import Batches
+from skyrelay.edge.channel import Channel
+from skyrelay.edge.outbox import Outgoing
 
 
 class Receiver:

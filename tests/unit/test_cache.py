@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.cache import TTL_MARGIN, RecentPublications, cache_window
 from skyrelay.config import parse_config
+from skyrelay.edge.cache import TTL_MARGIN, RecentPublications, cache_window
 
 NOW = 1_800_000_000.0
 

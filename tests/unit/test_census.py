@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edge.census import (
+from skyrelay.edge.census import (
     DisconnectOrder,
     channel_matcher,
     count_channels,

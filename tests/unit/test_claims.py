@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from origin.claims import Ballot
+from skyrelay.origin.claims import Ballot
 
 
 def majority(granted: set[str], members: list[str]) -> bool:

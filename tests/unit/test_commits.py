@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from origin.commits import CommitWaiters
+from skyrelay.origin.commits import CommitWaiters
 
 
 async def test_waiters_wake_as_the_commit_reaches_them() -> None:

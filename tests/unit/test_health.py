@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ring.health import Health, HealthSettings, HealthTracker, HealthView
+from skyrelay.ring.health import Health, HealthSettings, HealthTracker, HealthView
 
 
 def test_fall_and_rise_thresholds() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
-from edge.channel import Channel, ChannelState
-from edge.hub import Hub
-from edge.metrics import EdgeMetrics
-from edge.outbox import Outgoing
-from ring.health import HealthSettings, HealthView
+from skyrelay.edge.channel import Channel, ChannelState
+from skyrelay.edge.hub import Hub
+from skyrelay.edge.metrics import EdgeMetrics
+from skyrelay.edge.outbox import Outgoing
+from skyrelay.ring.health import HealthSettings, HealthView
 
 
 class FakeLink:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.limits import TokenBucket
+from skyrelay.edge.limits import TokenBucket
 
 
 def test_a_burst_is_allowed_then_the_rate() -> None:

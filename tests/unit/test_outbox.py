@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from edge.outbox import Flusher, FrameOutbox, Outgoing
-from edge.wsframe import text_frame
+from skyrelay.edge.outbox import Flusher, FrameOutbox, Outgoing
+from skyrelay.edge.wsframe import text_frame
 
 
 class MemoryTransport:

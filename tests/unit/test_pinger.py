@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.pinger import PingWheel
+from skyrelay.edge.pinger import PingWheel
 
 
 class Conn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from origin.presence import Presence
+from skyrelay.origin.presence import Presence
 
 
 def info(client: str, user: str = "u") -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from edge import protocol
+from skyrelay.edge import protocol
 from skyrelay.protocol.codes import Disconnect
 from skyrelay.protocol.messages import Command, Pong
 

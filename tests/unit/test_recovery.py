@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.recovery import decide_recovery
+from skyrelay.edge.recovery import decide_recovery
 
 
 def pubs(*offsets: int) -> list[dict[str, object]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from origin.replica import ChannelReplica, Role, best_state, election_quorum
+from skyrelay.origin.replica import ChannelReplica, Role, best_state, election_quorum
 
 
 def replica(name: str, floor: int = 0, min_copies: int = 2) -> ChannelReplica:

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from ring import Member, Ring, moved_channels
+from skyrelay.ring import Member, Ring, moved_channels
 
 CHANNELS = [f"ch-{i}" for i in range(5000)]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge.auth import Credentials, Overrides, ServerSub
-from edge.serversubs import plan, positions_from_subs
 from skyrelay.config import parse_config
+from skyrelay.edge.auth import Credentials, Overrides, ServerSub
+from skyrelay.edge.serversubs import plan, positions_from_subs
 
 CONFIG = parse_config(
     {

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge.auth import Overrides
-from edge.recovery import RecoveryOutcome
-from edge.session import (
+from skyrelay.config import NamespaceConfig
+from skyrelay.edge.auth import Overrides
+from skyrelay.edge.recovery import RecoveryOutcome
+from skyrelay.edge.session import (
     allowed,
     channel_param,
     channel_users,
@@ -17,7 +18,6 @@ from edge.session import (
     subscribe_options,
     subscribe_result,
 )
-from skyrelay.config import NamespaceConfig
 from skyrelay.protocol.codes import Disconnect, ReplyError
 
 NS = NamespaceConfig(history_size=10)

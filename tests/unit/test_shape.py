@@ -16,7 +16,9 @@ TABLES = frozenset({"edge/metrics.py:EdgeMetrics.__init__"})
 
 
 def sources() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+    """Every source file once: not again through the links skyrelay/edge -> ../edge."""
+    files = (p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+    return sorted(p for p in files if p.resolve() == p.absolute())
 
 
 def functions(tree: ast.AST, prefix: str = "") -> list[tuple[str, int]]:

@@ -7,12 +7,12 @@ from typing import Any
 import orjson
 import pytest
 
-from origin.amnesia import START_GRACE, joined_running
-from origin.shard import Shard
-from ring import Member, Ring
-from ring.health import HealthSettings, HealthView
 from skyrelay.config import parse_config
 from skyrelay.link import wire
+from skyrelay.origin.amnesia import START_GRACE, joined_running
+from skyrelay.origin.shard import Shard
+from skyrelay.ring import Member, Ring
+from skyrelay.ring.health import HealthSettings, HealthView
 
 CONFIG = parse_config(
     {

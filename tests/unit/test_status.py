@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from edge.app import BOARD_KEY, build_app
-from edge.node import NODE_KEY
-from edge.status import Rates
-from edge.status_http import cookie_valid, session_cookie
-from ring.health import Health, HealthSettings, HealthView
 from skyrelay.config import parse_config
+from skyrelay.edge.app import BOARD_KEY, build_app
+from skyrelay.edge.node import NODE_KEY
+from skyrelay.edge.status import Rates
+from skyrelay.edge.status_http import cookie_valid, session_cookie
+from skyrelay.ring.health import Health, HealthSettings, HealthView
 
 CONFIG = parse_config(
     {

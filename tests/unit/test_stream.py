@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from origin.stream import ChannelStream
+from skyrelay.origin.stream import ChannelStream
 
 
 def stream(size: int = 5, ttl: float = 60.0) -> ChannelStream:

@@ -11,15 +11,15 @@ from typing import Any
 import orjson
 import pytest
 
-from edge.survey import answer_survey, ask_cluster, survey_order
-from origin.shard import Shard
-from origin.survey import Surveyor
-from ring import Member, Ring
-from ring.health import HealthSettings, HealthView
 from skyrelay.config import parse_config
+from skyrelay.edge.survey import answer_survey, ask_cluster, survey_order
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings, unavailable
+from skyrelay.origin.shard import Shard
+from skyrelay.origin.survey import Surveyor
 from skyrelay.protocol.codes import ErrorCode, ReplyError
+from skyrelay.ring import Member, Ring
+from skyrelay.ring.health import HealthSettings, HealthView
 
 
 @dataclass(eq=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from origin.tally import (
+from skyrelay.origin.tally import (
     Tally,
     check_survey,
     merge_channels,

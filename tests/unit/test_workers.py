@@ -9,11 +9,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.mesh import WorkerSpec, worker_node_id, worker_socket
-from edge.metrics import EdgeMetrics
-from edge.metricsmerge import merge_expositions
-from edge.workers import RestartBackoff
 from skyrelay.config import ConfigError, parse_config
+from skyrelay.edge.mesh import WorkerSpec, worker_node_id, worker_socket
+from skyrelay.edge.metrics import EdgeMetrics
+from skyrelay.edge.metricsmerge import merge_expositions
+from skyrelay.edge.workers import RestartBackoff
 from skyrelay.testing.cluster import ClusterSpec
 
 SHARDS = [{"id": "o0", "url": "http://127.0.0.1:9100"}]

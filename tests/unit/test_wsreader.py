@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from edge.wshandshake import accept_response, parse_upgrade
-from edge.wsreader import FrameReader, Kind, close_frame, unmask
+from skyrelay.edge.wshandshake import accept_response, parse_upgrade
+from skyrelay.edge.wsreader import FrameReader, Kind, close_frame, unmask
 from tests.support.hostile import frame
 
 UPGRADE = (
