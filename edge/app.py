@@ -20,7 +20,6 @@ from skyrelay.edge.api import api_handler
 from skyrelay.edge.cache import cache_window
 from skyrelay.edge.cors import preflight
 from skyrelay.edge.emulation import emulation_handler, http_stream_handler, sse_handler
-from skyrelay.edge.front import front_factory
 from skyrelay.edge.httperrors import json_errors
 from skyrelay.edge.hub import Hub
 from skyrelay.edge.keys import build_verifier
@@ -35,7 +34,8 @@ from skyrelay.edge.status import StatusBoard
 from skyrelay.edge.status_http import add_status_routes
 from skyrelay.edge.survey import answer_survey
 from skyrelay.edge.uni import uni_sse_handler
-from skyrelay.edge.ws import CLOSE_TIMEOUT, websocket_handler
+from skyrelay.edge.ws.aiohttp_path import CLOSE_TIMEOUT, websocket_handler
+from skyrelay.edge.ws.front import front_factory
 from skyrelay.protocol.codes import DISCONNECT_REASONS, DisconnectCode
 from skyrelay.ring.prober import run_prober
 from skyrelay.runtime.metrics import metrics_handler

@@ -51,7 +51,7 @@ class EdgeNode:
     clients: dict[str, Connection] = field(default_factory=dict)
     # Connections per user, for max_connections_per_user.
     user_connections: dict[str, int] = field(default_factory=dict)
-    # Connections on the edge's own WebSocket path (edge/wsconn.py), closed at shutdown.
+    # Connections on the edge's own WebSocket path (edge/ws/connection.py), closed at shutdown.
     websockets: set[Closable] = field(default_factory=set)
     # Set whenever the last of them has closed.
     websockets_gone: asyncio.Event = field(default_factory=asyncio.Event)

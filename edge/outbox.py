@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from skyrelay.edge.wsframe import text_frame
+from skyrelay.edge.ws.frame import text_frame
 
 log = logging.getLogger("skyrelay.edge.outbox")
 

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from skyrelay.config import ClusterConfig, parse_config
 from skyrelay.edge.app import build_app as build_edge
-from skyrelay.edge.front import front_factory
 from skyrelay.edge.node import NODE_KEY
+from skyrelay.edge.ws.front import front_factory
 from skyrelay.origin.app import build_app as build_origin
 from skyrelay.tokens import mint_token
 

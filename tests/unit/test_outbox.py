@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from skyrelay.edge.outbox import Flusher, FrameOutbox, Outgoing
-from skyrelay.edge.wsframe import text_frame
+from skyrelay.edge.ws.frame import text_frame
 
 
 class MemoryTransport:

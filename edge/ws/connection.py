@@ -20,9 +20,9 @@ from skyrelay.edge.attach import Attachment
 from skyrelay.edge.client import Client
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
-from skyrelay.edge.ws import CLOSE_TIMEOUT, close_stale
-from skyrelay.edge.wsframe import text_frame
-from skyrelay.edge.wsreader import OP_PONG, FrameReader, Kind, close_frame, control_frame
+from skyrelay.edge.ws.aiohttp_path import CLOSE_TIMEOUT, close_stale
+from skyrelay.edge.ws.frame import text_frame
+from skyrelay.edge.ws.reader import OP_PONG, FrameReader, Kind, close_frame, control_frame
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyrelay.edge.wsreader import Event, FrameReader, Kind
+from skyrelay.edge.ws.reader import Event, FrameReader, Kind
 from tests.support.hostile import frame
 
 MAX_MESSAGE = 70_000

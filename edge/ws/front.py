@@ -15,8 +15,8 @@ from typing import Any
 
 from skyrelay.edge.cors import origin_allowed
 from skyrelay.edge.node import EdgeNode
-from skyrelay.edge.wsconn import WebSocketConnection
-from skyrelay.edge.wshandshake import WEBSOCKET_PATH, accept_response, parse_upgrade
+from skyrelay.edge.ws.connection import WebSocketConnection
+from skyrelay.edge.ws.handshake import WEBSOCKET_PATH, accept_response, parse_upgrade
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 

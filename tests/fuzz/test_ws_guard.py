@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyrelay.edge.wsguard import MaskCheck
+from skyrelay.edge.ws.guard import MaskCheck
 from tests.support.hostile import frame
 
 payloads = st.one_of(st.binary(max_size=130), st.integers(60000, 70000).map(lambda n: b"x" * n))

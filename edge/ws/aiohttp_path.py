@@ -12,8 +12,8 @@ from skyrelay.edge.client import Client
 from skyrelay.edge.cors import origin_allowed, refused
 from skyrelay.edge.node import NODE_KEY
 from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport
-from skyrelay.edge.wsframe import text_frame
-from skyrelay.edge.wsguard import pending_bytes, require_masking
+from skyrelay.edge.ws.frame import text_frame
+from skyrelay.edge.ws.guard import pending_bytes, require_masking
 from skyrelay.protocol.codes import DisconnectCode
 from skyrelay.runtime.tasks import spawn
 

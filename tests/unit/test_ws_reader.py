@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from skyrelay.edge.wshandshake import accept_response, parse_upgrade
-from skyrelay.edge.wsreader import FrameReader, Kind, close_frame, unmask
+from skyrelay.edge.ws.handshake import accept_response, parse_upgrade
+from skyrelay.edge.ws.reader import FrameReader, Kind, close_frame, unmask
 from tests.support.hostile import frame
 
 UPGRADE = (

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import WebSocketError, WSCloseCode, web
 
-log = logging.getLogger("skyrelay.edge.wsguard")
+log = logging.getLogger("skyrelay.edge.ws.guard")
 
 
 class MaskCheck:
