@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 from skyrelay.link import wire
 from skyrelay.origin.shard import Shard
 from skyrelay.origin.survey import Surveyor
+from skyrelay.protocol.codes import ErrorCode
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.link")
@@ -79,7 +80,7 @@ async def _respond(shard: Shard, peer: PeerWriter, message: dict[str, Any]) -> N
     except Exception:
         log.exception("request %s failed", message.get("op"))
         req_id = message.get("id")
-        response = wire.error(req_id if isinstance(req_id, int) else 0, 100, "internal")
+        response = wire.error(req_id if isinstance(req_id, int) else 0, ErrorCode.INTERNAL, "internal")
     peer.send(response)
 
 
