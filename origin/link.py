@@ -80,7 +80,9 @@ async def _respond(shard: Shard, peer: PeerWriter, message: dict[str, Any]) -> N
     except Exception:
         log.exception("request %s failed", message.get("op"))
         req_id = message.get("id")
-        response = wire.error(req_id if isinstance(req_id, int) else 0, ErrorCode.INTERNAL, "internal")
+        response = wire.error(
+            req_id if isinstance(req_id, int) else 0, ErrorCode.INTERNAL, "internal"
+        )
     peer.send(response)
 
 
