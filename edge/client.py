@@ -26,7 +26,6 @@ from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
 from skyrelay.edge.session import (
     SessionState,
-    allowed,
     expiry_fields,
     token_param,
 )
@@ -224,8 +223,8 @@ class Client(Subscribing):
             resume = serversubs.positions_from_subs(command.params.get("subs"))
         except ValueError as exc:
             raise Disconnect(DisconnectCode.BAD_REQUEST, str(exc)) from None
-        if token_param(command.params) or not self.anonymous_allowed():
-            await self.fetch_keys(command.params.get("token"))
+        if token_param(command.params) or not self.node.anonymous_allowed():
+            await self.node.fetch_keys(command.params.get("token"))
             if self.state is not SessionState.CONNECTING:
                 # Closed while the keys were fetched: never register a connection that is gone.
                 raise Disconnect(DisconnectCode.BAD_REQUEST, "closed while connecting")
@@ -241,11 +240,6 @@ class Client(Subscribing):
         self.sink.send(protocol.reply(command.id, "connect", result))
         for join in joins:
             self.go_live(join)
-
-    def anonymous_allowed(self) -> bool:
-        """May a connection without a token connect, as anonymous?"""
-        settings = self.node.config.edge
-        return settings.allow_anonymous_connect_without_token or settings.insecure
 
     def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:
         """The token is good: the connection is connected; returns the connect result."""
@@ -297,9 +291,7 @@ class Client(Subscribing):
 
     def permits(self, permission: Permission, channel: str) -> bool:
         """Does ``permission`` (a namespace's allow_*) let this connection act on ``channel``?"""
-        if self.node.config.edge.insecure:
-            return True
-        return allowed(permission, self.user, self.subscribed(channel))
+        return self.node.permits(permission, self.user, self.subscribed(channel))
 
 
 def _core_handlers() -> dict[str, Handler]:

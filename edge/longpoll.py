@@ -147,11 +147,9 @@ async def _poll(node: EdgeNode, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _credentials(node: EdgeNode, token: Any) -> Credentials:
     """Who polls: the token's user, or anonymous where the edge allows it."""
-    settings = node.config.edge
-    if not token and (settings.allow_anonymous_connect_without_token or settings.insecure):
+    if not token and node.anonymous_allowed():
         return ANONYMOUS
-    if node.jwks is not None and node.http is not None and isinstance(token, str):
-        await node.jwks.ensure(token, node.http)
+    await node.fetch_keys(token)
     try:
         return node.verifier.verify_connection(token if isinstance(token, str) else "", time.time())
     except ExpiredToken:

@@ -14,7 +14,7 @@ from typing import Any
 from skyrelay.edge import protocol
 from skyrelay.edge.commands import MAX_IDEMPOTENCY_KEY
 from skyrelay.edge.node import EdgeNode
-from skyrelay.edge.session import allowed, name_ok
+from skyrelay.edge.session import name_ok
 from skyrelay.link import wire
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 
@@ -57,7 +57,7 @@ async def _publish(node: EdgeNode, user: str, item: Any, following: set[str]) ->
     ns = node.config.namespace(channel)
     if ns is None or not ns.name_allowed(channel):
         raise ReplyError(ErrorCode.UNKNOWN_CHANNEL)
-    if not (node.config.edge.insecure or allowed(ns.allow_publish, user, channel in following)):
+    if not node.permits(ns.allow_publish, user, channel in following):
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     if "data" not in item:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")

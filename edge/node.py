@@ -6,12 +6,12 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
-from skyrelay.config import ClusterConfig
+from skyrelay.config import ClusterConfig, Permission
 from skyrelay.edge import census
 from skyrelay.edge.auth import TokenVerifier
 from skyrelay.edge.hub import Hub
@@ -20,6 +20,7 @@ from skyrelay.edge.metrics import EdgeMetrics
 from skyrelay.edge.outbox import Flusher
 from skyrelay.edge.pinger import PingWheel
 from skyrelay.edge.router import Router
+from skyrelay.edge.session import allowed
 
 
 class Closable(Protocol):
@@ -60,6 +61,21 @@ class EdgeNode:
     # This process, in the server API's ``info``: a unique id and when it started.
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.monotonic)
+
+    async def fetch_keys(self, token: Any) -> None:
+        """Tokens signed with a key from the JWKS URL: make sure that key is known."""
+        if self.jwks is not None and self.http is not None and isinstance(token, str):
+            await self.jwks.ensure(token, self.http)
+
+    def anonymous_allowed(self) -> bool:
+        """May a connection without a token connect, as anonymous?"""
+        settings = self.config.edge
+        return settings.allow_anonymous_connect_without_token or settings.insecure
+
+    def permits(self, permission: Permission, user: str, subscribed: bool) -> bool:
+        """Does ``permission`` (a namespace's allow_*) let ``user`` act? Always in insecure
+        mode."""
+        return self.config.edge.insecure or allowed(permission, user, subscribed)
 
 
 NODE_KEY = web.AppKey("node", EdgeNode)

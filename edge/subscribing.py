@@ -100,12 +100,6 @@ class Subscribing:
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
 
-    async def fetch_keys(self, token: Any) -> None:
-        """Tokens signed with a key from the JWKS URL: make sure that key is known."""
-        node = self.node
-        if node.jwks is not None and node.http is not None and isinstance(token, str):
-            await node.jwks.ensure(token, node.http)
-
     def namespace(self, channel: str) -> NamespaceConfig:
         ns = self.node.config.namespace(channel)
         if ns is None or not ns.name_allowed(channel):
@@ -177,7 +171,7 @@ class Subscribing:
 
     async def _check_token(self, channel: str, token: str) -> ChannelGrant:
         """A subscription token, on any channel: what it grants, or the protocol's error."""
-        await self.fetch_keys(token)
+        await self.node.fetch_keys(token)
         try:
             return self.node.verifier.verify_subscription(
                 token, channel, self.user, self.id, time.time()

@@ -111,8 +111,8 @@ class UniSseSink(StreamSink):
 async def connect(client: Client, sink: UniSseSink, token: str, resume: Positions) -> None:
     """Connect, subscribe the server-side channels (recovering from ``resume``), go live."""
     now = time.time()
-    if token or not client.anonymous_allowed():
-        await client.fetch_keys(token)
+    if token or not client.node.anonymous_allowed():
+        await client.node.fetch_keys(token)
         try:
             credentials = client.node.verifier.verify_connection(token, now)
         except ExpiredToken:
