@@ -80,10 +80,6 @@ class Credentials:
     # Server-side subscriptions the token grants (the ``channels`` and ``subs`` claims).
     subs: tuple[ServerSub, ...] = ()
 
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return tuple(sub.channel for sub in self.subs)
-
 
 ANONYMOUS = Credentials(user="", expires_at=0)
 
