@@ -16,8 +16,8 @@ from aiohttp import web
 
 from skyrelay.edge import census
 from skyrelay.edge.bodies import RequestError, json_object, read_body
+from skyrelay.edge.json_codec import MAX_DATA_DEPTH, data_depth_ok
 from skyrelay.edge.node import NODE_KEY, EdgeNode
-from skyrelay.edge.protocol import MAX_DATA_DEPTH, data_depth_ok
 from skyrelay.edge.session import (
     HistoryQuery,
     history_query,

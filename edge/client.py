@@ -14,7 +14,7 @@ from typing import Any
 
 from skyrelay import VERSION
 from skyrelay.config import Permission
-from skyrelay.edge import commands, protocol, serversubs
+from skyrelay.edge import commands, json_codec, serversubs
 from skyrelay.edge.auth import (
     ANONYMOUS,
     Credentials,
@@ -47,7 +47,7 @@ log = logging.getLogger("skyrelay.edge.client")
 Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
 
 # The wire format connections speak: JSON (a second format implements the same interface).
-CODEC: ServerCodec = protocol
+CODEC: ServerCodec = json_codec
 
 
 class Client(Subscribing):
@@ -108,7 +108,7 @@ class Client(Subscribing):
     def ping(self) -> None:
         if self.state is SessionState.CONNECTED:
             self.awaiting_pong = not self.unidirectional
-            self.sink.send(protocol.PING)
+            self.sink.send(json_codec.PING)
 
     def check_pong(self, now: float) -> None:
         if self.awaiting_pong:
@@ -126,7 +126,7 @@ class Client(Subscribing):
     async def handle(self, data: bytes | str) -> None:
         """Run every command of one transport message, in order."""
         try:
-            commands = protocol.decode_commands(data)
+            commands = json_codec.decode_commands(data)
         except Disconnect as exc:
             self.close(exc.code, exc.reason)
             return
@@ -155,12 +155,12 @@ class Client(Subscribing):
             handler = _HANDLERS[command.method]
             result = await handler(self, command)
             if result is not None and not self.closed:
-                self.sink.send(protocol.reply(command.id, command.method, result))
+                self.sink.send(json_codec.reply(command.id, command.method, result))
         except ReplyError as exc:
             self.node.metrics.command_errors.labels(code=str(exc.code)).inc()
             if not self.closed:
                 self.sink.send(
-                    protocol.error_reply(command.id, exc.code, exc.message, exc.temporary)
+                    json_codec.error_reply(command.id, exc.code, exc.message, exc.temporary)
                 )
             return command.method != "connect"
         except Disconnect as exc:
@@ -237,7 +237,7 @@ class Client(Subscribing):
             return
         if joins:
             result["subs"] = {join.name: join.result for join in joins}
-        self.sink.send(protocol.reply(command.id, "connect", result))
+        self.sink.send(json_codec.reply(command.id, "connect", result))
         for join in joins:
             self.go_live(join)
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from skyrelay.config import NamespaceConfig, Permission
-from skyrelay.edge import protocol
+from skyrelay.edge import json_codec
 from skyrelay.edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from skyrelay.edge.limits import TokenBucket
 from skyrelay.edge.node import EdgeNode
@@ -72,7 +72,7 @@ async def publish(client: CommandContext, command: Command) -> dict[str, Any]:
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     if "data" not in command.params:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-    if not protocol.data_depth_ok(command.params["data"]):
+    if not json_codec.data_depth_ok(command.params["data"]):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
     request = {"ch": channel, "data": command.params["data"], "info": client.client_info(channel)}
     key = command.params.get("idempotency_key")

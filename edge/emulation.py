@@ -14,7 +14,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from skyrelay.edge import protocol
+from skyrelay.edge import json_codec
 from skyrelay.edge.attach import Attachment, until_done
 from skyrelay.edge.bodies import RequestError, read_body
 from skyrelay.edge.client import Client
@@ -60,7 +60,7 @@ class StreamSink:
     def close(self, code: int, reason: str) -> None:
         # Streams end with a disconnect push (no close frame to carry the code).
         if not self._outbox.closed:
-            self.send(protocol.disconnect_push(code, reason))
+            self.send(json_codec.disconnect_push(code, reason))
             self._outbox.flush()
             self._outbox.close()
         self.done.set()

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from skyrelay.edge import protocol
+from skyrelay.edge import json_codec
 from skyrelay.edge.batches import Batches
 from skyrelay.edge.channel import Channel, ChannelState, Subscriber
 from skyrelay.edge.metrics import EdgeMetrics
@@ -222,7 +222,7 @@ class Hub:
             channel.recent.append(pub)
         if channel.subscribers:
             position = (channel.name, channel.epoch, pub.get("offset", 0))
-            message = Outgoing(protocol.pub_push(channel.name, pub), position)
+            message = Outgoing(json_codec.pub_push(channel.name, pub), position)
             self.batches.add(channel, message)
         for buffered in channel.joining.values():
             buffered.append(pub)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyrelay.edge import protocol
+from skyrelay.edge import json_codec
 from skyrelay.edge.commands import MAX_IDEMPOTENCY_KEY
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.session import name_ok
@@ -61,7 +61,7 @@ async def _publish(node: EdgeNode, user: str, item: Any, following: set[str]) ->
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     if "data" not in item:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
-    if not protocol.data_depth_ok(item["data"]):
+    if not json_codec.data_depth_ok(item["data"]):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
     request: dict[str, Any] = {
         "ch": channel,

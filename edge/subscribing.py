@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skyrelay.config import NamespaceConfig
-from skyrelay.edge import protocol, serversubs
+from skyrelay.edge import json_codec, serversubs
 from skyrelay.edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from skyrelay.edge.channel import Channel
 from skyrelay.edge.node import EdgeNode
@@ -165,7 +165,7 @@ class Subscribing:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
-        self.sink.send(protocol.reply(command.id, "subscribe", join.result))
+        self.sink.send(json_codec.reply(command.id, "subscribe", join.result))
         self.go_live(join)
         return None
 
@@ -249,7 +249,7 @@ class Subscribing:
 
     def deliver_pub(self, join: Join, pub: dict[str, Any]) -> None:
         position = (join.name, join.channel.epoch, pub.get("offset", 0))
-        self.sink.deliver(Outgoing(protocol.pub_push(join.name, pub), position))
+        self.sink.deliver(Outgoing(json_codec.pub_push(join.name, pub), position))
 
     def wants_join_leave(self, channel: str) -> bool:
         return self.join_leave is not None and channel in self.join_leave
@@ -290,4 +290,4 @@ class Subscribing:
             return
         if self.subs.pop(channel, None) is not None:
             self.node.metrics.subscriptions.labels(self.transport_name).dec()
-            self.sink.send(protocol.unsubscribe_push(channel, code, reason))
+            self.sink.send(json_codec.unsubscribe_push(channel, code, reason))

@@ -16,10 +16,9 @@ import aiohttp
 from skyrelay.client import session as s
 from skyrelay.client.backoff import backoff_delay
 from skyrelay.client.edges import EdgeRanking
-from skyrelay.client.errors import ClientClosed, ConnectionRefused, ReplyError
+from skyrelay.client.errors import ClientClosed, ConnectionRefused, ProtocolError, ReplyError
 from skyrelay.client.events import ClientEvent, Connected, Connecting, Disconnected
 from skyrelay.client.polling import ConnectionLost, Poller
-from skyrelay.client.protocol import ProtocolError
 from skyrelay.client.settings import ClientSettings
 from skyrelay.client.transports import (
     EdgeUnreachable,

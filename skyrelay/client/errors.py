@@ -10,6 +10,7 @@ __all__ = [
     "ClientError",
     "ConnectionRefused",
     "DecryptionError",
+    "ProtocolError",
     "ReplyError",
     "SubscriptionEnded",
 ]
@@ -27,6 +28,10 @@ class ConnectionRefused(ClientError):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+class ProtocolError(ClientError):
+    """The edge sent something that is not the protocol; the connection is replaced."""
 
 
 class ClientClosed(ClientError):

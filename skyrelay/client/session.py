@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from skyrelay.client import protocol
+from skyrelay.client import json_codec
 from skyrelay.protocol.codec import ClientCodec
 from skyrelay.protocol.codes import ReplyError, UnsubscribeCode, resubscribes, retry_subscribe
 from skyrelay.protocol.messages import Ping, Push, Reply
 
 # The wire format the session speaks: JSON (a second format implements the same interface).
-CODEC: ClientCodec = protocol
+CODEC: ClientCodec = json_codec
 
 
 class SubStatus(Enum):
@@ -214,7 +214,7 @@ class Session:
     def receive(self, data: bytes | str) -> list[Event]:
         """Everything one transport message carried; may raise ``ProtocolError``."""
         events: list[Event] = []
-        for message in protocol.decode(data):
+        for message in json_codec.decode(data):
             if isinstance(message, Ping):
                 if self.pong:
                     self._out.append({})
@@ -282,7 +282,7 @@ class Session:
         sub.command = self._command("subscribe", params, sub.channel)
 
     def _flush(self) -> bytes:
-        data = protocol.encode(self._out)
+        data = json_codec.encode(self._out)
         self._out.clear()
         return data
 

@@ -1,5 +1,5 @@
 """What a wire format of the client protocol provides. JSON implements it today (the edge's
-``edge.protocol`` for the server half, ``skyrelay.client.protocol`` for the client half);
+``edge.json_codec`` for the server half, ``skyrelay.client.json_codec`` for the client half);
 protobuf will be a second implementation of the same two halves.
 
 In every codec ``PING`` and ``PONG`` are the encoded heartbeats (bytes); the decoded ones are

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from skyrelay.client import session as s
-from skyrelay.client.protocol import ProtocolError
+from skyrelay.client.errors import ProtocolError
 
 
 def frames(data: bytes) -> list[dict[str, Any]]:

@@ -116,21 +116,6 @@ async def test_request_without_id_is_a_link_protocol_error() -> None:
         await new_shard().handle(FakeEdge("e"), {"op": "sub", "ch": "c"})
 
 
-def test_edge_link_frames_round_trip() -> None:
-    frame = wire.join_frame([wire.result(1, {}), wire.pub_push("c", "e", {"data": 1})])
-    assert wire.decode_frame(frame) == [
-        {"id": 1, "result": {}},
-        {"push": {"ch": "c", "epoch": "e", "pub": {"data": 1}}},
-    ]
-    assert wire.decode_frame(wire.error(2, 5000, "x", True, "o1")) == [
-        {"id": 2, "error": {"code": 5000, "message": "x", "temporary": True, "leader": "o1"}}
-    ]
-    with pytest.raises(wire.LinkProtocolError):
-        wire.decode_frame(b"{bad")
-    with pytest.raises(wire.LinkProtocolError):
-        wire.decode_frame(b"[]")
-
-
 async def test_publish_latency_and_errors_are_measured() -> None:
     shard = new_shard()
     api = FakeEdge("api")

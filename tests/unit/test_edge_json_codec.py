@@ -5,32 +5,32 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from skyrelay.edge import protocol
+from skyrelay.edge import json_codec
 from skyrelay.protocol.codes import Disconnect
 from skyrelay.protocol.messages import Command, Pong
 
 
 def test_batched_commands_keep_their_order() -> None:
     frame = b'{"id":1,"connect":{"token":"t","name":"js"}}\n{"id":2,"subscribe":{"channel":"chat","flag":1}}'
-    assert protocol.decode_commands(frame) == [
+    assert json_codec.decode_commands(frame) == [
         Command(1, "connect", {"token": "t", "name": "js"}),
         Command(2, "subscribe", {"channel": "chat", "flag": 1}),
     ]
 
 
 def test_one_trailing_newline_is_allowed() -> None:
-    assert protocol.decode_commands('{"id":3,"history":{"channel":"a"}}\n') == [
+    assert json_codec.decode_commands('{"id":3,"history":{"channel":"a"}}\n') == [
         Command(3, "history", {"channel": "a"})
     ]
 
 
 def test_empty_object_is_a_pong_and_send_needs_no_id() -> None:
-    assert protocol.decode_commands(b"{}") == [Pong()]
-    assert protocol.decode_commands(b'{"send":{"data":{}}}') == [Command(0, "send", {"data": {}})]
+    assert json_codec.decode_commands(b"{}") == [Pong()]
+    assert json_codec.decode_commands(b'{"send":{"data":{}}}') == [Command(0, "send", {"data": {}})]
 
 
 def test_null_params_mean_empty() -> None:
-    assert protocol.decode_commands(b'{"id":4,"presence":null}') == [Command(4, "presence", {})]
+    assert json_codec.decode_commands(b'{"id":4,"presence":null}') == [Command(4, "presence", {})]
 
 
 @pytest.mark.parametrize(
@@ -53,14 +53,14 @@ def test_null_params_mean_empty() -> None:
 )
 def test_malformed_input_is_a_bad_request_disconnect(frame: bytes) -> None:
     with pytest.raises(Disconnect) as info:
-        protocol.decode_commands(frame)
+        json_codec.decode_commands(frame)
     assert info.value.code == 3501
 
 
 def test_success_reply_always_holds_the_method_key() -> None:
-    assert orjson.loads(protocol.reply(3, "publish", {})) == {"id": 3, "publish": {}}
+    assert orjson.loads(json_codec.reply(3, "publish", {})) == {"id": 3, "publish": {}}
     assert orjson.loads(
-        protocol.reply(1, "connect", {"client": "c", "ping": 25, "pong": True})
+        json_codec.reply(1, "connect", {"client": "c", "ping": 25, "pong": True})
     ) == {
         "id": 1,
         "connect": {"client": "c", "ping": 25, "pong": True},
@@ -68,31 +68,31 @@ def test_success_reply_always_holds_the_method_key() -> None:
 
 
 def test_error_reply_always_has_a_message_and_omits_false_temporary() -> None:
-    assert orjson.loads(protocol.error_reply(2, 103, "permission denied")) == {
+    assert orjson.loads(json_codec.error_reply(2, 103, "permission denied")) == {
         "id": 2,
         "error": {"code": 103, "message": "permission denied"},
     }
     assert (
-        orjson.loads(protocol.error_reply(2, 100, "internal", True))["error"]["temporary"] is True
+        orjson.loads(json_codec.error_reply(2, 100, "internal", True))["error"]["temporary"] is True
     )
 
 
 def test_push_shapes() -> None:
     pub = {"data": {"text": "hi"}, "offset": 7}
-    assert orjson.loads(protocol.pub_push("chat", pub)) == {
+    assert orjson.loads(json_codec.pub_push("chat", pub)) == {
         "push": {"channel": "chat", "pub": {"data": {"text": "hi"}, "offset": 7}}
     }
-    assert orjson.loads(protocol.unsubscribe_push("chat", 2500, "insufficient state")) == {
+    assert orjson.loads(json_codec.unsubscribe_push("chat", 2500, "insufficient state")) == {
         "push": {"channel": "chat", "unsubscribe": {"code": 2500, "reason": "insufficient state"}}
     }
-    assert orjson.loads(protocol.disconnect_push(3001, "shutdown")) == {
+    assert orjson.loads(json_codec.disconnect_push(3001, "shutdown")) == {
         "push": {"disconnect": {"code": 3001, "reason": "shutdown"}}
     }
-    assert protocol.PING == b"{}"
+    assert json_codec.PING == b"{}"
 
 
 def test_batched_replies_have_no_empty_lines() -> None:
-    out = b"\n".join([protocol.reply(1, "connect", {"client": "c"}), protocol.PING])
+    out = b"\n".join([json_codec.reply(1, "connect", {"client": "c"}), json_codec.PING])
     assert out == b'{"id":1,"connect":{"client":"c"}}\n{}'
     assert [orjson.loads(line) for line in out.split(b"\n")][1] == {}
 
@@ -104,7 +104,7 @@ def test_data_depth_limit() -> None:
             value = {"a": [value]} if depth % 2 else [value]
         return value
 
-    assert protocol.data_depth_ok({"a": [1, {"b": 2}]})
-    assert protocol.data_depth_ok("scalar")
-    assert protocol.data_depth_ok(nested(protocol.MAX_DATA_DEPTH))
-    assert not protocol.data_depth_ok(nested(protocol.MAX_DATA_DEPTH + 1))
+    assert json_codec.data_depth_ok({"a": [1, {"b": 2}]})
+    assert json_codec.data_depth_ok("scalar")
+    assert json_codec.data_depth_ok(nested(json_codec.MAX_DATA_DEPTH))
+    assert not json_codec.data_depth_ok(nested(json_codec.MAX_DATA_DEPTH + 1))

@@ -11,14 +11,9 @@ from typing import Any
 
 import orjson
 
-from skyrelay.client.errors import ClientError
+from skyrelay.client.errors import ProtocolError
 from skyrelay.protocol.codes import ReplyError
 from skyrelay.protocol.messages import Ping, Push, Reply
-
-
-class ProtocolError(ClientError):
-    """The edge sent something that is not the protocol; the connection is replaced."""
-
 
 # The client's answer to a ping, an empty object (the ping is one too).
 PONG = b"{}"

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from skyrelay.edge import protocol
+from skyrelay.edge import json_codec
 from skyrelay.protocol.codes import Disconnect, DisconnectCode
 from skyrelay.protocol.messages import METHODS, Command, Pong
 from tests.fuzz.strategies import INT64, json_objects, json_values
@@ -32,7 +32,7 @@ wrong_commands = st.fixed_dictionaries(
 
 def _decode(data: bytes | str) -> list[Command | Pong] | None:
     try:
-        return protocol.decode_commands(data)
+        return json_codec.decode_commands(data)
     except Disconnect as exc:
         assert exc.code == DisconnectCode.BAD_REQUEST
         assert exc.reason
@@ -83,19 +83,21 @@ def test_valid_commands_round_trip(
     message = b"\n".join(orjson.dumps({"id": i, m: p}) for i, m, p in commands)
     if trailing_newline:
         message += b"\n"
-    decoded = protocol.decode_commands(message)
+    decoded = json_codec.decode_commands(message)
     assert decoded == [Command(i, m, p) for i, m, p in commands]
 
 
 @given(st.integers(0, 2**32 - 1), json_objects)
 def test_send_without_id_and_pongs(cmd_id: int, params: dict[str, Any]) -> None:
-    assert protocol.decode_commands(orjson.dumps({"send": params})) == [Command(0, "send", params)]
-    assert protocol.decode_commands(b"{}") == [Pong()]
+    assert json_codec.decode_commands(orjson.dumps({"send": params})) == [
+        Command(0, "send", params)
+    ]
+    assert json_codec.decode_commands(b"{}") == [Pong()]
 
 
 @given(json_values)
 def test_depth_check_never_raises(value: Any) -> None:
-    assert isinstance(protocol.data_depth_ok(value), bool)
+    assert isinstance(json_codec.data_depth_ok(value), bool)
 
 
 @given(st.integers(1, 300))
@@ -103,4 +105,4 @@ def test_depth_check_counts_levels(depth: int) -> None:
     value: Any = 0
     for _ in range(depth):
         value = [value]
-    assert protocol.data_depth_ok(value) == (depth <= protocol.MAX_DATA_DEPTH)
+    assert json_codec.data_depth_ok(value) == (depth <= json_codec.MAX_DATA_DEPTH)

@@ -1,0 +1,56 @@
+"""The sans-I/O WebSocket opening handshake (no sockets)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from skyrelay.edge.ws.handshake import accept_response, parse_upgrade
+
+UPGRADE = (
+    b"GET /connection/websocket?format=json HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\n"
+    b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\nOrigin: https://app.example"
+)
+
+
+def test_a_plain_upgrade_is_taken_with_the_rfc_accept_key() -> None:
+    upgrade = parse_upgrade(UPGRADE, compression=False)
+    assert upgrade is not None and upgrade.origin == "https://app.example"
+    response = accept_response(upgrade.key)
+    # The example of RFC 6455 section 1.3.
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
+    expected = base64.b64encode(
+        hashlib.sha1(upgrade.key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    )
+    assert expected in response
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        UPGRADE.replace(b"GET ", b"POST "),
+        UPGRADE.replace(b"/connection/websocket", b"/connection/websocketx"),
+        UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        UPGRADE.replace(b"Version: 13", b"Version: 8"),
+        UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+        UPGRADE.replace(b"keep-alive, Upgrade", b"keep-alive"),
+        UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"c2hvcnQ="),
+        UPGRADE.replace(b"Host: e\r\n", b""),
+        UPGRADE + b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf",
+        UPGRADE + b"\r\nContent-Length: 5",
+        UPGRADE + b"\r\nHost: other",
+        UPGRADE + b"\r\n folded",
+        UPGRADE + b"\r\nOrigin: \xff",
+    ],
+)
+def test_anything_but_a_plain_upgrade_goes_to_the_http_server(head: bytes) -> None:
+    assert parse_upgrade(head, compression=False) is None
+
+
+def test_compression_asked_for_while_it_is_on_goes_to_the_http_server() -> None:
+    offer = UPGRADE + b"\r\nSec-WebSocket-Extensions: permessage-deflate"
+    assert parse_upgrade(offer, compression=True) is None
+    assert parse_upgrade(offer, compression=False) is not None  # declined: no extension
