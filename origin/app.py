@@ -23,7 +23,9 @@ from skyrelay.link.client import LinkClient, LinkSettings
 from skyrelay.origin import amnesia, membership
 from skyrelay.origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
 from skyrelay.origin.metrics import OriginMetrics
+from skyrelay.origin.persistence import load_copies
 from skyrelay.origin.shard import Shard
+from skyrelay.origin.storage.store import ShardStore
 from skyrelay.origin.survey import Surveyor
 from skyrelay.ring import Member, Ring
 from skyrelay.ring.health import HealthView
@@ -179,6 +181,20 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response({**summary, "channels": channels})
 
 
+def _load(shard: Shard, store: ShardStore) -> None:
+    """The copies on disk, back in their replicas; a clean load forgets nothing."""
+    replicator = shard.replicator
+    channels, damaged = load_copies(store, shard.config, replicator.replica)
+    if damaged:
+        log.warning(
+            "storage was damaged: %d copies count only once a leader syncs them", len(channels)
+        )
+        replicator.unsure.update(channels)
+    else:
+        replicator.remembers = True
+        replicator.joined_running = False
+
+
 def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app = web.Application()
     ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
@@ -187,7 +203,10 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[LINKS_KEY] = links
     app[HEALTH_KEY] = view
     metrics = OriginMetrics()
-    shard = Shard(config, shard_id, ring, view, links, metrics)
+    store = ShardStore.open(config, shard_id)
+    shard = Shard(config, shard_id, ring, view, links, metrics, store)
+    if store is not None:
+        _load(shard, store)
     app[SHARD_KEY] = shard
     peers = set[PeerWriter]()
     app[PEERS_KEY] = peers
@@ -277,7 +296,8 @@ async def _start(app: web.Application) -> None:
             run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change, peers.tls)
         )
     )
-    app[TASKS_KEY].append(asyncio.create_task(_learn_if_restarted(app, peers)))
+    if shard.replicator.joined_running is None:
+        app[TASKS_KEY].append(asyncio.create_task(_learn_if_restarted(app, peers)))
 
 
 async def _learn_if_restarted(app: web.Application, peers: PeerLinks) -> None:
@@ -321,6 +341,9 @@ async def _stop(app: web.Application) -> None:
     for link in app[LINKS_KEY].values():
         await link.close()
     await app[SESSION_KEY].close()
+    store = app[SHARD_KEY].store
+    if store is not None:
+        await store.close()
 
 
 async def run_origin(config_path: str, shard_id: str) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from skyrelay.link import wire
 from skyrelay.origin.shard import Shard
+from skyrelay.origin.storage.store import Batch, ShardStore
 from skyrelay.origin.survey import Surveyor
 from skyrelay.protocol.codes import ErrorCode
 from skyrelay.runtime.tasks import spawn
@@ -25,10 +27,26 @@ class PeerWriter:
     past ``limit`` bytes is cut; it reconnects and resynchronises from its last offsets.
     """
 
-    __slots__ = ("_queue", "_size", "_task", "_wake", "_ws", "answers_surveys", "limit", "name")
+    __slots__ = (
+        "_held",
+        "_queue",
+        "_size",
+        "_store",
+        "_task",
+        "_wake",
+        "_ws",
+        "answers_surveys",
+        "limit",
+        "name",
+    )
 
     def __init__(
-        self, ws: web.WebSocketResponse, limit: int, name: str, answers_surveys: bool = False
+        self,
+        ws: web.WebSocketResponse,
+        limit: int,
+        name: str,
+        answers_surveys: bool = False,
+        store: ShardStore | None = None,
     ) -> None:
         self._ws = ws
         self.limit = limit
@@ -37,11 +55,23 @@ class PeerWriter:
         self.answers_surveys = answers_surveys
         self._queue: list[bytes] = []
         self._size = 0
+        # Answers waiting for a storage write (marker, request id, answer), and everything
+        # after them: the link keeps its order.
+        self._held: deque[tuple[int, int, bytes]] = deque()
+        self._store = store
+        if store is not None:
+            store.listeners.append(self._released)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
-    def send(self, message: bytes) -> None:
+    def send(self, message: bytes, after: int = 0, req_id: int = 0) -> None:
+        """Queue ``message``; with ``after``, only once that storage write resolved (and as
+        a temporary error naming ``req_id`` if it failed)."""
         if self._ws.closed:
+            return
+        store = self._store
+        if store is not None and (self._held or after > store.resolved):
+            self._held.append((after, req_id, message))
             return
         self._queue.append(message)
         self._size += len(message)
@@ -51,6 +81,20 @@ class PeerWriter:
             spawn(self._ws.close(code=1013, message=b"too slow"))
             return
         self._wake.set()
+
+    def _released(self, _: Batch) -> None:
+        store = self._store
+        assert store is not None
+        released = False
+        while self._held and self._held[0][0] <= store.resolved:
+            marker, req_id, message = self._held.popleft()
+            if marker and store.failed(marker):
+                message = wire.error(req_id, ErrorCode.INTERNAL, "storage write failed", True)
+            self._queue.append(message)
+            self._size += len(message)
+            released = True
+        if released:
+            self._wake.set()
 
     async def _run(self) -> None:
         ws = self._ws
@@ -65,6 +109,8 @@ class PeerWriter:
                     return
 
     async def close(self) -> None:
+        if self._store is not None:
+            self._store.listeners.remove(self._released)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -100,7 +146,7 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     name = request.query.get("peer", request.remote or "?")
     surveys = request.query.get(wire.SURVEY_QUERY) == "1"
-    peer = PeerWriter(ws, settings.link_write_limit, name, surveys)
+    peer = PeerWriter(ws, settings.link_write_limit, name, surveys, shard.store)
     peers = request.app[PEERS_KEY]
     surveyor = request.app[SURVEYOR_KEY]
     peers.add(peer)
@@ -114,7 +160,8 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
                     if surveyor.handles(peer, message):
                         continue
                     if shard.is_immediate(message):
-                        peer.send(shard.handle_now(peer, message))
+                        answer = shard.handle_now(peer, message)
+                        peer.send(answer, shard.durable_marker(message), message["id"])
                     else:
                         spawn(_respond(shard, peer, message))
             except wire.LinkProtocolError as exc:

@@ -18,6 +18,7 @@ def clear_history(replicator: Replicator, rep: ChannelReplica) -> None:
     if rep.stream is None:
         return
     rep.stream.clear()
+    replicator.persistence.installed(rep)
     for follower, progress in rep.followers.items():
         progress.sent = None
         progress.installing = False

@@ -36,6 +36,7 @@ async def publish(
     if stream.pending >= max(1, stream.size):
         raise temporary("replication is behind; retry")
     pub = rep.propose(data, now, info=info, tags=tags, ikey=ikey)
+    replicator.persistence.proposed(rep, pub)
     replicator.commit(rep, rep.advance_commit())
     for follower in rep.followers:
         replicator.replicate(channel, follower)

@@ -54,6 +54,7 @@ class ChannelReplica:
         "accepted_term",
         "adopted_top",
         "channel",
+        "durable_top",
         "followers",
         "leader",
         "min_copies",
@@ -91,6 +92,9 @@ class ChannelReplica:
         # Top of the stream this replica took when it became leader: it serves once that is
         # committed under its own term, so it never shows less than a previous leader did.
         self.adopted_top = 0
+        # How far this shard's own copy is on its storage, where acks wait for storage: the
+        # leader's copy counts toward a commit only that far. None: acks do not wait.
+        self.durable_top: int | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -191,7 +195,8 @@ class ChannelReplica:
         stream = self.stream
         if stream is None or not self.is_leader:
             return []
-        held = sorted([stream.top, *(p.match for p in self.followers.values())], reverse=True)
+        own = stream.top if self.durable_top is None else min(stream.top, self.durable_top)
+        held = sorted([own, *(p.match for p in self.followers.values())], reverse=True)
         if len(held) < self.min_copies:
             return []
         return stream.commit(held[self.min_copies - 1])

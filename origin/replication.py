@@ -26,7 +26,9 @@ from skyrelay.link.client import LinkClient
 from skyrelay.origin import amnesia
 from skyrelay.origin.claims import Ballot
 from skyrelay.origin.commits import CommitWaiters
+from skyrelay.origin.persistence import Persistence
 from skyrelay.origin.replica import ChannelReplica, Role, best_state, election_quorum
+from skyrelay.origin.storage.store import ShardStore
 from skyrelay.origin.stream import Publication
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 from skyrelay.ring import Ring
@@ -64,6 +66,7 @@ class Replicator:
         links: Mapping[str, LinkClient],
         on_commit: CommitHandler,
         on_step_down: StepDownHandler,
+        store: ShardStore | None = None,
     ) -> None:
         self.config = config
         self.id = shard_id
@@ -78,6 +81,9 @@ class Replicator:
         # itself: it never counts its own empty copy as the channel's history.
         self.prev_ring: Ring | None = ring.without(shard_id)
         self.replicas: dict[str, ChannelReplica] = {}
+        self.persistence = Persistence(
+            store, self.replicas, lambda rep: self.commit(rep, rep.advance_commit())
+        )
         self._claims: dict[str, asyncio.Future[None]] = {}
         self._waiting = CommitWaiters()
         # Terms start at boot time: a restarted shard never re-grants a term it promised.
@@ -86,6 +92,11 @@ class Replicator:
         # Whether this shard restarted into a running cluster (see origin/amnesia.py); None
         # until it has asked its peers, and meanwhile it assumes the worst.
         self.joined_running: bool | None = None
+        # Whether this shard's storage holds all it acknowledged before a restart (a clean
+        # load): then no copy is forgotten. Copies loaded from a damaged log are ``unsure``
+        # until a leader installs or appends to them: they may lack what the disk lost.
+        self.remembers = False
+        self.unsure: set[str] = set()
         self.takeovers = 0
         # The latest takeovers from another leader, newest last, for the status page.
         self.recent_takeovers: deque[dict[str, Any]] = deque(maxlen=RECENT_TAKEOVERS)
@@ -118,9 +129,12 @@ class Replicator:
         return found
 
     def amnesiac(self, rep: ChannelReplica) -> bool:
-        """This shard holds nothing of the channel and may have forgotten it in a restart."""
+        """This shard holds nothing of the channel (or an unsure copy) and may have forgotten
+        it in a restart."""
+        if self.remembers and rep.channel not in self.unsure:
+            return False
         knows = rep.stream is not None or bool(rep.accepted_term)
-        return not knows and amnesia.still_amnesiac(
+        return (rep.channel in self.unsure or not knows) and amnesia.still_amnesiac(
             self.config, self.booted, self.joined_running, time.time()
         )
 
@@ -218,6 +232,8 @@ class Replicator:
         channel = rep.channel
         best = best_state([(rep.accepted_term, rep.state()), *granted])
         rep.become_leader(term, best, members)
+        self.unsure.discard(channel)
+        self.persistence.took_lead(rep)
         self.takeovers += 1
         if deposed and deposed != self.id:
             self.recent_takeovers.append(
@@ -341,6 +357,7 @@ class Replicator:
             self.after_step_down(channel, leader)
 
     def after_step_down(self, channel: str, leader: str | None) -> None:
+        self.persistence.stepped_down(channel)
         log.warning("no longer leading %s (leader now %s)", channel, leader or "unknown")
         self._waiting.fail(channel, temporary("leadership changed; retry"))
         self._on_step_down(channel, leader)
@@ -353,33 +370,6 @@ class Replicator:
             rep.channel, offset, self.config.origin.replication_timeout
         ):
             raise temporary(f"fewer than {rep.min_copies} shards hold it; retry")
-
-    # Replication (follower side): requests from other shards.
-
-    def on_peer(self, op: str, message: dict[str, Any]) -> dict[str, Any]:
-        channel = str(message["ch"])
-        term = int(message["term"])
-        sender = str(message["from"])
-        rep = self.replica(channel)
-        was_leader = rep.is_leader
-        if op == wire.OP_CLAIM:
-            amnesiac = self.amnesiac(rep)
-            answer = rep.on_claim(term, sender)
-            if amnesiac and answer.get("granted"):
-                answer["amnesiac"] = True
-        elif op == wire.OP_APPEND:
-            answer = rep.on_append(
-                term,
-                sender,
-                int(message["prev"]),
-                list(message.get("pubs") or []),
-                int(message.get("commit", 0)),
-            )
-        else:
-            answer = rep.on_install(term, sender, dict(message["state"]))
-        if was_leader and not rep.is_leader:
-            self.after_step_down(channel, sender)
-        return answer
 
     def leading(self) -> int:
         return sum(1 for rep in self.replicas.values() if rep.is_leader)

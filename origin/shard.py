@@ -12,10 +12,11 @@ from typing import Any, Protocol
 from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
-from skyrelay.origin import membership, publishing
+from skyrelay.origin import following, membership, publishing
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.presence import Presence
 from skyrelay.origin.replication import Replicator
+from skyrelay.origin.storage.store import ShardStore
 from skyrelay.origin.stream import ChannelStream, HistoryPage, Publication
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 from skyrelay.ring import Ring
@@ -37,11 +38,14 @@ class Shard:
         health: HealthView,
         links: Mapping[str, LinkClient],
         metrics: OriginMetrics | None = None,
+        store: ShardStore | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or OriginMetrics()
         self.id = shard_id
-        self.replicator = Replicator(config, shard_id, ring, health, links, self._push, self._moved)
+        self.replicator = Replicator(
+            config, shard_id, ring, health, links, self._push, self._moved, store
+        )
         # channel -> edges subscribed to it here (only while this shard leads it)
         self.subscribers: dict[str, dict[Peer, None]] = {}
         self.presence = Presence()
@@ -49,6 +53,15 @@ class Shard:
         # This process, in the server API's ``info``.
         self.uid = str(uuid.uuid4())
         self.started = time.monotonic()
+
+    @property
+    def store(self) -> ShardStore | None:
+        return self.replicator.persistence.store
+
+    def durable_marker(self, message: dict[str, Any]) -> int:
+        """The storage write an answer to ``message`` must wait for (0: none): a replica
+        acknowledges what it holds only once it is durable."""
+        return self.replicator.persistence.marker if message.get("op") in wire.PEER_OPS else 0
 
     @staticmethod
     def is_immediate(message: dict[str, Any]) -> bool:
@@ -81,7 +94,7 @@ class Shard:
                 if left is not None:
                     self._announce(channel, "leave", left)
                 return wire.result(req_id, {})
-            return wire.result(req_id, self.replicator.on_peer(op, message))
+            return wire.result(req_id, following.on_peer(self.replicator, op, message))
         except ReplyError as exc:
             return wire.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
         except (KeyError, TypeError, ValueError) as exc:

@@ -219,6 +219,14 @@ def _parse_edge_settings(raw: Any) -> EdgeSettings:
 
 def _parse_origin_settings(raw: Any) -> OriginSettings:
     origin = _build(OriginSettings, "origin", raw)
+    if isinstance(raw, dict) and "durability" not in raw and origin.data_dir:
+        origin = dataclasses.replace(origin, durability="disk")
+    if origin.durability != "memory" and not origin.data_dir:
+        raise ConfigError(f"origin.data_dir: durability {origin.durability!r} needs a data_dir")
+    if origin.storage_segment_bytes < 1 << 16:
+        raise ConfigError("origin.storage_segment_bytes: must be at least 65536")
+    if not origin.cluster_id:
+        raise ConfigError("origin.cluster_id: must not be empty")
     if origin.http_header_timeout <= 0:
         raise ConfigError("origin.http_header_timeout: must be positive")
     if origin.survey_timeout <= 0:

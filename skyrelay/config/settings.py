@@ -20,6 +20,7 @@ TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse", "longpoll")
 API_KEY_ENV = "SKYRELAY_API_KEY"
 
 Permission = Literal["anonymous", "client", "subscriber", "none"]
+Durability = Literal["memory", "disk", "fsync"]
 # Largest shard weight: the ring holds 160 points per unit of weight, built at start-up.
 MAX_SHARD_WEIGHT = 100
 
@@ -254,6 +255,21 @@ class OriginSettings:
     # channels, info, disconnect) before it answers with what it has. The edge that asked
     # gives the shard twice this long, then tries the next one.
     survey_timeout: float = 1.0
+    # Where a shard keeps its channel copies; `{shard}` is replaced by the shard id, so one
+    # config serves every shard of a host. Empty: nothing on disk.
+    data_dir: str = ""
+    # What an ack promises about each of the min_copies shards that hold a publication:
+    # "memory" (held in memory: lost if they all restart), "disk" (written to the OS before the
+    # ack: survives a process crash), "fsync" (on stable storage before the ack, writes of a
+    # moment synced together: survives power loss). Default: disk when data_dir is set,
+    # memory otherwise.
+    durability: Durability = "memory"
+    # The cluster's name, written into every data_dir: a directory another cluster wrote is
+    # refused at start. Give each cluster its own.
+    cluster_id: str = "skyrelay"
+    # Bytes per storage segment file. Compaction rewrites the live copies of the oldest
+    # segment once the log holds more than a few (origin/storage/store.py, SEGMENTS_KEPT).
+    storage_segment_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)

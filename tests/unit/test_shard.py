@@ -2,47 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 
-from skyrelay.config import parse_config
 from skyrelay.link import wire
 from skyrelay.origin.amnesia import START_GRACE, joined_running
-from skyrelay.origin.shard import Shard
-from skyrelay.ring import Member, Ring
-from skyrelay.ring.health import HealthSettings, HealthView
-
-CONFIG = parse_config(
-    {
-        "shards": [{"id": "o0", "url": "http://127.0.0.1:9100"}],
-        "replication": 1,
-        "namespaces": {"nohist": {"history_size": 0}},
-    },
-    env={},
-)
-
-
-class FakeEdge:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent: list[dict[str, Any]] = []
-
-    def send(self, message: bytes) -> None:
-        self.sent.append(orjson.loads(message))
-
-
-def new_shard() -> Shard:
-    ring = Ring([Member("o0")], 1)
-    return Shard(CONFIG, "o0", ring, HealthView(["o0"], HealthSettings(), self_id="o0"), {})
-
-
-async def call(shard: Shard, peer: FakeEdge, **message: Any) -> dict[str, Any]:
-    request = {"id": 1, **message}
-    if shard.is_immediate(request):
-        return orjson.loads(shard.handle_now(peer, request))
-    return orjson.loads(await shard.handle(peer, request))
+from tests.support.shards import CONFIG, FakeEdge, call, new_shard
 
 
 async def test_publish_orders_and_pushes_once_per_subscribed_edge() -> None:
@@ -202,14 +167,3 @@ def test_a_shard_restarted_into_a_running_cluster_counts_its_empty_copies_as_unk
     assert replicator.amnesiac(rep)
     replicator.booted -= CONFIG.origin.idempotency_window + 301  # what it held has expired
     assert not replicator.amnesiac(rep)
-
-
-async def test_an_amnesiac_shard_says_so_when_it_grants_a_claim() -> None:
-    shard = new_shard()
-    shard.replicator.joined_running = True
-    peer = FakeEdge("o9")
-    answer = shard.replicator.on_peer("claim", {"ch": "chat", "term": 10**13, "from": "o9"})
-    assert answer["granted"] and answer["amnesiac"]
-    await call(shard, peer, op="pub", ch="other", data=1)  # a channel it leads and holds
-    other = shard.replicator.on_peer("claim", {"ch": "other", "term": 10**14, "from": "o9"})
-    assert other["granted"] and "amnesiac" not in other

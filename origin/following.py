@@ -1,0 +1,45 @@
+"""The follower side of replication: claims, appends and installs from other shards, applied
+to this shard's replica of the channel (the rules are ``origin.replica``'s) and written to its
+storage. The answer goes back over the link once the write is durable (``origin.link``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyrelay.link import wire
+from skyrelay.origin.replication import Replicator
+
+
+def on_peer(replicator: Replicator, op: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Apply a claim, append or install from another shard; the answer for its link."""
+    channel = str(message["ch"])
+    term = int(message["term"])
+    sender = str(message["from"])
+    rep = replicator.replica(channel)
+    was_leader = rep.is_leader
+    if op == wire.OP_CLAIM:
+        amnesiac = replicator.amnesiac(rep)
+        answer = rep.on_claim(term, sender)
+        if amnesiac and answer.get("granted"):
+            answer["amnesiac"] = True
+    elif op == wire.OP_APPEND:
+        before = rep.stream.top if rep.stream is not None else 0
+        answer = rep.on_append(
+            term,
+            sender,
+            int(message["prev"]),
+            list(message.get("pubs") or []),
+            int(message.get("commit", 0)),
+        )
+        if answer.get("ok"):
+            replicator.unsure.discard(channel)
+            replicator.persistence.appended(rep, before)
+    else:
+        answer = rep.on_install(term, sender, dict(message["state"]))
+        if answer.get("ok"):
+            replicator.unsure.discard(channel)
+            replicator.persistence.installed(rep)
+    if was_leader and not rep.is_leader:
+        replicator.after_step_down(channel, sender)
+    return answer
