@@ -34,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--replication", type=int, default=3)
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--edge-workers", type=int, default=1, help="worker processes per edge")
+    up.add_argument(
+        "--data-dir",
+        default="skyrelay-data",
+        help="where origins keep their channels, one folder per shard (default: ./skyrelay-data)",
+    )
+    up.add_argument(
+        "--durability",
+        choices=("memory", "disk", "fsync"),
+        default="disk",
+        help="what an ack promises (default: disk; memory keeps nothing on disk)",
+    )
 
     origin = sub.add_parser("origin", help="run one origin shard")
     origin.add_argument("--config", required=True)
@@ -168,8 +179,15 @@ def _up(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"skyrelay: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    data = Path(args.data_dir).absolute() if args.durability != "memory" else None
     spec = ClusterSpec(
-        args.origins, args.edges, args.replication, args.port, edge_workers=args.edge_workers
+        args.origins,
+        args.edges,
+        args.replication,
+        args.port,
+        edge_workers=args.edge_workers,
+        data_dir=str(data / "{shard}") if data is not None else "",
+        durability=args.durability,
     )
     token_secret, api_key, generated = cluster_secrets(dict(os.environ))
     stop = threading.Event()
@@ -189,6 +207,11 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"  origin o{i}  {cluster.origin_url(i)}")
             print(f"  status      {cluster.edge_url(0)}/status#key={api_key}")
             print(f"  config      {cluster.config_path}")
+            if data is not None:
+                kept = "kept across runs; delete it to start empty"
+                print(f"  data        {data} ({args.durability}, {kept})")
+            else:
+                print("  data        in memory only (--durability memory)")
             origin_note = " (generated)" if generated else " (from the environment)"
             print(f"  {TOKEN_SECRET_ENV}={token_secret}{origin_note}")
             print(f"  SKYRELAY_API_KEY={api_key}")

@@ -25,6 +25,8 @@ from skyrelay.runtime.procs import die_with_parent
 START_TIMEOUT = 30.0
 # Seconds a process gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
+# The cluster id written into a local cluster's data directories.
+LOCAL_CLUSTER_ID = "skyrelay-local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,12 @@ class ClusterSpec:
     edge_origin_ports: tuple[int, ...] = ()
     # Worker processes per edge (`skyrelay edge --workers`), all on the edge's port.
     edge_workers: int = 1
+    # Where origins keep their channel copies (`{shard}` per shard); empty = in memory.
+    data_dir: str = ""
+    # origin.durability; empty = the config's default (disk with a data_dir).
+    durability: str = ""
+    # Extra lines for the generated [origin] table.
+    origin_toml: str = ""
 
     @property
     def scheme(self) -> str:
@@ -94,6 +102,13 @@ def render_config(spec: ClusterSpec, for_edges: bool = False) -> str:
     ]
     if tls is not None:
         lines += ["[tls]", f"ca = {_toml_str(tls.ca)}", "require = true", ""]
+    if spec.data_dir or spec.durability or spec.origin_toml:
+        lines += ["[origin]", f"cluster_id = {_toml_str(LOCAL_CLUSTER_ID)}"]
+        if spec.data_dir:
+            lines.append(f"data_dir = {_toml_str(spec.data_dir)}")
+        if spec.durability:
+            lines.append(f"durability = {_toml_str(spec.durability)}")
+        lines += [spec.origin_toml.strip(), ""]
     for i in range(spec.origins):
         port = spec.origin_port(i)
         if for_edges and spec.edge_origin_ports:

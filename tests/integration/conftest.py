@@ -81,6 +81,9 @@ def free_spec(
     extra: str = "",
     tls: ClusterTls | None = None,
     edge_workers: int = 1,
+    data_dir: str = "",
+    durability: str = "",
+    origin_toml: str = "",
 ) -> ClusterSpec:
     """A spec whose edge and origin ports are all free right now."""
     for _ in range(200):
@@ -94,6 +97,9 @@ def free_spec(
             edge_toml=edge_toml,
             tls=tls,
             edge_workers=edge_workers,
+            data_dir=data_dir,
+            durability=durability,
+            origin_toml=origin_toml,
         )
         ports = [spec.edge_port(i) for i in range(edges)]
         ports += [spec.origin_port(i) for i in range(origins)]
