@@ -127,6 +127,7 @@ def test_a_data_dir_of_another_shard_is_refused_at_start(tmp_path: Path) -> None
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     assert result.returncode == 2
     assert "config error: origin.data_dir:" in result.stderr
