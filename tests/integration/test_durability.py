@@ -122,8 +122,16 @@ def test_a_data_dir_of_another_shard_is_refused_at_start(tmp_path: Path) -> None
     o1.rename(tmp_path / "data" / "o1-old")
     o0.rename(o1)  # o1 now starts on o0's data
     result = subprocess.run(
-        [sys.executable, "-m", "skyrelay", "origin", "--config", str(cluster.config_path)]
-        + ["--id", "o1"],
+        [
+            sys.executable,
+            "-m",
+            "skyrelay",
+            "origin",
+            "--config",
+            str(cluster.config_path),
+            "--id",
+            "o1",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
