@@ -20,7 +20,8 @@ from prometheus_client.registry import Collector
 from skyrelay.config import ClusterConfig, load_config
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings
-from skyrelay.origin import amnesia, membership
+from skyrelay.origin import amnesia, membership, readiness
+from skyrelay.origin.handover import hand_over
 from skyrelay.origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.persistence import load_copies
@@ -41,6 +42,7 @@ HEALTH_KEY = web.AppKey("health", HealthView)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
 SESSION_KEY = web.AppKey("session", aiohttp.ClientSession)
 STARTED_KEY = web.AppKey("started", float)
+READINESS_KEY = web.AppKey("readiness", readiness.Readiness)
 # How https:// peers are verified; absent when no shard speaks TLS (aiohttp's default).
 CLIENT_TLS_KEY = web.AppKey("client_tls", ssl.SSLContext)
 
@@ -104,19 +106,30 @@ class ShardCollector(Collector):
         )
 
 
-async def health(_: web.Request) -> web.Response:
+async def health(request: web.Request) -> web.Response:
+    if request.app[SHARD_KEY].replicator.draining:
+        return web.json_response({"status": "stopping"}, status=503)
     return web.json_response({"status": "ok"})
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready once every shard that is up is linked, so claims can reach a quorum, and the
-    shard knows whether it restarted into a running cluster."""
+    """Ready once it is safe to count on this shard: every shard that is up is linked (claims
+    can reach a quorum), it knows whether it restarted into a running cluster, and its copies
+    of the channels its peers lead are current (origin/readiness.py)."""
     view = request.app[HEALTH_KEY]
     links = request.app[LINKS_KEY]
+    replicator = request.app[SHARD_KEY].replicator
+    readiness = request.app[READINESS_KEY]
     waiting = [i for i, link in links.items() if not link.is_up and view.is_up(i)]
-    asking = request.app[SHARD_KEY].replicator.joined_running is None
-    ok = not waiting and not asking
-    body = {"ready": ok, "waiting_for": waiting, "asking_peers": asking}
+    asking = replicator.joined_running is None
+    ok = not waiting and not asking and readiness.current and not replicator.draining
+    body = {
+        "ready": ok,
+        "waiting_for": waiting,
+        "asking_peers": asking,
+        "behind": readiness.behind,
+        "stopping": replicator.draining,
+    }
     return web.json_response(body, status=200 if ok else 503)
 
 
@@ -212,6 +225,7 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[PEERS_KEY] = peers
     app[SURVEYOR_KEY] = Surveyor(shard, peers, links)
     app[TASKS_KEY] = []
+    app[READINESS_KEY] = readiness.Readiness()
     app[STARTED_KEY] = time.time()
     client_tls = shard_client_ssl(config)
     if isinstance(client_tls, ssl.SSLContext):
@@ -298,6 +312,13 @@ async def _start(app: web.Application) -> None:
     )
     if shard.replicator.joined_running is None:
         app[TASKS_KEY].append(asyncio.create_task(_learn_if_restarted(app, peers)))
+    app[TASKS_KEY].append(
+        asyncio.create_task(
+            readiness.keep_checking(
+                app[READINESS_KEY], shard.replicator, app[LINKS_KEY], app[HEALTH_KEY]
+            )
+        )
+    )
 
 
 async def _learn_if_restarted(app: web.Application, peers: PeerLinks) -> None:
@@ -359,5 +380,9 @@ async def run_origin(config_path: str, shard_id: str) -> None:
         header_timeout=config.origin.http_header_timeout,
         ssl_context=tls,
     )
-    hooks = Hooks(on_reload=lambda: reload(app, load_config(config_path)))
+
+    async def stop() -> None:
+        await hand_over(app[SHARD_KEY].replicator, config.origin.handover_timeout)
+
+    hooks = Hooks(on_reload=lambda: reload(app, load_config(config_path)), on_stop=stop)
     await serve_until_stopped(app, listen, hooks)

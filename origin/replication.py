@@ -97,6 +97,8 @@ class Replicator:
         # until a leader installs or appends to them: they may lack what the disk lost.
         self.remembers = False
         self.unsure: set[str] = set()
+        # Stopping: leads nothing any more (its leaderships are being handed over).
+        self.draining = False
         self.takeovers = 0
         # The latest takeovers from another leader, newest last, for the status page.
         self.recent_takeovers: deque[dict[str, Any]] = deque(maxlen=RECENT_TAKEOVERS)
@@ -138,7 +140,7 @@ class Replicator:
             self.config, self.booted, self.joined_running, time.time()
         )
 
-    def _reachable(self, shard_id: str) -> bool:
+    def reachable(self, shard_id: str) -> bool:
         link = self.links.get(shard_id)
         return self.health.is_up(shard_id) and link is not None and link.is_up
 
@@ -146,6 +148,11 @@ class Replicator:
 
     async def lead(self, channel: str) -> ChannelReplica:
         """This shard's replica of ``channel``, leading; or NOT_LEADER naming who should."""
+        if self.draining:
+            others = [m for m in self.members(channel) if m != self.id]
+            if not others:
+                raise temporary("this shard is stopping")
+            raise wire.not_leader(self.health.first_up(others) or others[0])
         rep = self.replica(channel)
         if rep.is_leader:
             if rep.stream is not None and rep.stream.committed < rep.adopted_top:
@@ -261,7 +268,7 @@ class Replicator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while True:
-            others = [m for m in members if m != self.id and self._reachable(m)]
+            others = [m for m in members if m != self.id and self.reachable(m)]
             if enough({self.id, *others}) or loop.time() >= deadline:
                 return others
             await asyncio.sleep(LINK_WAIT_POLL)
@@ -284,7 +291,7 @@ class Replicator:
         progress = rep.followers.get(follower)
         if progress is None or progress.installing:
             return
-        if not self._reachable(follower):
+        if not self.reachable(follower):
             progress.sent = None
             return
         stream = rep.stream

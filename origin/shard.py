@@ -13,8 +13,10 @@ from skyrelay.config import ClusterConfig
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
 from skyrelay.origin import following, membership, publishing
+from skyrelay.origin.handover import take_over
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.presence import Presence
+from skyrelay.origin.readiness import led_by_me
 from skyrelay.origin.replication import Replicator
 from skyrelay.origin.storage.store import ShardStore
 from skyrelay.origin.stream import ChannelStream, HistoryPage, Publication
@@ -72,6 +74,9 @@ class Shard:
 
     def handle_now(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
+        if message.get("op") == wire.OP_LED:
+            member = str(message.get("member", ""))
+            return wire.result(req_id, {"channels": led_by_me(self.replicator, member)})
         try:
             channel = _channel(message)
             op = str(message.get("op"))
@@ -130,6 +135,9 @@ class Shard:
             cleared = wire.cleared_push(channel)
             for subscriber in self.subscribers.get(channel, {}):
                 subscriber.send(cleared)
+            return {}
+        if op == wire.OP_TAKE_OVER:
+            await take_over(self.replicator, channel, str(message.get("from", "")))
             return {}
         if op in (wire.OP_PRESENCE, wire.OP_PRESENCE_STATS):
             await self.replicator.lead(channel)
@@ -242,7 +250,7 @@ class Shard:
                 peer.send(push)
 
 
-_IMMEDIATE = frozenset({wire.OP_UNSUB, wire.OP_PRESENCE_ADD, wire.OP_PRESENCE_REMOVE})
+_IMMEDIATE = frozenset({wire.OP_UNSUB, wire.OP_PRESENCE_ADD, wire.OP_PRESENCE_REMOVE, wire.OP_LED})
 
 
 def _request_id(message: dict[str, Any]) -> int:

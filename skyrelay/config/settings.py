@@ -267,6 +267,10 @@ class OriginSettings:
     # The cluster's name, written into every data_dir: a directory another cluster wrote is
     # refused at start. Give each cluster its own.
     cluster_id: str = "skyrelay"
+    # Seconds a stopping shard (SIGTERM) spends handing its leaderships to caught-up
+    # replicas before it exits; what is left fails over as after a crash. A supervisor's
+    # grace period must cover it.
+    handover_timeout: float = 10.0
     # Bytes per storage segment file. Compaction rewrites the live copies of the oldest
     # segment once the log holds more than a few (origin/storage/store.py, SEGMENTS_KEPT).
     storage_segment_bytes: int = 64 << 20

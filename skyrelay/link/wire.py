@@ -71,6 +71,10 @@ OP_PRESENCE = "presence"
 OP_PRESENCE_STATS = "presence_stats"
 OP_HISTORY_REMOVE = "history_remove"
 # Surveys: an edge asks one shard to ask every edge; shards ask each other for node info.
+# Between shards, about leadership: which channels the asked shard leads with the asker as a
+# member (readiness), and "take over this channel" (a stopping leader's handover).
+OP_LED = "led"
+OP_TAKE_OVER = "take_over"
 OP_SURVEY = "survey"
 OP_NODE_INFO = "node_info"
 SURVEY_CHANNELS = "channels"
