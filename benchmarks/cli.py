@@ -12,6 +12,7 @@ SCENARIOS = (
     "ring",
     "failover",
     "replication",
+    "durability",
     "latency",
     "soak",
 )
@@ -34,6 +35,10 @@ def _runner(name: str) -> Callable[[list[str]], int]:
         from skyrelay.benchmarks import ringbench  # noqa: PLC0415
 
         return ringbench.run
+    if name == "durability":
+        from skyrelay.benchmarks import durability  # noqa: PLC0415
+
+        return durability.run
     if name == "soak":
         from skyrelay.benchmarks import soak  # noqa: PLC0415
 

@@ -105,7 +105,7 @@ async def api_publish(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
         request["tags"] = tags
     if params.get("skip_history") is True:
         request["skip_history"] = True
-    return (await node.router.request(channel, wire.OP_PUB, request))[1]
+    return await node.router.publish(channel, request)
 
 
 async def api_history(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:

@@ -81,7 +81,7 @@ async def publish(client: CommandContext, command: Command) -> dict[str, Any]:
             raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
         # Scoped to the user, so one user's key never suppresses another's publication.
         request["ikey"] = f"client:{client.user}:{key}"
-    await client.node.router.request(channel, wire.OP_PUB, request)
+    await client.node.router.publish(channel, request)
     client.node.metrics.client_publications.inc()
     if log.isEnabledFor(logging.DEBUG):
         log.debug("client publish", extra=client.log_ids(channel=channel))

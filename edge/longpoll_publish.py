@@ -15,7 +15,6 @@ from skyrelay.edge import json_codec
 from skyrelay.edge.commands import MAX_IDEMPOTENCY_KEY
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.session import name_ok
-from skyrelay.link import wire
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 # Publications one long-poll request may carry.
@@ -74,5 +73,5 @@ async def _publish(node: EdgeNode, user: str, item: Any, following: set[str]) ->
             raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
         # The same scope as the publish command: a retry over another transport still dedupes.
         request["ikey"] = f"client:{user}:{key}"
-    _, result = await node.router.request(channel, wire.OP_PUB, request)
+    result = await node.router.publish(channel, request)
     return {key: result[key] for key in ("offset", "epoch") if key in result}

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from skyrelay.config import ClusterConfig
+from skyrelay.edge.batched_publish import NotSent, PublishBatcher
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings, SurveyHandler, unavailable
 from skyrelay.protocol.codes import ReplyError
@@ -34,6 +35,7 @@ class Router:
         self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
         self.health = HealthView((s.id for s in config.shards), config.health)
         self.links: dict[str, LinkClient] = {}
+        self.batcher = PublishBatcher(self.links, config.edge.upstream_timeout)
         self._start: Callable[[str, str], None] | None = None
 
     def start_links(
@@ -109,6 +111,20 @@ class Router:
                     hinted = None
                     await asyncio.sleep(REROUTE_POLL)
                 target = hinted or self.primary(channel)
+
+    async def publish(self, channel: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Publish through the batch to the channel's leader (``request`` holds ``ch``); alone,
+        following redirects, when the batch could not place it."""
+        target = self.primary(channel)
+        if self.links[target].is_up and not request.get("skip_history"):
+            try:
+                return await self.batcher.publish(target, request)
+            except NotSent:
+                pass
+            except ReplyError as exc:
+                if exc.code != wire.NOT_LEADER:
+                    raise
+        return (await self.request(channel, wire.OP_PUB, request))[1]
 
     def shard_down(self, shard_id: str) -> None:
         """Health says ``shard_id`` is down: fail what waits on it so callers move on."""

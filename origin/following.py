@@ -9,6 +9,14 @@ from typing import Any
 
 from skyrelay.link import wire
 from skyrelay.origin.replication import Replicator
+from skyrelay.protocol.codes import ErrorCode, ReplyError
+
+
+def handle(replicator: Replicator, op: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A replication request from another shard (``wire.PEER_OPS``); the answer's body."""
+    if op == wire.OP_APPENDS:
+        return on_appends(replicator, message)
+    return on_peer(replicator, op, message)
 
 
 def on_peer(replicator: Replicator, op: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -43,3 +51,22 @@ def on_peer(replicator: Replicator, op: str, message: dict[str, Any]) -> dict[st
     if was_leader and not rep.is_leader:
         replicator.after_step_down(channel, sender)
     return answer
+
+
+def on_appends(replicator: Replicator, message: dict[str, Any]) -> dict[str, Any]:
+    """Appends to many channels from one leader, each applied in order; one answer each."""
+    items = message.get("items")
+    if not isinstance(items, list):
+        raise ValueError("items must be a list")
+    results: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            if not isinstance(item, dict):
+                raise TypeError("an append must be an object")
+            results.append(on_peer(replicator, wire.OP_APPEND, item))
+        except ReplyError as exc:
+            results.append({"error": {"code": int(exc.code), "message": exc.message}})
+        except (KeyError, TypeError, ValueError) as exc:
+            error = {"code": int(ErrorCode.BAD_REQUEST), "message": f"malformed append: {exc}"}
+            results.append({"error": error})
+    return {"results": results}

@@ -132,6 +132,19 @@ async def _respond(shard: Shard, peer: PeerWriter, message: dict[str, Any]) -> N
     peer.send(response)
 
 
+async def _respond_publishes(
+    shard: Shard, peer: PeerWriter, messages: list[dict[str, Any]]
+) -> None:
+    """The publishes of one frame, ordered together per channel; answer each when done."""
+    try:
+        answers = await shard.publisher.answer_all(messages)
+    except Exception:
+        log.exception("%d publishes failed", len(messages))
+        answers = [wire.error(m["id"], ErrorCode.INTERNAL, "internal") for m in messages]
+    for answer in answers:
+        peer.send(answer)
+
+
 SHARD_KEY = web.AppKey("shard", Shard)
 PEERS_KEY = web.AppKey("peers", set[PeerWriter])
 SURVEYOR_KEY = web.AppKey("surveyor", Surveyor)
@@ -156,14 +169,19 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
             if msg.type is not WSMsgType.BINARY:
                 continue
             try:
+                publishes = []
                 for message in wire.decode_frame(msg.data):
                     if surveyor.handles(peer, message):
                         continue
                     if shard.is_immediate(message):
                         answer = shard.handle_now(peer, message)
                         peer.send(answer, shard.durable_marker(message), message["id"])
+                    elif shard.publisher.batchable(message):
+                        publishes.append(message)
                     else:
                         spawn(_respond(shard, peer, message))
+                if publishes:
+                    spawn(_respond_publishes(shard, peer, publishes))
             except wire.LinkProtocolError as exc:
                 log.warning("edge link %s sent a bad frame: %s", name, exc)
                 await ws.close(code=1002, message=b"bad frame")

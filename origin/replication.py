@@ -26,6 +26,7 @@ from skyrelay.link.client import LinkClient
 from skyrelay.origin import amnesia
 from skyrelay.origin.claims import Ballot
 from skyrelay.origin.commits import CommitWaiters
+from skyrelay.origin.feeding import Feed
 from skyrelay.origin.persistence import Persistence
 from skyrelay.origin.replica import ChannelReplica, Role, best_state, election_quorum
 from skyrelay.origin.storage.store import ShardStore
@@ -33,7 +34,6 @@ from skyrelay.origin.stream import Publication
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 from skyrelay.ring import Ring
 from skyrelay.ring.health import HealthView
-from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.origin.replication")
 
@@ -81,6 +81,7 @@ class Replicator:
         # itself: it never counts its own empty copy as the channel's history.
         self.prev_ring: Ring | None = ring.without(shard_id)
         self.replicas: dict[str, ChannelReplica] = {}
+        self.feed = Feed(self)
         self.persistence = Persistence(
             store, self.replicas, lambda rep: self.commit(rep, rep.advance_commit())
         )
@@ -283,69 +284,13 @@ class Replicator:
 
     # Replication (leader side).
 
+    def replicate_soon(self, channel: str) -> None:
+        """Send ``channel``'s followers what they lack at the end of this loop turn."""
+        self.feed.soon(channel)
+
     def replicate(self, channel: str, follower: str) -> None:
-        """Send the follower what it lacks: an install first, then appends."""
-        rep = self.replicas.get(channel)
-        if rep is None or not rep.is_leader or rep.stream is None:
-            return
-        progress = rep.followers.get(follower)
-        if progress is None or progress.installing:
-            return
-        if not self.reachable(follower):
-            progress.sent = None
-            return
-        stream = rep.stream
-        base = {"ch": channel, "term": rep.term, "from": self.id}
-        records = None if progress.sent is None else stream.records_after(progress.sent)
-        if records is None:
-            progress.installing = True
-            progress.sent = stream.top
-            self._send(rep, follower, wire.OP_INSTALL, {**base, "state": stream.snapshot()})
-        elif records:
-            prev, progress.sent = progress.sent, stream.top
-            params = {**base, "prev": prev, "pubs": records, "commit": stream.committed}
-            self._send(rep, follower, wire.OP_APPEND, params)
-
-    def _send(self, rep: ChannelReplica, follower: str, op: str, params: dict[str, Any]) -> None:
-        future = self.links[follower].call(op, params)
-        term = rep.term
-        future.add_done_callback(lambda f: self._answered(rep, follower, term, op, f))
-
-    def _answered(
-        self,
-        rep: ChannelReplica,
-        follower: str,
-        term: int,
-        op: str,
-        future: asyncio.Future[dict[str, Any]],
-    ) -> None:
-        if not rep.is_leader or rep.term != term:
-            if not future.cancelled():
-                future.exception()  # retrieved, nothing to do
-            return
-        progress = rep.followers.get(follower)
-        if progress is None:
-            return
-        try:
-            answer = future.result()
-        except ReplyError:
-            progress.sent = None  # resend everything (an install) when it is back
-            progress.installing = False
-            return
-        if op == wire.OP_INSTALL:
-            progress.installing = False
-        if answer.get("ok"):
-            self.commit(rep, rep.on_ack(follower, int(answer.get("top", 0))))
-            self.replicate(rep.channel, follower)
-        elif answer.get("install"):
-            progress.sent = None
-            self.replicate(rep.channel, follower)
-        elif int(answer.get("term", 0)) > rep.term:
-            # A member promised a higher term: a newer claim, or a restarted member whose
-            # terms start at its boot time. Stop leading; claim again if we should lead.
-            self.step_down(rep.channel, int(answer["term"]), None)
-            if self.health.first_up(self.members(rep.channel)) == self.id:
-                spawn(self.try_lead(rep.channel))
+        """Send ``follower`` what it lacks of ``channel`` now: an install first, then appends."""
+        self.feed.replicate(channel, follower)
 
     def commit(self, rep: ChannelReplica, pubs: list[Publication]) -> None:
         """``pubs`` became visible: wake their publishes and push them to the edges."""

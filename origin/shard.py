@@ -48,6 +48,7 @@ class Shard:
         self.replicator = Replicator(
             config, shard_id, ring, health, links, self._push, self._moved, store
         )
+        self.publisher = publishing.Publisher(self.replicator, self.metrics, self._push_unkept)
         # channel -> edges subscribed to it here (only while this shard leads it)
         self.subscribers: dict[str, dict[Peer, None]] = {}
         self.presence = Presence()
@@ -74,61 +75,60 @@ class Shard:
 
     def handle_now(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
-        if message.get("op") == wire.OP_LED:
-            member = str(message.get("member", ""))
-            return wire.result(req_id, {"channels": led_by_me(self.replicator, member)})
+        op = str(message.get("op"))
         try:
+            if op in wire.PEER_OPS:
+                return wire.result(req_id, following.handle(self.replicator, op, message))
+            if op == wire.OP_LED:
+                member = str(message.get("member", ""))
+                return wire.result(req_id, {"channels": led_by_me(self.replicator, member)})
             channel = _channel(message)
-            op = str(message.get("op"))
             if op == wire.OP_UNSUB:
                 self._unsubscribe(peer, channel)
-                return wire.result(req_id, {})
-            if op == wire.OP_PRESENCE_ADD:
-                info = message["info"]
-                if not isinstance(info, dict) or not isinstance(info.get("client"), str):
-                    raise ValueError("info must hold the client id")
-                announce = message.get("announce")
-                if not isinstance(announce, bool):  # an edge from before the flag
-                    ns = self.config.namespace(channel)
-                    announce = ns is not None and ns.join_leave
-                if self.presence.add(channel, peer, info, announce):
-                    self._announce(channel, "join", info)
-                return wire.result(req_id, {})
-            if op == wire.OP_PRESENCE_REMOVE:
+            elif op == wire.OP_PRESENCE_ADD:
+                self._presence_add(peer, channel, message)
+            elif op == wire.OP_PRESENCE_REMOVE:
                 left = self.presence.remove(channel, str(message["client"]))
                 if left is not None:
                     self._announce(channel, "leave", left)
-                return wire.result(req_id, {})
-            return wire.result(req_id, following.on_peer(self.replicator, op, message))
+            return wire.result(req_id, {})
         except ReplyError as exc:
             return wire.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
         except (KeyError, TypeError, ValueError) as exc:
             return wire.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
+
+    def _presence_add(self, peer: Peer, channel: str, message: dict[str, Any]) -> None:
+        info = message["info"]
+        if not isinstance(info, dict) or not isinstance(info.get("client"), str):
+            raise ValueError("info must hold the client id")
+        announce = message.get("announce")
+        if not isinstance(announce, bool):  # an edge from before the flag
+            ns = self.config.namespace(channel)
+            announce = ns is not None and ns.join_leave
+        if self.presence.add(channel, peer, info, announce):
+            self._announce(channel, "join", info)
 
     async def handle(self, peer: Peer, message: dict[str, Any]) -> bytes:
         req_id = _request_id(message)
-        publish = message.get("op") == wire.OP_PUB
-        start = time.perf_counter()
         try:
-            answer = wire.result(req_id, await self._run(peer, message))
+            return wire.result(req_id, await self._run(peer, message))
         except ReplyError as exc:
-            if publish and exc.code != wire.NOT_LEADER:
-                self.metrics.publish_errors.labels(code=str(int(exc.code))).inc()
             return wire.error(req_id, exc.code, exc.message, exc.temporary, exc.leader)
         except (KeyError, TypeError, ValueError) as exc:
-            if publish:
-                self.metrics.publish_errors.labels(code=str(int(ErrorCode.BAD_REQUEST))).inc()
             return wire.error(req_id, ErrorCode.BAD_REQUEST, f"malformed request: {exc}")
-        if publish:
-            self.metrics.publish_seconds.observe(time.perf_counter() - start)
-        return answer
 
     async def _run(self, peer: Peer, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
+        if op == wire.OP_PUBS:
+            items = message.get("items")
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ReplyError(ErrorCode.BAD_REQUEST, "items must be a list of objects")
+            outcomes = await self.publisher.publish_items(items)
+            return {"results": [publishing.outcome_body(o) for o in outcomes]}
         channel = _channel(message)
         now = time.time()
         if op == wire.OP_PUB:
-            return await self._publish(channel, message, now)
+            return await self.publisher.publish_one(channel, message, now)
         if op == wire.OP_HISTORY_REMOVE:
             rep = await self.replicator.lead(channel)
             membership.clear_history(self.replicator, rep)
@@ -146,6 +146,12 @@ class Shard:
             return self.presence.stats(channel)
         if op not in (wire.OP_SUB, wire.OP_HISTORY, wire.OP_READ):
             raise ReplyError(ErrorCode.BAD_REQUEST, f"unknown op {op!r}")
+        return await self._read(peer, str(op), channel, message, now)
+
+    async def _read(
+        self, peer: Peer, op: str, channel: str, message: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        """sub, read and history: answered from the leader's committed stream."""
         rep = await self.replicator.lead(channel)
         if op == wire.OP_SUB and _ahead(message, rep.stream):
             # The edge has seen publications this leader never committed: another leader
@@ -178,32 +184,6 @@ class Shard:
             reverse=bool(message.get("reverse")),
         )
         return _page(page)
-
-    async def _publish(self, channel: str, message: dict[str, Any], now: float) -> dict[str, Any]:
-        if "data" not in message:
-            raise ReplyError(ErrorCode.BAD_REQUEST, "data is required")
-        key = message.get("ikey")
-        if key is not None and (not isinstance(key, str) or not key):
-            raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a non-empty string")
-        info = message.get("info")
-        tags = message.get("tags")
-        info = info if isinstance(info, dict) else None
-        tags = tags if isinstance(tags, dict) else None
-        ns = self.config.namespace(channel)
-        if message.get("skip_history") or (ns is not None and ns.history_size == 0):
-            # Not kept, so nothing to replicate: order it on the leader and push it.
-            await self.replicator.lead(channel)
-            self._push(
-                channel,
-                [Publication(0, message["data"], int(now * 1000), info, tags, received=now)],
-            )
-            self.published += 1
-            return {}
-        rep, pub = await publishing.publish(
-            self.replicator, channel, message["data"], now, info=info, tags=tags, ikey=key
-        )
-        assert rep.stream is not None
-        return {"offset": pub.offset, "epoch": rep.stream.epoch}
 
     def _unsubscribe(self, peer: Peer, channel: str) -> None:
         peers = self.subscribers.get(channel)
@@ -241,6 +221,10 @@ class Shard:
             push = wire.pub_push(channel, epoch, pub.to_wire(), pub.received)
             for peer in peers:
                 peer.send(push)
+
+    def _push_unkept(self, channel: str, pub: Publication) -> None:
+        self.published += 1
+        self._push(channel, [pub])
 
     def _moved(self, channel: str, leader: str | None) -> None:
         peers = self.subscribers.pop(channel, None)

@@ -58,11 +58,17 @@ def not_leader(leader: str) -> ReplyError:
 OP_SUB = "sub"
 OP_UNSUB = "unsub"
 OP_PUB = "pub"
+# Many publications in one request (an edge's publishes of one loop turn to one shard):
+# {"items": [{"ch", "data", "ikey"?, "info"?, "tags"?}]} -> {"results": [{"result"} | {"error"}]}
+OP_PUBS = "pubs"
 OP_HISTORY = "history"
 OP_READ = "read"
 # Between shards (replication): claim a term, append publications, install a whole stream.
 OP_CLAIM = "claim"
 OP_APPEND = "append"
+# Appends to many channels in one request (a leader's appends of one loop turn to one
+# follower): {"items": [append params]} -> {"results": [append answer | {"error"}]}
+OP_APPENDS = "appends"
 OP_INSTALL = "install"
 # Presence: edges report their clients in a channel; the leader answers who is there.
 OP_PRESENCE_ADD = "presence_add"
@@ -83,8 +89,8 @@ SURVEY_DISCONNECT = "disconnect"
 SURVEY_KINDS = frozenset({SURVEY_CHANNELS, SURVEY_INFO, SURVEY_DISCONNECT})
 # Query parameter of the link URL by which a peer says it answers surveys.
 SURVEY_QUERY = "surveys"
-EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_HISTORY, OP_READ})
-PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_INSTALL})
+EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_PUBS, OP_HISTORY, OP_READ})
+PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_APPENDS, OP_INSTALL})
 
 
 class LinkProtocolError(ValueError):
