@@ -13,6 +13,7 @@ SCENARIOS = (
     "failover",
     "replication",
     "durability",
+    "storage",
     "latency",
     "soak",
 )
@@ -39,6 +40,10 @@ def _runner(name: str) -> Callable[[list[str]], int]:
         from skyrelay.benchmarks import durability  # noqa: PLC0415
 
         return durability.run
+    if name == "storage":
+        from skyrelay.benchmarks import storage  # noqa: PLC0415
+
+        return storage.run
     if name == "soak":
         from skyrelay.benchmarks import soak  # noqa: PLC0415
 
