@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 JS_STAMP := tests/js/node_modules/.installed
 
-.PHONY: up test check lint fmt clean js fuzz
+.PHONY: up test check lint fmt clean js fuzz chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: check js
 # and tried first on the next run.
 fuzz: $(STAMP)
 	SKYRELAY_FUZZ_PROFILE=fuzz $(BIN)/pytest tests/fuzz --timeout=3600
+
+# `make test` runs a 20-second randomized fault schedule against a durable cluster. This runs
+# a 5-minute one (SKYRELAY_CHAOS_SECONDS); a failure prints its seed, and
+# `SKYRELAY_CHAOS_SEED=N make chaos` replays the same schedule.
+chaos: $(STAMP)
+	SKYRELAY_CHAOS_SECONDS=$${SKYRELAY_CHAOS_SECONDS:-300} $(BIN)/pytest -s tests/integration/test_chaos.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format edge origin ring skyrelay tests benchmarks

@@ -89,7 +89,7 @@ class Feed:
         if progress is None or progress.installing:
             return None
         if not self._leader.reachable(follower):
-            progress.sent = None
+            progress.sent = progress.match  # when it is back: from what it confirmed
             return None
         stream = rep.stream
         base = {"ch": rep.channel, "term": rep.term, "from": self._leader.id}
@@ -135,7 +135,8 @@ class Feed:
         if progress is None:
             return
         if isinstance(answer, ReplyError):
-            progress.sent = None  # resend everything (an install) when it is back
+            # Lost or late: resend from what it confirmed (it skips what it already holds).
+            progress.sent = progress.match
             progress.installing = False
             return
         if op == wire.OP_INSTALL:

@@ -26,15 +26,19 @@ def clear_history(replicator: Replicator, rep: ChannelReplica) -> None:
 
 
 def peer_changed(replicator: Replicator, shard_id: str, up: bool) -> None:
-    """A shard came back (or went away): bring it up to date where we lead."""
+    """A shard came back (or went away): bring it up to date where we lead.
+
+    Appends resume after what it last confirmed: a shard back from a restart with its copies on
+    disk needs only the tail. One that forgot (level memory) answers that it needs an install.
+    The appends of every channel travel together (``replicate_soon``)."""
     for channel, rep in replicator.replicas.items():
         progress = rep.followers.get(shard_id) if rep.is_leader else None
         if progress is None:
             continue
-        progress.sent = None
+        progress.sent = progress.match
         progress.installing = False
         if up:
-            replicator.replicate(channel, shard_id)
+            replicator.replicate_soon(channel)
 
 
 def reconfigure(replicator: Replicator, ring: Ring) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -32,8 +32,6 @@ class Publication:
     # When the leader took the publish (seconds, wall clock): local only, for the
     # publish-to-deliver latency that edges measure; 0 once replicated or restored.
     received: float = 0.0
-    # The replicated form, built once: a publication goes to every follower and to disk.
-    record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
         """The client-protocol Publication object, zero values omitted."""
@@ -49,14 +47,10 @@ class Publication:
         return out
 
     def to_record(self) -> dict[str, Any]:
-        """The replicated form: the wire form plus the idempotency key. Shared: never
-        modify it."""
-        out = self.record
-        if out is None:
-            out = self.to_wire()
-            if self.ikey is not None:
-                out["ikey"] = self.ikey
-            self.record = out
+        """The replicated form: the wire form plus the idempotency key."""
+        out = self.to_wire()
+        if self.ikey is not None:
+            out["ikey"] = self.ikey
         return out
 
     @classmethod
@@ -78,7 +72,6 @@ class Publication:
             info=info,
             tags=tags,
             ikey=ikey,
-            record=record,
         )
 
 

@@ -7,21 +7,22 @@ Each test runs its own cluster (3 shards, replication 3, 2 edges) with data on d
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
 from skyrelay.testing.cluster import LocalCluster
-from tests.integration.conftest import API_KEY, start_cluster, token
+from tests.integration.conftest import API_KEY, start_cluster
 from tests.support.helpers import until
-from tests.support.load import Acks, Recorder, check_deliveries, publish
-from tests.support.wsclient import connect_raw
+from tests.support.load import Acks, check_deliveries, history, publish, subscribed_recorders
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -34,44 +35,13 @@ def durable_cluster(tmp_path: Path, durability: str) -> LocalCluster:
     )
 
 
-async def history(session: aiohttp.ClientSession, api_url: str, channel: str) -> dict[str, Any]:
-    """The whole history of ``channel``, page by page (the API caps one page)."""
-    pubs: list[dict[str, Any]] = []
-    since: dict[str, Any] | None = None
-    while True:
-        body: dict[str, Any] = {"channel": channel, "limit": 300}
-        if since is not None:
-            body["since"] = since
-        async with session.post(
-            f"{api_url}/history", data=orjson.dumps(body), headers={"X-API-Key": API_KEY}
-        ) as resp:
-            page: dict[str, Any] = (await resp.json())["result"]
-        pubs += page.get("publications", [])
-        if not page.get("publications") or pubs[-1]["offset"] >= page["offset"]:
-            return {"epoch": page["epoch"], "offset": page["offset"], "publications": pubs}
-        since = {"offset": pubs[-1]["offset"], "epoch": page["epoch"]}
-
-
-async def subscribed_recorders(
-    session: aiohttp.ClientSession, cluster: LocalCluster
-) -> list[Recorder]:
-    recorders = []
-    for edge in (0, 1):
-        client, _ = await connect_raw(session, cluster.ws_url(edge), token(f"sub{edge}"))
-        for ch in CHANNELS:
-            reply = await client.command("subscribe", {"channel": ch, "recoverable": True})
-            assert "subscribe" in reply, reply
-        recorders.append(Recorder(client))
-    return recorders
-
-
 @pytest.mark.parametrize("durability", ["disk", "fsync"])
 async def test_a_whole_tier_crash_under_load_loses_nothing_acked(
     tmp_path: Path, session: aiohttp.ClientSession, durability: str
 ) -> None:
     cluster = durable_cluster(tmp_path, durability)
     try:
-        recorders = await subscribed_recorders(session, cluster)
+        recorders = await subscribed_recorders(session, cluster, CHANNELS)
         acks = Acks()
         epochs: dict[str, set[str]] = {ch: set() for ch in CHANNELS}
         loop = asyncio.get_running_loop()
@@ -156,7 +126,7 @@ async def test_a_rolling_restart_that_waits_for_ready_loses_nothing(
 ) -> None:
     cluster = durable_cluster(tmp_path, durability)
     try:
-        recorders = await subscribed_recorders(session, cluster)
+        recorders = await subscribed_recorders(session, cluster, CHANNELS)
         acks = Acks()
         epochs: dict[str, set[str]] = {ch: set() for ch in CHANNELS}
         give_up = asyncio.get_running_loop().time() + 150
@@ -199,3 +169,82 @@ async def test_a_rolling_restart_that_waits_for_ready_loses_nothing(
             await recorder.close()
     finally:
         cluster.stop()
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``path`` (root only), unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_disk_refuses_publishes_until_space_returns(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    with small_filesystem(tmp_path / "small", "1m") as disk:
+        cluster = start_cluster(
+            tmp_path / "run",
+            origins=1,
+            edges=1,
+            replication=1,
+            data_dir=str(disk / "{shard}"),
+            origin_toml="storage_segment_bytes = 65536",
+        )
+        try:
+            api = f"{cluster.edge_url(0)}/api"
+            acks = Acks()
+            give_up = asyncio.get_running_loop().time() + 60
+            filler = disk / "filler"
+            await asyncio.to_thread(fill_until_full, filler)
+            refused = None
+            for n in range(200):  # the disk is nearly full: publishes soon fail
+                body = {"channel": "fo:full", "data": {"n": n, "pad": "x" * 2000}}
+                async with session.post(
+                    f"{api}/publish", data=orjson.dumps(body), headers={"X-API-Key": API_KEY}
+                ) as resp:
+                    answer = await resp.json()
+                if "error" in answer:
+                    refused = answer["error"]
+                    break
+                acks.acked.setdefault("fo:full", {})[answer["result"]["offset"]] = body["data"]
+            assert refused is not None and refused["temporary"], refused
+            log = tmp_path / "run" / "logs" / "o0.log"
+            assert "storage write failed: No space left on device" in log.read_text()
+
+            filler.unlink()  # space returns: the shard writes again by itself
+            data = {"n": "after", "pad": "y"}
+            result = await publish(session, api, "fo:full", data, "after", acks, give_up)
+            assert result is not None, acks.other_errors
+            assert "storage writes succeed again" in log.read_text()
+
+            cluster.signal("o0", signal.SIGKILL)  # what was acked was written
+            cluster.processes["o0"].wait(10)
+            cluster.restart("o0")
+            kept = await history(session, api, "fo:full")
+            by_offset = {p["offset"]: p["data"] for p in kept["publications"]}
+            assert {o: by_offset.get(o) for o in acks.acked["fo:full"]} == acks.acked["fo:full"]
+        finally:
+            cluster.stop()
+
+
+def fill_until_full(path: Path) -> None:
+    """Write ``path`` until the filesystem is full, then give back a little room."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    os.truncate(path, max(0, path.stat().st_size - 96 * 1024))

@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.integration.conftest import API_KEY
-from tests.support.wsclient import RawClient
+from skyrelay.testing.cluster import LocalCluster
+from tests.integration.conftest import API_KEY, token
+from tests.support.wsclient import RawClient, connect_raw
 
 
 @dataclass
@@ -110,3 +111,35 @@ def check_deliveries(recorder: Recorder, acks: Acks) -> None:
             assert by_offset.get(offset) == data, (
                 f"{channel}@{offset}: {by_offset.get(offset)} != {data}"
             )
+
+
+async def history(session: aiohttp.ClientSession, api_url: str, channel: str) -> dict[str, Any]:
+    """The whole history of ``channel``, page by page (the API caps one page)."""
+    pubs: list[dict[str, Any]] = []
+    since: dict[str, Any] | None = None
+    while True:
+        body: dict[str, Any] = {"channel": channel, "limit": 300}
+        if since is not None:
+            body["since"] = since
+        async with session.post(
+            f"{api_url}/history", data=orjson.dumps(body), headers={"X-API-Key": API_KEY}
+        ) as resp:
+            page: dict[str, Any] = (await resp.json())["result"]
+        pubs += page.get("publications", [])
+        if not page.get("publications") or pubs[-1]["offset"] >= page["offset"]:
+            return {"epoch": page["epoch"], "offset": page["offset"], "publications": pubs}
+        since = {"offset": pubs[-1]["offset"], "epoch": page["epoch"]}
+
+
+async def subscribed_recorders(
+    session: aiohttp.ClientSession, cluster: LocalCluster, channels: list[str]
+) -> list[Recorder]:
+    """A raw client on each of the first two edges, subscribed (recoverable) to ``channels``."""
+    recorders = []
+    for edge in (0, 1):
+        client, _ = await connect_raw(session, cluster.ws_url(edge), token(f"sub{edge}"))
+        for ch in channels:
+            reply = await client.command("subscribe", {"channel": ch, "recoverable": True})
+            assert "subscribe" in reply, reply
+        recorders.append(Recorder(client))
+    return recorders
