@@ -37,6 +37,10 @@ rise = 2
 [namespaces.bench]
 history_size = 1000
 history_ttl = 600
+
+[namespaces.kept]
+history_size = 100
+history_ttl = 600
 """
 
 

@@ -134,6 +134,59 @@ def measure_restart(channels: int, workdir: Path) -> dict[str, float]:
     return {"channels": channels, "seconds_to_ready": took, "bytes_on_disk": size}
 
 
+def measure_disk_use(minutes: float, workdir: Path) -> dict[str, Any]:
+    """Steady publishing at level disk with small segments: the data directories' size over
+    time, against what the copies hold (history_size 100 per channel)."""
+    data = workdir / "disk-use"
+    segment = 4 << 20
+    with local_cluster(
+        None, data_dir=str(data / "{shard}"), origin_toml=f"storage_segment_bytes = {segment}"
+    ) as cluster:
+        edges = [cluster.edge_url(0), cluster.edge_url(1)]
+        samples = asyncio.run(steady(edges, data, minutes * 60))
+    return {
+        "minutes": minutes,
+        "segment_bytes": segment,
+        "channels": DISK_CHANNELS,
+        "rate": DISK_RATE,
+        "samples": samples,
+    }
+
+
+# Channels and publications per second of the disk-use run.
+DISK_CHANNELS = 200
+DISK_RATE = 2000
+
+
+async def steady(edges: list[str], data: Path, seconds: float) -> list[tuple[float, float]]:
+    """Publish DISK_RATE/s over DISK_CHANNELS for ``seconds``; (elapsed s, MiB on disk) samples."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    samples: list[tuple[float, float]] = []
+    sent = 0
+    async with aiohttp.ClientSession() as session:
+        while (elapsed := loop.time() - start) < seconds:
+            commands = [
+                {
+                    "publish": {
+                        "channel": f"kept:c{(sent + i) % DISK_CHANNELS}",
+                        "data": {"n": sent + i, "pad": "x" * 100},
+                    }
+                }
+                for i in range(DISK_RATE // 10)
+            ]
+            sent += len(commands)
+            body = json.dumps({"commands": commands, "parallel": True})
+            async with session.post(
+                f"{edges[sent % 2]}/api/batch", data=body, headers={"X-API-Key": API_KEY}
+            ) as resp:
+                await resp.read()
+            if not samples or elapsed - samples[-1][0] >= 5:
+                samples.append((round(elapsed, 1), data_bytes(data) / 2**20))
+            await asyncio.sleep(max(0.0, start + sent / DISK_RATE - loop.time()))
+    return samples
+
+
 async def fill(edges: list[str], names: list[str], per_channel: int) -> None:
     async with aiohttp.ClientSession() as session:
         for round_ in range(per_channel):
@@ -157,10 +210,11 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--restart-channels", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3, help="runs per level; the median counts")
+    parser.add_argument("--disk-minutes", type=float, default=10, help="0: skip the disk-use run")
     parser.add_argument("--quick", action="store_true", help="a short run for smoke tests")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.restart_channels, args.rounds = 1.0, 200, 1
+        args.seconds, args.restart_channels, args.rounds, args.disk_minutes = 1.0, 200, 1, 0.1
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"skyrelay-bench-durability-{os.getpid()}"
     runs: dict[str, list[LevelFigures]] = {level: [] for level in LEVELS}
     try:
@@ -169,6 +223,7 @@ def run(argv: list[str]) -> int:
                 runs[level].append(measure_level(level, args, workdir, round_))
         figures = [median_run(runs[level]) for level in LEVELS]
         restart = measure_restart(args.restart_channels, workdir)
+        disk_use = measure_disk_use(args.disk_minutes, workdir) if args.disk_minutes else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
@@ -187,6 +242,13 @@ def run(argv: list[str]) -> int:
         f"restart: a shard holding {restart['channels']:,} channels x 100 publications "
         f"({restart['bytes_on_disk'] / 2**20:.0f} MiB) ready in {restart['seconds_to_ready']:.1f} s"
     )
+    if disk_use is not None:
+        sizes = [mib for _, mib in disk_use["samples"]]
+        print(
+            f"disk use: {DISK_RATE}/s over {DISK_CHANNELS} channels for "
+            f"{disk_use['minutes']:g} min, 3 shards, 4 MiB segments: "
+            f"max {max(sizes):.0f} MiB, last {sizes[-1]:.0f} MiB"
+        )
     name = "durability"
     save_results(
         name,
@@ -194,6 +256,7 @@ def run(argv: list[str]) -> int:
             "levels": [asdict(f) for f in figures],
             "runs": {level: [asdict(r) for r in rs] for level, rs in runs.items()},
             "restart": restart,
+            "disk_use": disk_use,
         },
         quick=args.quick,
     )

@@ -66,3 +66,15 @@ def test_soak_quick_loses_no_acked_publication_across_a_shard_kill() -> None:
     lost = next(line for line in out.splitlines() if "acked lost" in line)
     assert lost.split()[-1] == "0", out
     assert "duplicates" in out and "growth" in out
+
+
+def test_durability_quick_measures_every_level_restart_and_disk_use() -> None:
+    out = bench("durability", "--quick")
+    for level in ("memory", "disk", "fsync"):
+        assert any(line.startswith(level) for line in out.splitlines()), out
+    assert "restart: a shard holding 200 channels" in out and "disk use:" in out
+
+
+def test_storage_compares_the_log_with_sqlite() -> None:
+    out = bench("storage", "--publications", "4000")
+    assert "segment log" in out and "sqlite wal" in out
