@@ -69,24 +69,50 @@ class Readiness:
 
 
 async def check(
-    replicator: Replicator, links: Mapping[str, LinkClient], health: HealthView
+    replicator: Replicator,
+    links: Mapping[str, LinkClient],
+    health: HealthView,
+    stale: dict[str, list[str]],
 ) -> dict[str, int]:
     """Ask every peer that is up; how many of its channels are not current here (-1: not
-    known yet, its link is still connecting or it did not answer)."""
+    known yet, its link is still connecting or it did not answer).
+
+    ``stale`` holds, by peer, the channels found behind last time; they are sent along as
+    ``resync``, and the leader installs them afresh. Without traffic a leader has nothing new to
+    append, and a copy cut short (a damaged log) would otherwise stay behind for good."""
     peers = [i for i, link in links.items() if health.is_up(i) and link.is_up]
     answers = await asyncio.gather(
-        *(links[i].call(wire.OP_LED, {"member": replicator.id}, ASK_TIMEOUT) for i in peers),
+        *(
+            links[i].call(
+                wire.OP_LED, {"member": replicator.id, "resync": stale.get(i, [])}, ASK_TIMEOUT
+            )
+            for i in peers
+        ),
         return_exceptions=True,
     )
     counts = {i: -1 for i, link in links.items() if health.is_up(i) and not link.is_up}
+    stale.clear()
     for peer, answer in zip(peers, answers, strict=True):
         if isinstance(answer, ReplyError | TimeoutError | ConnectionError):
             counts[peer] = -1  # unknown: not ready
         elif isinstance(answer, BaseException):
             raise answer
         else:
-            counts[peer] = len(behind(replicator.replicas, answer.get("channels", {})))
+            stale[peer] = behind(replicator.replicas, answer.get("channels", {}))
+            counts[peer] = len(stale[peer])
     return counts
+
+
+def resync(replicator: Replicator, member: str, channels: Any) -> None:
+    """The leader's side: install these channels afresh on ``member``."""
+    if not isinstance(channels, list):
+        return
+    for channel in channels:
+        rep = replicator.replicas.get(channel) if isinstance(channel, str) else None
+        progress = rep.followers.get(member) if rep is not None and rep.is_leader else None
+        if progress is not None and not progress.installing:
+            progress.sent = None
+            replicator.replicate(channel, member)
 
 
 async def keep_checking(
@@ -95,8 +121,9 @@ async def keep_checking(
     links: dict[str, LinkClient],
     health: HealthView,
 ) -> None:
+    stale: dict[str, list[str]] = {}
     while True:
-        counts = await check(replicator, links, health)
+        counts = await check(replicator, links, health, stale)
         was = readiness.current
         readiness.behind, readiness.checked = counts, True
         if readiness.current != was:

@@ -16,7 +16,7 @@ from skyrelay.origin import following, membership, publishing
 from skyrelay.origin.handover import take_over
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.presence import Presence
-from skyrelay.origin.readiness import led_by_me
+from skyrelay.origin.readiness import led_by_me, resync
 from skyrelay.origin.replication import Replicator
 from skyrelay.origin.storage.store import ShardStore
 from skyrelay.origin.stream import ChannelStream, HistoryPage, Publication
@@ -81,6 +81,7 @@ class Shard:
                 return wire.result(req_id, following.handle(self.replicator, op, message))
             if op == wire.OP_LED:
                 member = str(message.get("member", ""))
+                resync(self.replicator, member, message.get("resync"))
                 return wire.result(req_id, {"channels": led_by_me(self.replicator, member)})
             channel = _channel(message)
             if op == wire.OP_UNSUB:

@@ -248,3 +248,45 @@ def fill_until_full(path: Path) -> None:
     finally:
         os.close(fd)
     os.truncate(path, max(0, path.stat().st_size - 96 * 1024))
+
+
+def damage_log(directory: Path) -> None:
+    """Tear the newest segment's last frame and flip a byte in the middle of the oldest one
+    (the same one in a short run: the flip cuts the tear away)."""
+    segments = sorted(directory.glob("*.log"))
+    newest = segments[-1]
+    os.truncate(newest, max(0, newest.stat().st_size - 5))
+    first = bytearray(segments[0].read_bytes())
+    first[len(first) // 2] ^= 0xFF
+    segments[0].write_bytes(bytes(first))
+
+
+async def test_a_damaged_log_is_cut_and_the_shard_resyncs_before_it_counts(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    cluster = durable_cluster(tmp_path, "disk")
+    try:
+        api = f"{cluster.edge_url(0)}/api"
+        acks = Acks()
+        give_up = asyncio.get_running_loop().time() + 60
+        for n in range(40):
+            for ch in CHANNELS:
+                assert await publish(session, api, ch, {"n": n}, f"{ch}-{n}", acks, give_up)
+        cluster.signal("o1", signal.SIGKILL)
+        await asyncio.to_thread(cluster.processes["o1"].wait, 10)
+        await asyncio.to_thread(damage_log, tmp_path / "data" / "o1")
+        await asyncio.to_thread(cluster.restart, "o1")  # back once its copies are current
+        log = (tmp_path / "logs" / "o1.log").read_text()
+        assert "damaged frame: checksum mismatch" in log  # cut there, and said
+        assert "count only once a leader syncs them" in log
+        # The two other shards go, one after the other: o1's copies must now hold it all.
+        for other in ("o0", "o2"):
+            cluster.signal(other, signal.SIGKILL)
+            await asyncio.to_thread(cluster.processes[other].wait, 10)
+            await asyncio.to_thread(cluster.restart, other)
+        for ch in CHANNELS:
+            kept = await history(session, api, ch)
+            by_offset = {p["offset"]: p["data"] for p in kept["publications"]}
+            assert {o: by_offset.get(o) for o in acks.acked[ch]} == acks.acked[ch]
+    finally:
+        cluster.stop()
