@@ -180,6 +180,8 @@ async def link_handler(request: web.Request) -> web.StreamResponse:
                         publishes.append(message)
                     else:
                         spawn(_respond(shard, peer, message))
+                if shard.store is not None:
+                    shard.store.flush_now()  # the frame's answers wait for these writes
                 if publishes:
                     spawn(_respond_publishes(shard, peer, publishes))
             except wire.LinkProtocolError as exc:

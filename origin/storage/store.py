@@ -163,6 +163,13 @@ class ShardStore:
             asyncio.get_running_loop().call_soon(self._flush)
         return self._seq
 
+    def flush_now(self) -> None:
+        """Write what is waiting now rather than at the end of the loop turn: for a caller
+        that has just made the last write of a batch (a frame of appends) and whose answers
+        wait for it."""
+        if self._pending and not self._busy:
+            self._flush()
+
     def failed(self, marker: int) -> bool:
         """Whether the write ``marker`` (resolved) failed."""
         return any(first <= marker <= last for first, last in self._failed)
@@ -170,7 +177,11 @@ class ShardStore:
     # Flushing.
 
     def _flush(self) -> None:
+        if not self._scheduled and not self._pending and not self._dirty:
+            return  # flushed early (flush_now) before this scheduled call came
         self._scheduled = False
+        if self._busy:
+            return  # a sync is running; when it ends it flushes what is waiting
         if not self._pending and not self._dirty:
             return
         first, last = self.resolved + 1, self._seq
