@@ -29,7 +29,13 @@ from skyrelay.testing.cluster import LocalCluster
 from skyrelay.testing.faultproxy import FaultProxy
 from tests.integration.conftest import API_KEY, TOKEN_SECRET, free_spec
 from tests.support.helpers import until
-from tests.support.load import Acks, check_deliveries, history, publish, subscribed_recorders
+from tests.support.load import (
+    Acks,
+    check_deliveries,
+    history,
+    publish_steadily,
+    subscribed_recorders,
+)
 
 SEED = int(os.environ.get("SKYRELAY_CHAOS_SEED") or random.randrange(2**31))
 SECONDS = float(os.environ.get("SKYRELAY_CHAOS_SECONDS") or 20)
@@ -151,17 +157,17 @@ async def test_nothing_acked_is_lost_duplicated_or_reordered_under_random_faults
     stop = asyncio.Event()
     give_up = asyncio.get_running_loop().time() + SECONDS + 240
 
-    async def publisher(ch: str, edge: int) -> None:
-        api = f"{cluster.edge_url(edge)}/api"
-        n = 0
-        while not stop.is_set():
-            result = await publish(session, api, ch, {"n": n}, f"{ch}-{n}", acks, give_up)
-            assert result is not None, f"seed {SEED}: {acks.other_errors}"
-            epochs[ch].add(result["epoch"])
-            n += 1
-            await asyncio.sleep(0.05)
-
-    tasks = [asyncio.ensure_future(publisher(ch, i % 2)) for i, ch in enumerate(channels)]
+    tasks = publish_steadily(
+        session,
+        cluster,
+        channels,
+        acks,
+        epochs,
+        stop=stop,
+        give_up=give_up,
+        pause=0.05,
+        context=f"seed {SEED}: ",
+    )
     started = time.monotonic()
     try:
         for step in steps:

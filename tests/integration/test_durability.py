@@ -22,7 +22,14 @@ import pytest
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster
 from tests.support.helpers import until
-from tests.support.load import Acks, check_deliveries, history, publish, subscribed_recorders
+from tests.support.load import (
+    Acks,
+    check_deliveries,
+    history,
+    publish,
+    publish_steadily,
+    subscribed_recorders,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -48,17 +55,9 @@ async def test_a_whole_tier_crash_under_load_loses_nothing_acked(
         give_up = loop.time() + 90
         stop = asyncio.Event()
 
-        async def publisher(ch: str, edge: int) -> None:
-            api = f"{cluster.edge_url(edge)}/api"
-            n = 0
-            while not stop.is_set():
-                result = await publish(session, api, ch, {"n": n}, f"{ch}-{n}", acks, give_up)
-                assert result is not None, acks.other_errors
-                epochs[ch].add(result["epoch"])
-                n += 1
-                await asyncio.sleep(0.02)
-
-        tasks = [asyncio.ensure_future(publisher(ch, i % 2)) for i, ch in enumerate(CHANNELS)]
+        tasks = publish_steadily(
+            session, cluster, CHANNELS, acks, epochs, stop=stop, give_up=give_up, pause=0.02
+        )
         await until(lambda: all(len(acks.acked.get(ch, {})) >= 20 for ch in CHANNELS), 30)
         for i in range(cluster.spec.origins):  # a power cut: every shard at once
             cluster.signal(f"o{i}", signal.SIGKILL)
@@ -132,17 +131,9 @@ async def test_a_rolling_restart_that_waits_for_ready_loses_nothing(
         give_up = asyncio.get_running_loop().time() + 150
         stop = asyncio.Event()
 
-        async def publisher(ch: str, edge: int) -> None:
-            api = f"{cluster.edge_url(edge)}/api"
-            n = 0
-            while not stop.is_set():
-                result = await publish(session, api, ch, {"n": n}, f"{ch}-{n}", acks, give_up)
-                assert result is not None, acks.other_errors
-                epochs[ch].add(result["epoch"])
-                n += 1
-                await asyncio.sleep(0.02)
-
-        tasks = [asyncio.ensure_future(publisher(ch, i % 2)) for i, ch in enumerate(CHANNELS)]
+        tasks = publish_steadily(
+            session, cluster, CHANNELS, acks, epochs, stop=stop, give_up=give_up, pause=0.02
+        )
         await until(lambda: all(len(acks.acked.get(ch, {})) >= 10 for ch in CHANNELS), 30)
         for _ in range(2):
             for i in range(cluster.spec.origins):

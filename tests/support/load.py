@@ -143,3 +143,32 @@ async def subscribed_recorders(
             assert "subscribe" in reply, reply
         recorders.append(Recorder(client))
     return recorders
+
+
+def publish_steadily(
+    session: aiohttp.ClientSession,
+    cluster: LocalCluster,
+    channels: list[str],
+    acks: Acks,
+    epochs: dict[str, set[str]],
+    *,
+    stop: asyncio.Event,
+    give_up: float,
+    pause: float,
+    context: str = "",
+) -> list[asyncio.Future[None]]:
+    """One publisher per channel, through the first two edges in turn, publishing ``{"n": n}``
+    with idempotency keys every ``pause`` seconds until ``stop``; each ack's epoch goes into
+    ``epochs``. A publication not acked by ``give_up`` (loop time) fails its task."""
+
+    async def publisher(ch: str, edge: int) -> None:
+        api = f"{cluster.edge_url(edge)}/api"
+        n = 0
+        while not stop.is_set():
+            result = await publish(session, api, ch, {"n": n}, f"{ch}-{n}", acks, give_up)
+            assert result is not None, f"{context}{acks.other_errors}"
+            epochs[ch].add(result["epoch"])
+            n += 1
+            await asyncio.sleep(pause)
+
+    return [asyncio.ensure_future(publisher(ch, i % 2)) for i, ch in enumerate(channels)]
