@@ -72,13 +72,14 @@ class Persistence:
         if self.store is not None and rep.stream is not None:
             self._write_state(rep)
 
-    def proposed(self, rep: ChannelReplica, pub: Publication) -> None:
+    def proposed(self, rep: ChannelReplica, pubs: list[Publication]) -> None:
+        """The leader ordered ``pubs`` (consecutive, newest last)."""
         if self.store is None or rep.stream is None:
             return
         marker = self.store.save_publications(
-            rep.channel, rep.term, [pub.to_record()], rep.stream.committed
+            rep.channel, rep.term, [pub.to_record() for pub in pubs], rep.stream.committed
         )
-        self._track(rep, marker, pub.offset)
+        self._track(rep, marker, pubs[-1].offset)
 
     def appended(self, rep: ChannelReplica, before: int) -> None:
         """A follower applied an append: write what it added past ``before``."""

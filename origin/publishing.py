@@ -43,6 +43,7 @@ async def publish_all(
     assert stream is not None
     window = replicator.config.origin.idempotency_window
     outcomes: list[Publication | ReplyError] = []
+    proposed: list[Publication] = []
     highest = 0
     for proposal in proposals:
         earlier = stream.find_ikey(proposal.ikey) if proposal.ikey is not None else None
@@ -55,9 +56,11 @@ async def publish_all(
             pub = rep.propose(
                 proposal.data, now, info=proposal.info, tags=proposal.tags, ikey=proposal.ikey
             )
-            replicator.persistence.proposed(rep, pub)
+            proposed.append(pub)
         outcomes.append(pub)
         highest = max(highest, pub.offset)
+    if proposed:
+        replicator.persistence.proposed(rep, proposed)
     replicator.commit(rep, rep.advance_commit())
     replicator.replicate_soon(channel)
     try:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+# The keys a publication record may carry: a record with no others is kept as it came.
+RECORD_KEYS = frozenset(("data", "info", "offset", "tags", "time", "ikey"))
 
 
 def new_epoch() -> str:
@@ -32,25 +35,35 @@ class Publication:
     # When the leader took the publish (seconds, wall clock): local only, for the
     # publish-to-deliver latency that edges measure; 0 once replicated or restored.
     received: float = 0.0
+    # Both forms are built once and shared: a publication is written to storage, sent to
+    # every follower and pushed to every edge, and none of them may change what it is given.
+    _wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
-        """The client-protocol Publication object, zero values omitted."""
-        out: dict[str, Any] = {"data": self.data}
-        if self.info is not None:
-            out["info"] = self.info
-        if self.offset:
-            out["offset"] = self.offset
-        if self.tags:
-            out["tags"] = self.tags
-        if self.time:
-            out["time"] = self.time
+        """The client-protocol Publication object, zero values omitted (shared: read only)."""
+        out = self._wire
+        if out is None:
+            out = {"data": self.data}
+            if self.info is not None:
+                out["info"] = self.info
+            if self.offset:
+                out["offset"] = self.offset
+            if self.tags:
+                out["tags"] = self.tags
+            if self.time:
+                out["time"] = self.time
+            self._wire = out
         return out
 
     def to_record(self) -> dict[str, Any]:
-        """The replicated form: the wire form plus the idempotency key."""
-        out = self.to_wire()
-        if self.ikey is not None:
-            out["ikey"] = self.ikey
+        """The replicated form: the wire form plus the idempotency key (shared: read only)."""
+        out = self._record
+        if out is None:
+            out = self.to_wire()
+            if self.ikey is not None:
+                out = {**out, "ikey": self.ikey}
+            self._record = out
         return out
 
     @classmethod
@@ -65,7 +78,7 @@ class Publication:
             raise ValueError("info and tags of a record must be objects")
         if not (ikey is None or isinstance(ikey, str)):
             raise ValueError("ikey of a record must be a string")
-        return cls(
+        pub = cls(
             offset=_count(record.get("offset", 0), "offset"),
             data=record.get("data"),
             time=_count(record.get("time", 0), "time"),
@@ -73,6 +86,9 @@ class Publication:
             tags=tags,
             ikey=ikey,
         )
+        if record.keys() <= RECORD_KEYS and pub.offset and (pub.tags or "tags" not in record):
+            pub._record = record  # the peer's own record, already in the replicated form
+        return pub
 
 
 def _count(value: Any, name: str) -> int:

@@ -172,7 +172,8 @@ class ShardStore:
 
     def failed(self, marker: int) -> bool:
         """Whether the write ``marker`` (resolved) failed."""
-        return any(first <= marker <= last for first, last in self._failed)
+        failures = self._failed
+        return bool(failures) and any(first <= marker <= last for first, last in failures)
 
     # Flushing.
 
