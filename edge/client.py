@@ -46,13 +46,11 @@ log = logging.getLogger("skyrelay.edge.client")
 
 Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
 
-# The wire format connections speak: JSON (a second format implements the same interface).
-CODEC: ServerCodec = json_codec
-
 
 class Client(Subscribing):
     __slots__ = (
         "awaiting_pong",
+        "codec",
         "deliver",
         "emulation",
         "expires_at",
@@ -78,8 +76,11 @@ class Client(Subscribing):
         *,
         emulation: bool = False,
         unidirectional: bool = False,
+        codec: ServerCodec = json_codec,
     ) -> None:
         super().__init__()
+        # The wire format this connection speaks: JSON or protobuf.
+        self.codec = codec
         self.id = str(uuid.uuid4())
         # websocket, http_stream, sse or uni_sse: a label of the connection metrics.
         self.transport_name = transport_name
@@ -108,7 +109,7 @@ class Client(Subscribing):
     def ping(self) -> None:
         if self.state is SessionState.CONNECTED:
             self.awaiting_pong = not self.unidirectional
-            self.sink.send(json_codec.PING)
+            self.sink.send(self.codec.PING)
 
     def check_pong(self, now: float) -> None:
         if self.awaiting_pong:
@@ -126,7 +127,7 @@ class Client(Subscribing):
     async def handle(self, data: bytes | str) -> None:
         """Run every command of one transport message, in order."""
         try:
-            commands = json_codec.decode_commands(data)
+            commands = self.codec.decode_commands(data)
         except Disconnect as exc:
             self.close(exc.code, exc.reason)
             return
@@ -152,15 +153,18 @@ class Client(Subscribing):
         try:
             if self.state is SessionState.CONNECTING and command.method != "connect":
                 raise Disconnect(DisconnectCode.BAD_REQUEST, "connect first")
+            if isinstance(command.params.get("data"), bytes):
+                # Protobuf lets a client send any bytes; channels and backend calls carry JSON.
+                raise ReplyError(ErrorCode.BAD_REQUEST, "data must be JSON")
             handler = _HANDLERS[command.method]
             result = await handler(self, command)
             if result is not None and not self.closed:
-                self.sink.send(json_codec.reply(command.id, command.method, result))
+                self.sink.send(self.codec.reply(command.id, command.method, result))
         except ReplyError as exc:
             self.node.metrics.command_errors.labels(code=str(exc.code)).inc()
             if not self.closed:
                 self.sink.send(
-                    json_codec.error_reply(command.id, exc.code, exc.message, exc.temporary)
+                    self.codec.error_reply(command.id, exc.code, exc.message, exc.temporary)
                 )
             return command.method != "connect"
         except Disconnect as exc:
@@ -237,7 +241,7 @@ class Client(Subscribing):
             return
         if joins:
             result["subs"] = {join.name: join.result for join in joins}
-        self.sink.send(json_codec.reply(command.id, "connect", result))
+        self.sink.send(self.codec.reply(command.id, "connect", result))
         for join in joins:
             self.go_live(join)
 

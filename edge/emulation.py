@@ -1,6 +1,9 @@
 """Bidirectional emulation for centrifuge-js: ``/connection/http_stream`` and
 ``/connection/sse`` carry replies and pushes down; ``POST /emulation`` carries commands up.
 
+HTTP streaming speaks protobuf when the opening request's body is ``application/octet-stream``
+(each reply after its varint length, as on WebSocket); SSE is JSON only, as in Centrifugo.
+
 Stream responses are chunked; fan-out writes pre-built chunks straight to the socket, like the
 WebSocket transport writes pre-built frames.
 """
@@ -11,14 +14,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import orjson
 from aiohttp import web
 
-from skyrelay.edge import json_codec
+from skyrelay.edge import json_codec, protobuf_codec
 from skyrelay.edge.attach import Attachment, until_done
 from skyrelay.edge.bodies import RequestError, read_body
 from skyrelay.edge.client import Client
 from skyrelay.edge.cors import cors_checked
+from skyrelay.edge.emulation_request import PROTOBUF_CONTENT_TYPE, is_protobuf, parse
 from skyrelay.edge.httperrors import error_response
 from skyrelay.edge.mesh import MESH_KEY
 from skyrelay.edge.node import NODE_KEY
@@ -29,6 +32,7 @@ from skyrelay.edge.outbox import (
     Outgoing,
     http_chunk,
 )
+from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import ErrorCode
 
 # Largest POST /emulation body (the protocol's limit).
@@ -44,23 +48,26 @@ STREAM_HEADERS = {
 class StreamSink:
     """Writes one client's replies and pushes into a chunked HTTP response."""
 
-    __slots__ = ("_framing", "_outbox", "done")
+    __slots__ = ("_codec", "_framing", "_outbox", "done")
 
-    def __init__(self, outbox: FrameOutbox, framing: Callable[[bytes], bytes]) -> None:
+    def __init__(
+        self, outbox: FrameOutbox, framing: Callable[[bytes], bytes], codec: ServerCodec
+    ) -> None:
         self._outbox = outbox
         self._framing = framing
+        self._codec = codec
         self.done = asyncio.Event()
 
     def send(self, payload: bytes) -> None:
         self._outbox.push(self._framing(payload))
 
     def deliver(self, message: Outgoing) -> None:
-        self._outbox.push(message.framed(self._framing))
+        self._outbox.push(message.in_codec(self._codec).framed(self._framing))
 
     def close(self, code: int, reason: str) -> None:
         # Streams end with a disconnect push (no close frame to carry the code).
         if not self._outbox.closed:
-            self.send(json_codec.disconnect_push(code, reason))
+            self.send(self._codec.disconnect_push(code, reason))
             self._outbox.flush()
             self._outbox.close()
         self.done.set()
@@ -72,6 +79,7 @@ async def _stream(
     commands: bytes,
     framing: Callable[[bytes], bytes],
     content_type: str,
+    codec: ServerCodec = json_codec,
 ) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     if not commands:
@@ -85,9 +93,9 @@ async def _stream(
         return response
     attached = Attachment(node, transport)
     outbox = attached.outbox
-    sink = StreamSink(outbox, framing)
+    sink = StreamSink(outbox, framing, codec)
     transport_name = "sse" if framing is SSE_EVENT else "http_stream"
-    client = attached.client = Client(node, sink, transport_name, emulation=True)
+    client = attached.client = Client(node, sink, transport_name, emulation=True, codec=codec)
     if framing is SSE_EVENT:
         outbox.push(http_chunk(b"\r\n"))
     await client.handle_serialized(commands)
@@ -115,6 +123,8 @@ async def opening_body(request: web.Request) -> bytes:
 @cors_checked
 async def http_stream_handler(request: web.Request, cors: dict[str, str]) -> web.StreamResponse:
     body = await opening_body(request)
+    if is_protobuf(request.headers.get("Content-Type", "")):
+        return await _stream(request, cors, body, http_chunk, PROTOBUF_CONTENT_TYPE, protobuf_codec)
     return await _stream(request, cors, body, STREAM_LINE, "application/json")
 
 
@@ -139,17 +149,14 @@ async def emulation_handler(request: web.Request, cors: dict[str, str]) -> web.S
     node = request.app[NODE_KEY]
     body = await read_body(request, EMULATION_MAX_BODY, node.config.edge.http_body_timeout)
     try:
-        message = orjson.loads(body)
-        session, target, data = message["session"], message["node"], message["data"]
-        if not all(isinstance(v, str) for v in (session, target, data)):
-            raise TypeError
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise RequestError(400, "body must be {session, node, data} strings") from None
-    if target != node.id:
-        return await _forward(request, target, body, cors)
-    client = node.sessions.get(session)
+        emulated = parse(body)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+    if emulated.node != node.id:
+        return await _forward(request, emulated.node, body, cors)
+    client = node.sessions.get(emulated.session)
     if client is not None:
-        await client.handle_serialized(data.encode())
+        await client.handle_serialized(emulated.data)
     return web.Response(status=204, headers=cors)
 
 

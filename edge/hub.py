@@ -22,9 +22,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from skyrelay.edge import json_codec
 from skyrelay.edge.batches import Batches
 from skyrelay.edge.channel import Channel, ChannelState, Subscriber
 from skyrelay.edge.metrics import EdgeMetrics
@@ -195,7 +192,7 @@ class Hub:
             event = push.get(kind)
             if isinstance(event, dict) and channel.state is ChannelState.LIVE:
                 self.batches.hand_out(channel)  # in order after the publications before it
-                message = Outgoing(orjson.dumps({"push": {"channel": name, kind: event}}))
+                message = _event_push(name, kind, event)
                 for subscriber in tuple(channel.subscribers):  # a delivery may close one
                     if subscriber.wants_join_leave(name):
                         subscriber.deliver(message)
@@ -222,7 +219,8 @@ class Hub:
             channel.recent.append(pub)
         if channel.subscribers:
             position = (channel.name, channel.epoch, pub.get("offset", 0))
-            message = Outgoing(json_codec.pub_push(channel.name, pub), position)
+            name = channel.name
+            message = Outgoing.shared(lambda codec: codec.pub_push(name, pub), position)
             self.batches.add(channel, message)
         for buffered in channel.joining.values():
             buffered.append(pub)
@@ -338,3 +336,7 @@ class Hub:
                 subscriber.lost_channel(
                     channel.name, UnsubscribeCode.INSUFFICIENT_STATE, "insufficient state"
                 )
+
+
+def _event_push(channel: str, kind: str, event: dict[str, Any]) -> Outgoing:
+    return Outgoing.shared(lambda codec: codec.push(channel, kind, event))

@@ -22,8 +22,11 @@ _MAX_ID = 2**32 - 1
 # 255) and every hop wraps the data a few levels deeper, so the edge refuses deep data up front.
 MAX_DATA_DEPTH = 64
 
+NAME = "json"
 # The server's heartbeat, an empty object; the client's pong is one too.
 PING = b"{}"
+# Documents of one transport message are separated by a newline.
+SEPARATOR = b"\n"
 
 
 def _bad(reason: str) -> Disconnect:
@@ -105,6 +108,11 @@ def error_reply(cmd_id: int, code: int, message: str, temporary: bool = False) -
     if temporary:
         error["temporary"] = True
     return orjson.dumps({"id": cmd_id, "error": error})
+
+
+def push(channel: str, kind: str, body: dict[str, Any]) -> bytes:
+    """A push of ``kind`` (join, leave, message...) in ``channel``."""
+    return orjson.dumps({"push": {"channel": channel, kind: body}})
 
 
 def pub_push(channel: str, pub: dict[str, Any]) -> bytes:

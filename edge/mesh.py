@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from skyrelay.edge.emulation_request import parse
 from skyrelay.edge.metricsmerge import merge_expositions
 from skyrelay.edge.node import EdgeNode
 from skyrelay.runtime.tasks import spawn
@@ -178,13 +179,12 @@ class Mesh:
         # are taken, as for an unknown session (its stream is over). The session's lock keeps
         # its messages in the order they arrive.
         try:
-            message = orjson.loads(await request.read())
-            session, data = str(message["session"]), str(message["data"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return web.json_response({"error": "body must be {session, data}"}, status=400)
-        client = self.node.sessions.get(session)
+            emulated = parse(await request.read())
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        client = self.node.sessions.get(emulated.session)
         if client is not None:
-            spawn(client.handle_serialized(data.encode()), name="emulation")
+            spawn(client.handle_serialized(emulated.data), name="emulation")
         return web.Response(status=204)
 
     async def _local_metrics(self, _: web.Request) -> web.Response:

@@ -14,9 +14,14 @@ import socket
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from skyrelay.edge.ws.frame import text_frame
+from skyrelay.edge import json_codec
+from skyrelay.edge.ws.frame import binary_frame, text_frame
+from skyrelay.protocol.codec import ServerCodec
 
 log = logging.getLogger("skyrelay.edge.outbox")
+
+# Encodes a shared message in the codec given.
+Make = Callable[[ServerCodec], bytes]
 
 
 def tune_socket(transport: Any, send_buffer: int) -> None:
@@ -47,40 +52,81 @@ def _sse_event(payload: bytes) -> bytes:
 
 
 class Outgoing:
-    """One reply or push, or a batch of pushes, encoded once; each transport's framing is
-    built once on first use and shared by every client on that transport.
+    """One reply or push, or a batch of pushes, encoded once per wire format; each transport's
+    framing is built once on first use and shared by every client on that transport.
 
-    A batch goes to WebSocket clients as one frame of newline-separated pushes (the protocol
-    allows several replies per frame), and to the other transports as one framed event per
-    push, in one write.
+    A shared message (a push to many clients) is made with ``make``, which encodes it in the
+    codec asked for: ``payload`` is its JSON form, ``in_codec`` the others, each built on first
+    use, so a channel's publication costs one encode per wire format its subscribers speak.
+    A batch goes to WebSocket clients as one frame of several pushes (the protocol allows
+    several replies per frame), and to the other transports as one framed event per push, in
+    one write.
     """
 
-    __slots__ = ("_framed", "_ws_frame", "parts", "payload", "position")
+    __slots__ = ("_forms", "_framed", "_make", "_payload", "_ws_frame", "parts", "position")
 
     def __init__(
         self,
-        payload: bytes,
+        payload: bytes | None = None,
         position: tuple[str, str, int] | None = None,
         parts: tuple[Outgoing, ...] = (),
+        make: Make | None = None,
     ) -> None:
-        self.payload = payload
+        self._payload = payload
+        self._make = make
         # (channel, epoch, offset) of a publication push (of a batch's last one), for
         # transports that resume by id.
         self.position = position
         # The single pushes of a batch; empty for a single message.
         self.parts = parts
+        self._forms: dict[Any, Outgoing] | None = None
         self._framed: dict[Hashable, bytes] | None = None
         # The WebSocket frame has a slot of its own: it is read once per WebSocket delivery,
         # the hottest line of a fan-out.
         self._ws_frame: bytes | None = None
 
     @classmethod
+    def shared(cls, make: Make, position: tuple[str, str, int] | None = None) -> Outgoing:
+        return cls(None, position, (), make)
+
+    @classmethod
     def batch(cls, messages: list[Outgoing]) -> Outgoing:
         """One message for several: itself when there is one."""
         if len(messages) == 1:
             return messages[0]
-        payload = b"\n".join(m.payload for m in messages)
-        return cls(payload, messages[-1].position, tuple(messages))
+        return cls(None, messages[-1].position, tuple(messages))
+
+    @property
+    def payload(self) -> bytes:
+        """The JSON form."""
+        payload = self._payload
+        if payload is None:
+            if self.parts:
+                payload = json_codec.SEPARATOR.join(m.payload for m in self.parts)
+            else:
+                assert self._make is not None
+                payload = self._make(json_codec)
+            self._payload = payload
+        return payload
+
+    def in_codec(self, codec: ServerCodec) -> Outgoing:
+        """This message in ``codec``'s wire format; JSON is the message itself."""
+        if codec is json_codec:
+            return self
+        forms = self._forms
+        if forms is None:
+            forms = self._forms = {}
+        found = forms.get(codec)
+        if found is None:
+            if self.parts:
+                parts = tuple(p.in_codec(codec) for p in self.parts)
+                joined = codec.SEPARATOR.join(p.payload for p in parts)
+                found = Outgoing(joined, self.position, parts)
+            else:
+                assert self._make is not None, "a shared message needs its maker"
+                found = Outgoing(self._make(codec), self.position)
+            forms[codec] = found
+        return found
 
     def singles(self) -> tuple[Outgoing, ...]:
         return self.parts or (self,)
@@ -107,6 +153,18 @@ class Outgoing:
         if frame is None:
             frame = self._ws_frame = _ws(self.payload)
         return frame
+
+
+def ws_frame(codec: ServerCodec, payload: bytes) -> bytes:
+    """One client's message as a WebSocket frame: text for JSON, binary for protobuf."""
+    return text_frame(payload) if codec is json_codec else binary_frame(payload)
+
+
+def ws_message_frame(codec: ServerCodec, message: Outgoing) -> bytes:
+    """A shared message's WebSocket frame for clients of ``codec``."""
+    if codec is json_codec:
+        return message.ws_frame
+    return message.in_codec(codec).framed(binary_frame)
 
 
 # The framings of the streaming transports, keyed for Outgoing.framed.

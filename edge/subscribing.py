@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skyrelay.config import NamespaceConfig
-from skyrelay.edge import json_codec, serversubs
+from skyrelay.edge import serversubs
 from skyrelay.edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from skyrelay.edge.channel import Channel
 from skyrelay.edge.node import EdgeNode
@@ -28,6 +28,7 @@ from skyrelay.edge.session import (
     subscribe_options,
     subscribe_result,
 )
+from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import (
     Disconnect,
     DisconnectCode,
@@ -91,6 +92,7 @@ class Subscribing:
     user: str
     node: EdgeNode
     sink: Sink
+    codec: ServerCodec
     deliver: Callable[[Outgoing], None]
     state: SessionState
     transport_name: str
@@ -165,7 +167,7 @@ class Subscribing:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
-        self.sink.send(json_codec.reply(command.id, "subscribe", join.result))
+        self.sink.send(self.codec.reply(command.id, "subscribe", join.result))
         self.go_live(join)
         return None
 
@@ -249,7 +251,8 @@ class Subscribing:
 
     def deliver_pub(self, join: Join, pub: dict[str, Any]) -> None:
         position = (join.name, join.channel.epoch, pub.get("offset", 0))
-        self.sink.deliver(Outgoing(json_codec.pub_push(join.name, pub), position))
+        name = join.name
+        self.sink.deliver(Outgoing.shared(lambda codec: codec.pub_push(name, pub), position))
 
     def wants_join_leave(self, channel: str) -> bool:
         return self.join_leave is not None and channel in self.join_leave
@@ -290,4 +293,4 @@ class Subscribing:
             return
         if self.subs.pop(channel, None) is not None:
             self.node.metrics.subscriptions.labels(self.transport_name).dec()
-            self.sink.send(json_codec.unsubscribe_push(channel, code, reason))
+            self.sink.send(self.codec.unsubscribe_push(channel, code, reason))

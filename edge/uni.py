@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from skyrelay.edge import json_codec
 from skyrelay.edge.attach import Attachment, until_done
 from skyrelay.edge.auth import ANONYMOUS, ExpiredToken, InvalidToken
 from skyrelay.edge.bodies import RequestError, json_object, read_body
@@ -84,7 +85,7 @@ class UniSseSink(StreamSink):
     __slots__ = ("positions",)
 
     def __init__(self, outbox: FrameOutbox) -> None:
-        super().__init__(outbox, _plain_event)
+        super().__init__(outbox, _plain_event, json_codec)
         self.positions: Positions = {}
 
     def send_with_position(self, payload: bytes) -> None:

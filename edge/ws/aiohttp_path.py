@@ -1,4 +1,6 @@
-"""The bidirectional WebSocket transport, ``/connection/websocket`` (JSON in text frames)."""
+"""The bidirectional WebSocket transport, ``/connection/websocket``, on aiohttp's server: the
+upgrades the edge's own path leaves to it (see ``edge.ws.front``). JSON in text frames, or
+protobuf in binary frames."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from skyrelay.edge import json_codec, protobuf_codec
 from skyrelay.edge.attach import Attachment
 from skyrelay.edge.client import Client
 from skyrelay.edge.cors import origin_allowed, refused
 from skyrelay.edge.node import NODE_KEY
-from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport
-from skyrelay.edge.ws.frame import text_frame
+from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport, ws_frame, ws_message_frame
 from skyrelay.edge.ws.guard import pending_bytes, require_masking
+from skyrelay.edge.ws.handshake import wire_format
+from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import DisconnectCode
 from skyrelay.runtime.tasks import spawn
 
@@ -26,24 +30,26 @@ WRITER_LIMIT = 64 * 1024
 
 
 class WebSocketSink:
-    __slots__ = ("_closing", "_outbox", "_transport", "_ws")
+    __slots__ = ("_closing", "_codec", "_outbox", "_transport", "_ws")
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
         transport: WriteTransport,
         outbox: FrameOutbox,
+        codec: ServerCodec,
     ) -> None:
         self._ws = ws
+        self._codec = codec
         self._transport = transport
         self._outbox = outbox
         self._closing = False
 
     def send(self, payload: bytes) -> None:
-        self._outbox.push(text_frame(payload))
+        self._outbox.push(ws_frame(self._codec, payload))
 
     def deliver(self, message: Outgoing) -> None:
-        self._outbox.push(message.ws_frame)
+        self._outbox.push(ws_message_frame(self._codec, message))
 
     def close(self, code: int, reason: str) -> None:
         if self._closing:
@@ -65,7 +71,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     settings = node.config.edge
     if not origin_allowed(request.headers.get("Origin"), settings.allowed_origins):
         return refused(request)
+    chosen = wire_format(request.headers.get("Sec-WebSocket-Protocol"), request.query_string)
+    codec: ServerCodec = protobuf_codec if chosen.protobuf else json_codec
     ws = web.WebSocketResponse(
+        protocols=(chosen.subprotocol,) if chosen.subprotocol else (),
         timeout=CLOSE_TIMEOUT,
         autoping=True,
         heartbeat=None,
@@ -82,7 +91,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return ws
     attached = Attachment(node, transport)
     outbox = attached.outbox
-    client = attached.client = Client(node, WebSocketSink(ws, transport, outbox), "websocket")
+    sink = WebSocketSink(ws, transport, outbox, codec)
+    client = attached.client = Client(node, sink, "websocket", codec=codec)
     stale = asyncio.get_running_loop().call_later(settings.connect_timeout, close_stale, client)
     try:
         async for msg in ws:

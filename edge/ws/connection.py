@@ -16,13 +16,14 @@ import logging
 import socket
 from typing import Any
 
+from skyrelay.edge import json_codec
 from skyrelay.edge.attach import Attachment
 from skyrelay.edge.client import Client
 from skyrelay.edge.node import EdgeNode
-from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.outbox import Outgoing, ws_frame, ws_message_frame
 from skyrelay.edge.ws.aiohttp_path import CLOSE_TIMEOUT, close_stale
-from skyrelay.edge.ws.frame import text_frame
 from skyrelay.edge.ws.reader import OP_PONG, FrameReader, Kind, close_frame, control_frame
+from skyrelay.protocol.codec import ServerCodec
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.ws")
@@ -40,6 +41,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_client",
         "_close_timer",
         "_closing",
+        "_codec",
         "_handler",
         "_inbox",
         "_node",
@@ -48,11 +50,12 @@ class WebSocketConnection(asyncio.Protocol):
         "_transport",
     )
 
-    def __init__(self, node: EdgeNode, transport: Any) -> None:
+    def __init__(self, node: EdgeNode, transport: Any, codec: ServerCodec = json_codec) -> None:
         self._transport = transport
         self._reader = FrameReader(node.config.edge.max_message_size)
         self._attached = Attachment(node, transport)
-        self._client = self._attached.client = Client(node, self, "websocket")
+        self._codec = codec
+        self._client = self._attached.client = Client(node, self, "websocket", codec=codec)
         # Client messages waiting to be handled; an int is the client's close frame (its
         # code), answered in its turn, after the messages that came before it.
         self._inbox: collections.deque[bytes | str | int] | None = None
@@ -74,10 +77,10 @@ class WebSocketConnection(asyncio.Protocol):
     # The Sink the client writes to.
 
     def send(self, payload: bytes) -> None:
-        self._attached.outbox.push(text_frame(payload))
+        self._attached.outbox.push(ws_frame(self._codec, payload))
 
     def deliver(self, message: Outgoing) -> None:
-        self._attached.outbox.push(message.ws_frame)
+        self._attached.outbox.push(ws_message_frame(self._codec, message))
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then our close frame; drop the socket if no answer comes."""

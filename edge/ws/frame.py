@@ -5,13 +5,23 @@ from __future__ import annotations
 import struct
 
 _FIN_TEXT = 0x81
+_FIN_BINARY = 0x82
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", first, 126, size) + payload
+    return struct.pack("!BBQ", first, 127, size) + payload
 
 
 def text_frame(payload: bytes) -> bytes:
     """An unmasked, final text frame carrying ``payload`` (already valid UTF-8)."""
-    size = len(payload)
-    if size < 126:
-        return bytes((_FIN_TEXT, size)) + payload
-    if size < 1 << 16:
-        return struct.pack("!BBH", _FIN_TEXT, 126, size) + payload
-    return struct.pack("!BBQ", _FIN_TEXT, 127, size) + payload
+    return _frame(_FIN_TEXT, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """An unmasked, final binary frame carrying ``payload``."""
+    return _frame(_FIN_BINARY, payload)

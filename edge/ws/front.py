@@ -3,8 +3,8 @@
 A plain WebSocket upgrade of ``/connection/websocket`` is answered here and the socket goes to
 a ``WebSocketConnection`` (our own frame reader and writer). Every other connection, from the
 first byte on, goes to aiohttp's HTTP server unchanged: the server API, the HTTP transports,
-health, metrics, the status page, and any upgrade this path does not take (a subprotocol,
-compression while it is on, a foreign origin to refuse, a malformed request to answer).
+health, metrics, the status page, and any upgrade this path does not take (compression while
+it is on, a foreign origin to refuse, a malformed request to answer).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from skyrelay.edge import json_codec, protobuf_codec
 from skyrelay.edge.cors import origin_allowed
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.ws.connection import WebSocketConnection
@@ -63,8 +64,9 @@ class FrontProtocol(asyncio.Protocol):
         self._stop_timer()
         self._node.metrics.websocket_upgrades.labels("own").inc()
         transport = self._transport
-        transport.write(accept_response(upgrade.key))
-        connection = WebSocketConnection(self._node, transport)
+        transport.write(accept_response(upgrade.key, upgrade.format.subprotocol))
+        codec = protobuf_codec if upgrade.format.protobuf else json_codec
+        connection = WebSocketConnection(self._node, transport, codec)
         transport.set_protocol(connection)
         rest = buffer[end + 4 :]
         if rest:

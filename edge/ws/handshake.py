@@ -1,9 +1,13 @@
 """Sans-I/O WebSocket opening handshake (RFC 6455 4.2) for the edge's own WebSocket path.
 
 ``parse_upgrade`` accepts only a plain, well-formed upgrade of ``GET /connection/websocket``:
-anything else (another path, another method, a body, a subprotocol, compression asked for
-while it is on, a header this reader does not expect) returns None, and the request goes to
-the HTTP server, which answers it (or upgrades it) as it answers every other request.
+anything else (another path, another method, a body, compression asked for while it is on, a
+header this reader does not expect) returns None, and the request goes to the HTTP server,
+which answers it (or upgrades it) as it answers every other request.
+
+``wire_format`` picks the client's wire format for both WebSocket paths: protobuf when it
+offers the subprotocol ``centrifuge-protobuf`` (or asks ``?cf_protocol=protobuf``), else JSON.
+A subprotocol is echoed only when the client offered it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 WEBSOCKET_PATH = b"/connection/websocket"
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -19,10 +24,36 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEADER_LINES = 100
 
 
+JSON_SUBPROTOCOL = "centrifuge-json"
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
+# Query parameters that select protobuf without a subprotocol.
+FORMAT_PARAMS = ("cf_protocol", "format")
+
+
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    protobuf: bool
+    # The subprotocol to echo in the 101 answer, if any.
+    subprotocol: str | None
+
+
+def wire_format(offered: str | None, query: str) -> WireFormat:
+    """``offered``: the Sec-WebSocket-Protocol header; ``query``: the target's query string."""
+    protocols = [p.strip() for p in offered.split(",")] if offered else []
+    if PROTOBUF_SUBPROTOCOL in protocols:
+        return WireFormat(True, PROTOBUF_SUBPROTOCOL)
+    chosen = JSON_SUBPROTOCOL if JSON_SUBPROTOCOL in protocols else None
+    for name, value in parse_qsl(query):
+        if name in FORMAT_PARAMS and value == "protobuf":
+            return WireFormat(True, None)
+    return WireFormat(False, chosen)
+
+
 @dataclass(frozen=True, slots=True)
 class Upgrade:
     key: bytes
     origin: str | None
+    format: WireFormat
 
 
 def _tokens(value: bytes) -> set[bytes]:
@@ -36,7 +67,7 @@ def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
     if len(parts) != 3 or parts[0] != b"GET" or parts[2] != b"HTTP/1.1":
         return None
     target = parts[1]
-    path = target.split(b"?", 1)[0]
+    path, _, query = target.partition(b"?")
     if path != WEBSOCKET_PATH or len(lines) > MAX_HEADER_LINES + 1:
         return None
     headers: dict[bytes, bytes] = {}
@@ -52,7 +83,6 @@ def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
         or headers.get(b"sec-websocket-version") != b"13"
         or b"content-length" in headers
         or b"transfer-encoding" in headers
-        or b"sec-websocket-protocol" in headers
         or (compression and b"sec-websocket-extensions" in headers)
     ):
         return None
@@ -63,15 +93,25 @@ def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
     except (binascii.Error, ValueError):
         return None
     origin = headers.get(b"origin")
+    offered = headers.get(b"sec-websocket-protocol")
     try:
-        return Upgrade(key, origin.decode("ascii") if origin is not None else None)
+        return Upgrade(
+            key,
+            origin.decode("ascii") if origin is not None else None,
+            wire_format(
+                offered.decode("ascii") if offered is not None else None, query.decode("ascii")
+            ),
+        )
     except UnicodeDecodeError:
         return None
 
 
-def accept_response(key: bytes) -> bytes:
+def accept_response(key: bytes, subprotocol: str | None = None) -> bytes:
     accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    chosen = b""
+    if subprotocol is not None:
+        chosen = b"Sec-WebSocket-Protocol: " + subprotocol.encode() + b"\r\n"
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n" + chosen + b"\r\n"
     )

@@ -1,6 +1,6 @@
-"""What a wire format of the client protocol provides. JSON implements it today (the edge's
-``edge.json_codec`` for the server half, ``skyrelay.client.json_codec`` for the client half);
-protobuf will be a second implementation of the same two halves.
+"""What a wire format of the client protocol provides. JSON (``edge.json_codec`` for the server
+half, ``skyrelay.client.json_codec`` for the client half) and protobuf (``edge.protobuf_codec``,
+``skyrelay.client.protobuf_codec``) implement the same two halves.
 
 In every codec ``PING`` and ``PONG`` are the encoded heartbeats (bytes); the decoded ones are
 the ``Ping`` and ``Pong`` messages.
@@ -18,7 +18,17 @@ class ServerCodec(Protocol):
     """A wire format as a server speaks it: commands in, replies and pushes out."""
 
     @property
+    def NAME(self) -> str:
+        """``json`` or ``protobuf``."""
+        ...
+
+    @property
     def PING(self) -> bytes: ...
+
+    @property
+    def SEPARATOR(self) -> bytes:
+        """What goes between the encoded replies of one transport message."""
+        ...
 
     def decode_commands(self, data: bytes | str) -> list[Command | Pong]:
         """Every command of one transport message, in order; a malformed one raises
@@ -30,6 +40,8 @@ class ServerCodec(Protocol):
     def error_reply(
         self, cmd_id: int, code: int, message: str, temporary: bool = False
     ) -> bytes: ...
+
+    def push(self, channel: str, kind: str, body: dict[str, Any]) -> bytes: ...
 
     def pub_push(self, channel: str, pub: dict[str, Any]) -> bytes: ...
 

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from skyrelay.edge.ws.handshake import accept_response, parse_upgrade
+from skyrelay.edge.ws.handshake import WireFormat, accept_response, parse_upgrade, wire_format
 
 UPGRADE = (
     b"GET /connection/websocket?format=json HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\n"
@@ -39,7 +39,6 @@ def test_a_plain_upgrade_is_taken_with_the_rfc_accept_key() -> None:
         UPGRADE.replace(b"keep-alive, Upgrade", b"keep-alive"),
         UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"c2hvcnQ="),
         UPGRADE.replace(b"Host: e\r\n", b""),
-        UPGRADE + b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf",
         UPGRADE + b"\r\nContent-Length: 5",
         UPGRADE + b"\r\nHost: other",
         UPGRADE + b"\r\n folded",
@@ -54,3 +53,32 @@ def test_compression_asked_for_while_it_is_on_goes_to_the_http_server() -> None:
     offer = UPGRADE + b"\r\nSec-WebSocket-Extensions: permessage-deflate"
     assert parse_upgrade(offer, compression=True) is None
     assert parse_upgrade(offer, compression=False) is not None  # declined: no extension
+
+
+@pytest.mark.parametrize(
+    ("offered", "query", "protobuf", "echoed"),
+    [
+        (None, "", False, None),
+        ("centrifuge-protobuf", "", True, "centrifuge-protobuf"),
+        ("centrifuge-json", "", False, "centrifuge-json"),
+        ("chat, centrifuge-protobuf", "", True, "centrifuge-protobuf"),
+        ("chat", "", False, None),  # never echo what we do not speak
+        (None, "cf_protocol=protobuf", True, None),
+        (None, "format=protobuf", True, None),
+        (None, "cf_protocol=json", False, None),
+    ],
+)
+def test_the_wire_format_is_chosen_from_the_subprotocol_or_the_query(
+    offered: str | None, query: str, protobuf: bool, echoed: str | None
+) -> None:
+    assert wire_format(offered, query) == WireFormat(protobuf, echoed)
+
+
+def test_a_protobuf_upgrade_is_taken_and_answered_with_its_subprotocol() -> None:
+    upgrade = parse_upgrade(
+        UPGRADE + b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf", compression=False
+    )
+    assert upgrade is not None and upgrade.format.protobuf
+    answer = accept_response(upgrade.key, upgrade.format.subprotocol)
+    assert b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf\r\n\r\n" in answer
+    assert b"Sec-WebSocket-Protocol" not in accept_response(upgrade.key)
