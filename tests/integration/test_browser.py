@@ -59,6 +59,32 @@ source.onmessage = (event) => {
 </script></body></html>"""
 
 
+PROTOBUF_PAGE = """<!doctype html><html><body><h1>Skyrelay protobuf</h1>
+<script src="/centrifuge.protobuf.js"></script>
+<script>
+const config = __CONFIG__;
+const enc = (v) => new TextEncoder().encode(JSON.stringify(v));
+const dec = (b) => JSON.parse(new TextDecoder().decode(b));
+window.results = {pubs: [], subscribed: [], transport: null, errors: []};
+const client = new Centrifuge(config.endpoints, {
+  token: config.token, emulationEndpoint: config.emulation, minReconnectDelay: 100,
+});
+client.on('connected', (ctx) => { window.results.transport = ctx.transport; });
+client.on('error', (ctx) => window.results.errors.push(String(ctx.error && ctx.error.message)));
+const sub = client.newSubscription(config.channel, {recoverable: true});
+sub.on('subscribed', (ctx) => window.results.subscribed.push([ctx.wasRecovering, ctx.recovered]));
+sub.on('publication', (ctx) => window.results.pubs.push([Number(ctx.offset), dec(ctx.data)]));
+window.steps = {
+  publish: async (data) => { await sub.publish(enc(data)); return true; },
+  history: async () => (await sub.history({limit: 10})).publications.map(
+    (p) => [Number(p.offset), dec(p.data)]),
+  presence: async () => Object.values((await sub.presence()).clients).map((c) => c.user),
+};
+sub.subscribe();
+client.connect();
+</script></body></html>"""
+
+
 @pytest.fixture(scope="module")
 def browser_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = start_cluster(tmp_path_factory.mktemp("browser"), origins=1, edges=2, replication=1)
@@ -74,12 +100,13 @@ async def page_server() -> AsyncIterator[tuple[str, dict[str, str]]]:
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=pages[request.match_info["name"]], content_type="text/html")
 
-    async def script(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(JS_DIR / "node_modules" / "centrifuge" / "dist" / "centrifuge.js")
+    async def script(request: web.Request) -> web.FileResponse:
+        dist = JS_DIR / "node_modules" / "centrifuge" / "dist"
+        return web.FileResponse(dist / request.match_info["name"])
 
     app = web.Application()
     app.router.add_get("/page/{name}", page)
-    app.router.add_get("/centrifuge.js", script)
+    app.router.add_get("/{name:centrifuge(\\.protobuf)?\\.js}", script)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -156,4 +183,54 @@ async def test_event_source_resumes_with_last_event_id_after_its_edge_dies(
     await api.publish(PublishRequest(channel=ch, data={"n": 8}))
     await browser.wait_for("window.results.pubs.length >= 9")
     assert await browser.evaluate("window.results.pubs") == list(range(9))
+    await api._session.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http_stream"])
+async def test_the_protobuf_build_in_chromium(
+    browser_cluster: LocalCluster,
+    page_server: tuple[str, dict[str, str]],
+    browser: Browser,
+    transport: str,
+) -> None:
+    base, pages = page_server
+    edge = browser_cluster.edge_url(0)
+    url = (
+        browser_cluster.ws_url(0) if transport == "websocket" else f"{edge}/connection/{transport}"
+    )
+    ch = channel()
+    config = {
+        "endpoints": [{"transport": transport, "endpoint": url}],
+        "emulation": f"{edge}/emulation",
+        "token": token("pbrowser"),
+        "channel": ch,
+    }
+    pages["protobuf"] = PROTOBUF_PAGE.replace("__CONFIG__", json.dumps(config))
+    await browser.goto(f"{base}/page/protobuf")
+    assert await browser.wait_for("window.results && window.results.subscribed.length") == 1
+    assert await browser.evaluate("window.results.transport") == transport
+    api = AsyncClient(f"{browser_cluster.edge_url(1)}/api", API_KEY)
+    await api.publish(PublishRequest(channel=ch, data={"text": "naïve 日本 😀"}))
+    await browser.evaluate("window.steps.publish({from: 'browser'})", await_promise=True)
+    await browser.wait_for("window.results.pubs.length >= 2")
+    expected = [[1, {"text": "naïve 日本 😀"}], [2, {"from": "browser"}]]
+    assert await browser.evaluate("window.results.pubs") == expected
+    assert await browser.evaluate("window.steps.history()", await_promise=True) == expected
+    users = await browser.evaluate("window.steps.presence()", await_promise=True)
+    assert users == ["pbrowser"]
+    assert await browser.evaluate("window.results.errors") == []
+    # The edge dies: the page reconnects once it is back and recovers what was published
+    # meanwhile.
+    browser_cluster.signal("e0", signal.SIGKILL)
+    browser_cluster.processes["e0"].wait(10)
+    for n in range(3):
+        await api.publish(PublishRequest(channel=ch, data={"n": n}))
+    browser_cluster.restart("e0")
+    await browser.wait_for("window.results.subscribed.length >= 2", timeout=30)
+    assert await browser.evaluate("window.results.subscribed[1]") == [True, True]
+    await browser.wait_for("window.results.pubs.length >= 5")
+    assert await browser.evaluate("window.results.pubs") == [
+        *expected,
+        *([3 + n, {"n": n}] for n in range(3)),
+    ]
     await api._session.close()

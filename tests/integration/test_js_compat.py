@@ -20,13 +20,30 @@ def endpoints(cluster: LocalCluster, transport: str) -> object:
     return [{"transport": transport, "endpoint": f"{base}/connection/{transport}"}]
 
 
-@pytest.mark.parametrize("transport", ["websocket", "http_stream", "sse"])
+@pytest.mark.parametrize(
+    ("transport", "protobuf"),
+    [
+        ("websocket", False),
+        ("http_stream", False),
+        ("sse", False),
+        # The protobuf build (SSE stays JSON, as in Centrifugo).
+        ("websocket", True),
+        ("http_stream", True),
+    ],
+)
 async def test_centrifuge_js_round_trip(
-    cluster: LocalCluster, api: AsyncClient, session: aiohttp.ClientSession, transport: str
+    cluster: LocalCluster,
+    api: AsyncClient,
+    session: aiohttp.ClientSession,
+    transport: str,
+    protobuf: bool,
 ) -> None:
     ch = channel()
     js = await JsClient.start(
-        endpoints(cluster, transport), token("jsuser"), f"{cluster.edge_url(0)}/emulation"
+        endpoints(cluster, transport),
+        token("jsuser"),
+        f"{cluster.edge_url(0)}/emulation",
+        protobuf=protobuf,
     )
     try:
         await js.call("connect")
@@ -65,5 +82,34 @@ async def test_centrifuge_js_round_trip(
         assert subscribed[1]["wasRecovering"] and subscribed[1]["recovered"]
         await js.wait(lambda e: e["ev"] == "pub", count=5)
         assert js.pubs(ch) == [(n, {"n": n}) for n in range(1, 6)]
+    finally:
+        await js.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http_stream"])
+async def test_centrifuge_js_protobuf_refreshes_its_token(
+    cluster: LocalCluster, api: AsyncClient, transport: str
+) -> None:
+    ch = channel()
+    js = await JsClient.start(
+        endpoints(cluster, transport),
+        token("refresher", ttl=2),
+        f"{cluster.edge_url(0)}/emulation",
+        protobuf=True,
+        refresh_tokens=True,
+    )
+    try:
+        await js.call("connect")
+        await js.wait(lambda e: e["ev"] == "connected")
+        await js.call("subscribe", channel=ch)
+        await js.wait(lambda e: e["ev"] == "subscribed")
+        for count in (1, 2):
+            await js.wait(lambda e, n=count: e["ev"] == "get_token" and e["count"] == n)
+            await js.call("token", token=token("refresher", ttl=2))
+        await api.publish(PublishRequest(channel=ch, data={"after": "refresh"}))
+        await js.wait(lambda e: e["ev"] == "pub")
+        assert js.pubs(ch) == [(1, {"after": "refresh"})]
+        # Refreshed in place: one connection all along.
+        assert [e["ev"] for e in js.events].count("connected") == 1
     finally:
         await js.close()

@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
+from centrifuge import Client
+from centrifuge.exceptions import ReplyError
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import start_cluster, token
+from tests.support.jsclient import JsClient
 from tests.support.wsclient import connect_raw
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,3 +76,27 @@ async def test_rpc_without_a_backend_is_not_available(
     reply = await client.command("rpc", {"method": "x"})
     assert reply["error"]["code"] == 108
     await client.ws.close()
+
+
+async def test_rpc_over_protobuf_with_both_sdks(
+    rpc_cluster: tuple[LocalCluster, list[dict[str, Any]]],
+) -> None:
+    cluster, calls = rpc_cluster
+    client = Client(cluster.ws_url(0), token=token("pbcaller"), use_protobuf=True, proxy=None)
+    await client.connect()
+    result = await client.rpc("echo", b'{"x":"\xc3\xbc"}')
+    assert orjson.loads(result.data) == {"echo": {"x": "ü"}, "user": "pbcaller"}
+    with pytest.raises(ReplyError) as failed:
+        await client.rpc("fail", b"{}")
+    assert (failed.value.code, failed.value.message) == (1000, "nope")
+    await client.disconnect()
+
+    js = await JsClient.start(cluster.ws_url(0), token("jscaller"), protobuf=True)
+    try:
+        await js.call("connect")
+        await js.wait(lambda e: e["ev"] == "connected")
+        answer = await js.call("rpc", method="echo", data={"from": "js"})
+        assert answer["data"] == {"echo": {"from": "js"}, "user": "jscaller"}
+    finally:
+        await js.close()
+    assert [c["user"] for c in calls] == ["pbcaller", "pbcaller", "jscaller"]

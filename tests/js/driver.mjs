@@ -1,16 +1,36 @@
 // Drives the real centrifuge-js client for Skyrelay's compatibility tests.
 // Reads one JSON command per stdin line, writes one JSON event per stdout line.
+// config.protobuf picks the protobuf build: data then travels as bytes, which this driver
+// writes from and reads back into JSON, so that tests compare values either way.
 import readline from 'node:readline';
-import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 import { EventSource } from 'eventsource';
 
 const config = JSON.parse(process.argv[2]);
 const out = (event) => process.stdout.write(JSON.stringify(event) + '\n');
+const { Centrifuge } = await import(config.protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
 
-// An empty token connects without one (anonymous, where the edge allows it).
+const encode = (data) => (config.protobuf ? new TextEncoder().encode(JSON.stringify(data)) : data);
+const decode = (data) => {
+  if (!config.protobuf || data === undefined || data === null) return data;
+  return JSON.parse(new TextDecoder().decode(data));
+};
+
+let tokens = 0;
+// An empty token connects without one (anonymous, where the edge allows it). With
+// config.refreshTokens, each new token comes from the test (a get_token event, then the
+// `token` command answers it).
+let pendingToken = null;
+const getToken = config.refreshTokens
+  ? () => new Promise((resolve) => {
+    tokens += 1;
+    pendingToken = resolve;
+    out({ ev: 'get_token', count: tokens });
+  })
+  : undefined;
 const client = new Centrifuge(config.endpoints, {
   token: config.token || undefined,
+  getToken,
   websocket: WebSocket,
   eventsource: EventSource,
   fetch: fetch,
@@ -28,7 +48,7 @@ client.on('subscribed', (ctx) => out({
   ev: 'server_subscribed', channel: ctx.channel, recovered: ctx.recovered, wasRecovering: ctx.wasRecovering,
   offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
 }));
-client.on('publication', (ctx) => out({ ev: 'server_pub', channel: ctx.channel, offset: ctx.offset, data: ctx.data }));
+client.on('publication', (ctx) => out({ ev: 'server_pub', channel: ctx.channel, offset: ctx.offset, data: decode(ctx.data) }));
 
 const subs = new Map();
 
@@ -39,6 +59,7 @@ function subscription(channel, options = {}) {
   if (sub) return sub;
   const settings = { recoverable: true, joinLeave: options.joinLeave !== false };
   if (options.token) settings.token = options.token;
+  if (options.delta) settings.delta = options.delta;
   if (options.states) {
     let calls = 0;
     settings.getState = async () => {
@@ -54,7 +75,7 @@ function subscription(channel, options = {}) {
     offset: ctx.streamPosition ? ctx.streamPosition.offset : null,
     epoch: ctx.streamPosition ? ctx.streamPosition.epoch : null,
   }));
-  sub.on('publication', (ctx) => out({ ev: 'pub', channel, offset: ctx.offset, data: ctx.data }));
+  sub.on('publication', (ctx) => out({ ev: 'pub', channel, offset: ctx.offset, data: decode(ctx.data) }));
   sub.on('join', (ctx) => out({ ev: 'join', channel, user: ctx.info.user }));
   sub.on('leave', (ctx) => out({ ev: 'leave', channel, user: ctx.info.user }));
   sub.on('unsubscribed', (ctx) => out({ ev: 'unsubscribed', channel, code: ctx.code }));
@@ -70,10 +91,15 @@ async function run(cmd) {
     case 'connect': client.connect(); return {};
     case 'disconnect': client.disconnect(); return {};
     case 'subscribe': subscription(cmd.channel, cmd.options).subscribe(); return {};
-    case 'publish': await client.publish(cmd.channel, cmd.data); return {};
+    case 'publish': await client.publish(cmd.channel, encode(cmd.data)); return {};
+    case 'rpc': {
+      const r = await client.rpc(cmd.method, encode(cmd.data));
+      return { data: decode(r.data) };
+    }
+    case 'token': pendingToken(cmd.token); pendingToken = null; return {};
     case 'history': {
       const h = await client.history(cmd.channel, { limit: cmd.limit });
-      return { offset: h.offset, epoch: h.epoch, publications: h.publications.map((p) => ({ offset: p.offset, data: p.data })) };
+      return { offset: h.offset, epoch: h.epoch, publications: h.publications.map((p) => ({ offset: p.offset, data: decode(p.data) })) };
     }
     case 'presence': {
       const p = await client.presence(cmd.channel);

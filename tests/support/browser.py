@@ -93,8 +93,15 @@ class Browser:
     async def goto(self, url: str) -> None:
         await self.call("Page.navigate", url=url)
 
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    async def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
+        result = await self.call(
+            "Runtime.evaluate",
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=await_promise,
+        )
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result.get("result", {}).get("value")
 
     async def wait_for(self, expression: str, timeout: float = 20.0) -> Any:

@@ -38,11 +38,21 @@ class JsClient:
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def start(cls, endpoints: Any, token: str, emulation: str = "") -> JsClient:
+    async def start(
+        cls,
+        endpoints: Any,
+        token: str,
+        emulation: str = "",
+        *,
+        protobuf: bool = False,
+        refresh_tokens: bool = False,
+    ) -> JsClient:
         config = {
             "endpoints": endpoints,
             "token": token,
             "emulationEndpoint": emulation or "/emulation",
+            "protobuf": protobuf,
+            "refreshTokens": refresh_tokens,
         }
         proc = await asyncio.create_subprocess_exec(
             require_node(),
