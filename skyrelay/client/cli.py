@@ -84,6 +84,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         choices=TRANSPORT_ORDER,
         help="transports to use, in order (default: all)",
     )
+    parser.add_argument(
+        "--protocol",
+        choices=("json", "protobuf"),
+        default="json",
+        help="wire format on websocket and http_stream (default: json)",
+    )
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds; 0 = no limit")
     parser.add_argument("--quiet", action="store_true", help="no connection events on stderr")
 
@@ -121,6 +127,7 @@ def _client(args: argparse.Namespace) -> Client:
         state=args.state,
         keys=keys,
         transports=args.transport or TRANSPORT_ORDER,
+        protocol=args.protocol,
         settings=ClientSettings(name="skyrelay-cli"),
         on_event=None if args.quiet else _report,
     )

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from skyrelay.client import json_codec, protobuf_codec
 from skyrelay.client import session as s
 from skyrelay.client.backoff import backoff_delay
 from skyrelay.client.connection import Connection
@@ -33,11 +34,14 @@ from skyrelay.client.polling import ConnectionLost
 from skyrelay.client.settings import TRANSPORT_ORDER, ClientSettings
 from skyrelay.client.store import AsyncStore, Queued, Store
 from skyrelay.client.subscription import Subscription
+from skyrelay.protocol.codec import ClientCodec
 
 log = logging.getLogger("skyrelay.client")
 
 # Outbox rows read from the state file at a time.
 OUTBOX_BATCH = 100
+# The wire formats of ``protocol``. Long-poll has its own JSON requests whatever is chosen.
+CODECS: dict[str, ClientCodec] = {"json": json_codec, "protobuf": protobuf_codec}
 
 Since = tuple[str, int] | int | None
 
@@ -48,8 +52,10 @@ class Client:
     ``edges``: edge URLs (``http://host:port`` or their WebSocket URLs). ``token`` or
     ``get_token`` (called again when the edge says the token expired). ``state``: a SQLite
     file for positions, the outbox and transport memory (None keeps them in memory).
-    ``keys``: end-to-end keys per channel. ``network``: a name for the network the device is
-    on (Wi-Fi name, "cellular"); the transport that worked is remembered per network.
+    ``keys``: end-to-end keys per channel. ``protocol``: the wire format, ``json`` or
+    ``protobuf`` (fewer bytes; the app sees the same values). ``network``: a name for the
+    network the device is on (Wi-Fi name, "cellular"); the transport that worked is remembered
+    per network.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class Client:
         keys: Keyring | None = None,
         settings: ClientSettings | None = None,
         transports: Sequence[str] = TRANSPORT_ORDER,
+        protocol: str = "json",
         network: str = "default",
         on_event: Callable[[ClientEvent], None] | None = None,
         http: aiohttp.ClientSession | None = None,
@@ -81,7 +88,9 @@ class Client:
         self._http = http
         self._own_http = http is None
         self._store = AsyncStore(state)
-        self._session = s.Session(self.settings.name)
+        if protocol not in CODECS:
+            raise ValueError(f"protocol: choose from {', '.join(CODECS)}")
+        self._session = s.Session(self.settings.name, CODECS[protocol])
         self._subs: dict[str, Subscription] = {}
         self._saved: dict[str, tuple[str, int]] = {}
         self._dirty: dict[str, tuple[str, int]] = {}

@@ -50,7 +50,8 @@ _EDGE_TROUBLE = {
 REFRESH_AT = 0.8
 # Ping interval assumed when the edge advertises none (the protocol's default), in seconds.
 DEFAULT_PING = 25
-Opener = Callable[[aiohttp.ClientSession, str, bytes, float], Awaitable[Transport]]
+# (http, edge, first message, seconds, protobuf) -> an open transport.
+Opener = Callable[[aiohttp.ClientSession, str, bytes, float, bool], Awaitable[Transport]]
 _OPENERS: dict[str, Opener] = {
     "websocket": WebSocketTransport.open,
     "http_stream": HttpStreamTransport.open,
@@ -195,7 +196,11 @@ class Connection:
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
                 transport: Transport = await opener(
-                    self.http, edge, first, self.settings.connect_timeout
+                    self.http,
+                    edge,
+                    first,
+                    self.settings.connect_timeout,
+                    self.session.codec.NAME == "protobuf",
                 )
         except TimeoutError:
             raise EdgeUnreachable("no answer in time") from None

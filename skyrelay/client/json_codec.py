@@ -15,6 +15,7 @@ from skyrelay.client.errors import ProtocolError
 from skyrelay.protocol.codes import ReplyError
 from skyrelay.protocol.messages import Ping, Push, Reply
 
+NAME = "json"
 # The client's answer to a ping, an empty object (the ping is one too).
 PONG = b"{}"
 

@@ -22,7 +22,6 @@ from skyrelay.protocol.codes import ReplyError, UnsubscribeCode, resubscribes, r
 from skyrelay.protocol.messages import Ping, Push, Reply
 
 # The wire format the session speaks: JSON (a second format implements the same interface).
-CODEC: ClientCodec = json_codec
 
 
 class SubStatus(Enum):
@@ -128,8 +127,10 @@ Event = (
 
 
 class Session:
-    def __init__(self, name: str = "skyrelay-python") -> None:
+    def __init__(self, name: str = "skyrelay-python", codec: ClientCodec = json_codec) -> None:
         self.name = name
+        # The wire format: JSON, or protobuf.
+        self.codec = codec
         self.subs: dict[str, SubState] = {}
         self.connected = False
         self.pong = False
@@ -214,7 +215,7 @@ class Session:
     def receive(self, data: bytes | str) -> list[Event]:
         """Everything one transport message carried; may raise ``ProtocolError``."""
         events: list[Event] = []
-        for message in json_codec.decode(data):
+        for message in self.codec.decode(data):
             if isinstance(message, Ping):
                 if self.pong:
                     self._out.append({})
@@ -282,7 +283,7 @@ class Session:
         sub.command = self._command("subscribe", params, sub.channel)
 
     def _flush(self) -> bytes:
-        data = json_codec.encode(self._out)
+        data = self.codec.encode(self._out)
         self._out.clear()
         return data
 

@@ -8,6 +8,7 @@ transport on the same edge).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Protocol
 
@@ -16,11 +17,17 @@ import orjson
 
 from skyrelay.client.errors import ClientError
 from skyrelay.protocol.codes import ABNORMAL_CLOSURE, ReplyError
+from skyrelay.protocol.protobuf_message import decode, encode, message
+from skyrelay.protocol.protobuf_wire import ProtobufError, delimited, read_delimited
 
 # Close code used when a stream ends or a socket drops without a close frame (as WebSocket's
 # "abnormal closure"): the client reconnects.
 # Largest message a WebSocket receive accepts (the edge's default limit, with room).
 MAX_MESSAGE = 1 << 20
+PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
+PROTOBUF_MEDIA_TYPE = "application/octet-stream"
+_EMULATION_REQUEST = message("EmulationRequest")
+_REPLY = message("Reply")
 
 
 class EdgeUnreachable(ClientError):
@@ -57,19 +64,28 @@ _UNREACHABLE = (
 
 
 class WebSocketTransport:
+    """JSON in text frames, or protobuf in binary frames (subprotocol ``centrifuge-protobuf``)."""
+
     name = "websocket"
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, protobuf: bool) -> None:
         self._ws = ws
+        self._protobuf = protobuf
 
     @classmethod
     async def open(
-        cls, http: aiohttp.ClientSession, base: str, first: bytes, within: float
+        cls,
+        http: aiohttp.ClientSession,
+        base: str,
+        first: bytes,
+        within: float,
+        protobuf: bool = False,
     ) -> WebSocketTransport:
         url = base.replace("http", "ws", 1) + "/connection/websocket"
         try:
             ws = await http.ws_connect(
                 url,
+                protocols=(PROTOBUF_SUBPROTOCOL,) if protobuf else (),
                 timeout=aiohttp.ClientWSTimeout(ws_close=within),
                 autoping=True,
                 max_msg_size=MAX_MESSAGE,
@@ -79,13 +95,19 @@ class WebSocketTransport:
             raise TransportRefused(f"websocket refused: {exc.status}") from None
         except _UNREACHABLE as exc:
             raise EdgeUnreachable(str(exc) or type(exc).__name__) from None
-        transport = cls(ws)
+        if protobuf and ws.protocol != PROTOBUF_SUBPROTOCOL:
+            await ws.close()
+            raise TransportRefused("the edge does not speak protobuf")
+        transport = cls(ws, protobuf)
         await transport.send(first)
         return transport
 
     async def send(self, data: bytes) -> None:
         try:
-            await self._ws.send_str(data.decode())
+            if self._protobuf:
+                await self._ws.send_bytes(data)
+            else:
+                await self._ws.send_str(data.decode())
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
             raise TransportClosed(ABNORMAL_CLOSURE, f"write failed: {exc}") from None
 
@@ -104,27 +126,42 @@ class WebSocketTransport:
 
 
 class HttpStreamTransport:
-    """Replies and pushes come down one chunked response, a JSON document per line; commands
-    go up by ``POST /emulation`` with the session and node the connect reply named."""
+    """Replies and pushes come down one chunked response, a JSON document per line (protobuf:
+    each after its varint length); commands go up by ``POST /emulation`` with the session and
+    node the connect reply named."""
 
     name = "http_stream"
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, resp: aiohttp.ClientResponse):
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base: str,
+        resp: aiohttp.ClientResponse,
+        protobuf: bool = False,
+    ):
         self._http = http
         self._base = base
         self._resp = resp
+        self._protobuf = protobuf
+        self._buffer = bytearray()
         self._session = ""
         self._node = ""
 
     @classmethod
     async def open(
-        cls, http: aiohttp.ClientSession, base: str, first: bytes, within: float
+        cls,
+        http: aiohttp.ClientSession,
+        base: str,
+        first: bytes,
+        within: float,
+        protobuf: bool = False,
     ) -> HttpStreamTransport:
+        media = PROTOBUF_MEDIA_TYPE if protobuf else "application/json"
         try:
             resp = await http.post(
                 f"{base}/connection/http_stream",
                 data=first,
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
+                headers={"Content-Type": media, "Accept": media},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=within, sock_read=None),
             )
         except _UNREACHABLE as exc:
@@ -132,17 +169,21 @@ class HttpStreamTransport:
         if resp.status != 200:
             resp.release()
             raise TransportRefused(f"http_stream refused: {resp.status}")
-        return cls(http, base, resp)
+        return cls(http, base, resp, protobuf)
 
     async def send(self, data: bytes) -> None:
         if not self._session:
             raise TransportClosed(ABNORMAL_CLOSURE, "no session yet")
-        body = {"session": self._session, "node": self._node, "data": data.decode()}
+        fields = {"session": self._session, "node": self._node}
+        if self._protobuf:
+            body = encode(_EMULATION_REQUEST, {**fields, "data": data})
+            media = PROTOBUF_MEDIA_TYPE
+        else:
+            body = orjson.dumps({**fields, "data": data.decode()})
+            media = "application/json"
         try:
             async with self._http.post(
-                f"{self._base}/emulation",
-                data=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
+                f"{self._base}/emulation", data=body, headers={"Content-Type": media}
             ) as resp:
                 status = resp.status
         except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
@@ -151,6 +192,8 @@ class HttpStreamTransport:
             raise TransportClosed(ABNORMAL_CLOSURE, f"emulation request answered {status}")
 
     async def recv(self) -> bytes:
+        if self._protobuf:
+            return await self._recv_delimited()
         try:
             line = await self._resp.content.readline()
         except (aiohttp.ClientError, ConnectionError) as exc:
@@ -158,14 +201,35 @@ class HttpStreamTransport:
         if not line:
             raise TransportClosed(ABNORMAL_CLOSURE, "stream ended")
         if not self._session and b'"connect"' in line:
-            self._learn_session(line)
+            try:
+                self._learn_session(orjson.loads(line).get("connect") or {})
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
         return line.rstrip(b"\n")
 
-    def _learn_session(self, line: bytes) -> None:
-        try:
-            result = orjson.loads(line).get("connect") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            return
+    async def _recv_delimited(self) -> bytes:
+        """The next whole reply, still after its length (the codec reads it so)."""
+        while True:
+            try:
+                found = read_delimited(self._buffer)
+            except ProtobufError as exc:
+                raise TransportClosed(ABNORMAL_CLOSURE, f"stream broke: {exc}") from None
+            if found is not None:
+                raw, end = found
+                del self._buffer[:end]
+                if not self._session:
+                    with contextlib.suppress(ProtobufError):
+                        self._learn_session(decode(_REPLY, raw).get("connect") or {})
+                return delimited(raw)
+            try:
+                chunk = await self._resp.content.readany()
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                raise TransportClosed(ABNORMAL_CLOSURE, f"stream broke: {exc}") from None
+            if not chunk:
+                raise TransportClosed(ABNORMAL_CLOSURE, "stream ended")
+            self._buffer += chunk
+
+    def _learn_session(self, result: dict[str, Any]) -> None:
         self._session = str(result.get("session", ""))
         self._node = str(result.get("node", ""))
 

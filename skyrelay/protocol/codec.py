@@ -54,6 +54,9 @@ class ClientCodec(Protocol):
     """A wire format as a client speaks it: commands out, replies and pushes in."""
 
     @property
+    def NAME(self) -> str: ...
+
+    @property
     def PONG(self) -> bytes: ...
 
     def encode(self, commands: Iterable[dict[str, Any]]) -> bytes: ...

@@ -3,14 +3,18 @@ raw binary frames: the same protocol as JSON, data as bytes, hostile frames refu
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from cent import AsyncClient, PublishRequest
 from centrifuge import Client, ClientEventHandler, ConnectedContext
 from centrifuge.protocol import client_pb2 as pb
 
+from skyrelay.client import Client as SkyrelayClient
 from skyrelay.protocol.protobuf_wire import delimited, split_delimited
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
@@ -227,3 +231,27 @@ async def test_data_that_is_not_json_is_refused(
     reply.ParseFromString(split_delimited(msg.data)[0])
     assert (reply.error.code, reply.error.message) == (107, "data must be JSON")
     await ws.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "http_stream"])
+async def test_the_skyrelay_client_speaks_protobuf(
+    cluster: LocalCluster, api: AsyncClient, transport: str
+) -> None:
+    ch = channel()
+    edges = [cluster.edge_url(0)]
+    async with SkyrelayClient(
+        edges, token=token("sdk"), transports=[transport], protocol="protobuf"
+    ) as client:
+        sub = await client.subscribe(ch)
+        await asyncio.wait_for(sub.wait_subscribed(), 15)
+        assert client.transport == transport
+        await client.publish(ch, {"from": "sdk", "text": "ünï"})
+        await asyncio.wait_for(client.flush(), 15)
+        await api.publish(PublishRequest(channel=ch, data={"from": "api"}))
+        got: list[Any] = []
+        async with asyncio.timeout(15):
+            async for event in sub:
+                got.append((event.offset, event.data))
+                if len(got) == 2:
+                    break
+    assert got == [(1, {"from": "sdk", "text": "ünï"}), (2, {"from": "api"})]
