@@ -201,10 +201,8 @@ class HttpStreamTransport:
         if not line:
             raise TransportClosed(ABNORMAL_CLOSURE, "stream ended")
         if not self._session and b'"connect"' in line:
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
                 self._learn_session(orjson.loads(line).get("connect") or {})
-            except (orjson.JSONDecodeError, AttributeError):
-                pass
         return line.rstrip(b"\n")
 
     async def _recv_delimited(self) -> bytes:
