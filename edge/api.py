@@ -105,6 +105,12 @@ async def api_publish(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
         request["tags"] = tags
     if params.get("skip_history") is True:
         request["skip_history"] = True
+    delta = params.get("delta", False)
+    if not isinstance(delta, bool):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "delta must be a boolean")
+    ns = node.config.namespace(channel)
+    if delta or (ns is not None and ns.delta_publish):
+        request["delta"] = True
     return await node.router.publish(channel, request)
 
 

@@ -57,6 +57,14 @@ class RecentPublications:
         while pubs and pubs[0].get("time", 0) <= horizon_ms:
             pubs.popleft()
 
+    def get(self, offset: int) -> dict[str, Any] | None:
+        """The publication at ``offset`` if it is here (the last one is found at once)."""
+        pubs = self._pubs
+        if not pubs or not pubs[0]["offset"] <= offset <= pubs[-1]["offset"]:
+            return None
+        pub = pubs[offset - pubs[0]["offset"]]
+        return pub if pub["offset"] == offset else None
+
     def after(self, offset: int, limit: int) -> list[dict[str, Any]]:
         found = [p for p in self._pubs if p["offset"] > offset]
         return found[:limit] if limit >= 0 else found

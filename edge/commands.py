@@ -75,6 +75,8 @@ async def publish(client: CommandContext, command: Command) -> dict[str, Any]:
     if not json_codec.data_depth_ok(command.params["data"]):
         raise ReplyError(ErrorCode.BAD_REQUEST, "data nested too deeply")
     request = {"ch": channel, "data": command.params["data"], "info": client.client_info(channel)}
+    if ns.delta_publish:
+        request["delta"] = True
     key = command.params.get("idempotency_key")
     if key is not None:
         if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:

@@ -24,6 +24,7 @@ from typing import Any
 
 from skyrelay.edge.batches import Batches
 from skyrelay.edge.channel import Channel, ChannelState, Subscriber
+from skyrelay.edge.delta import DeltaPublication
 from skyrelay.edge.metrics import EdgeMetrics
 from skyrelay.edge.outbox import Outgoing
 from skyrelay.edge.router import Router
@@ -208,19 +209,25 @@ class Hub:
                 self._invalidate(channel, "stream position lost")
                 return
             channel.offset = offset
-        self._fan_out(channel, pub)
+        self._fan_out(channel, pub, push.get("delta") is True)
         received = push.get("at")
         if isinstance(received, float):
             self.metrics.deliver_seconds.observe(max(0.0, time.time() - received))
 
-    def _fan_out(self, channel: Channel, pub: dict[str, Any]) -> None:
+    def _fan_out(self, channel: Channel, pub: dict[str, Any], delta: bool = False) -> None:
         self.metrics.publications.inc()
-        if pub.get("offset"):
+        offset = pub.get("offset", 0)
+        base = channel.recent.get(offset - 1) if offset else None
+        if offset:
             channel.recent.append(pub)
         if channel.subscribers:
-            position = (channel.name, channel.epoch, pub.get("offset", 0))
+            position = (channel.name, channel.epoch, offset)
             name = channel.name
-            message = Outgoing.shared(lambda codec: codec.pub_push(name, pub), position)
+            message = Outgoing.shared(
+                lambda codec: codec.pub_push(name, pub),
+                position,
+                DeltaPublication(name, pub, base, delta),
+            )
             self.batches.add(channel, message)
         for buffered in channel.joining.values():
             buffered.append(pub)

@@ -24,6 +24,17 @@ log = logging.getLogger("skyrelay.edge.outbox")
 Make = Callable[[ServerCodec], bytes]
 
 
+class DeltaSource(Protocol):
+    """A publication's two forms for delta subscribers (``edge.delta.DeltaPublication``)."""
+
+    @property
+    def kept(self) -> bool: ...  # pragma: no cover
+
+    def full(self, codec: ServerCodec) -> bytes: ...  # pragma: no cover
+
+    def patched(self, codec: ServerCodec) -> bytes: ...  # pragma: no cover
+
+
 def tune_socket(transport: Any, send_buffer: int) -> None:
     """Bound the kernel's send buffer of a client socket, when configured."""
     if send_buffer <= 0:
@@ -63,7 +74,16 @@ class Outgoing:
     one write.
     """
 
-    __slots__ = ("_forms", "_framed", "_make", "_payload", "_ws_frame", "parts", "position")
+    __slots__ = (
+        "_forms",
+        "_framed",
+        "_make",
+        "_payload",
+        "_ws_frame",
+        "delta",
+        "parts",
+        "position",
+    )
 
     def __init__(
         self,
@@ -71,9 +91,12 @@ class Outgoing:
         position: tuple[str, str, int] | None = None,
         parts: tuple[Outgoing, ...] = (),
         make: Make | None = None,
+        delta: DeltaSource | None = None,
     ) -> None:
         self._payload = payload
         self._make = make
+        # A publication's forms for delta subscribers (see ``delta_view``).
+        self.delta = delta
         # (channel, epoch, offset) of a publication push (of a batch's last one), for
         # transports that resume by id.
         self.position = position
@@ -86,8 +109,13 @@ class Outgoing:
         self._ws_frame: bytes | None = None
 
     @classmethod
-    def shared(cls, make: Make, position: tuple[str, str, int] | None = None) -> Outgoing:
-        return cls(None, position, (), make)
+    def shared(
+        cls,
+        make: Make,
+        position: tuple[str, str, int] | None = None,
+        delta: DeltaSource | None = None,
+    ) -> Outgoing:
+        return cls(None, position, (), make, delta)
 
     @classmethod
     def batch(cls, messages: list[Outgoing]) -> Outgoing:
@@ -127,6 +155,37 @@ class Outgoing:
                 found = Outgoing(self._make(codec), self.position)
             forms[codec] = found
         return found
+
+    def delta_view(self, first_full: bool) -> Outgoing:
+        """This publication (or batch of one channel's) as a delta subscriber gets it: patches
+        where it holds the base, in full where ``first_full`` says it does not yet, and after
+        a publication kept out of history. Built once per case, shared."""
+        forms = self._forms
+        if forms is None:
+            forms = self._forms = {}
+        key = ("delta", first_full)
+        found = forms.get(key)
+        if found is None:
+            if self.parts:
+                views = []
+                full = first_full
+                for part in self.parts:
+                    views.append(part.delta_view(full))
+                    full = part.delta is None or not part.delta.kept
+                found = Outgoing(None, self.position, tuple(views))
+            elif self.delta is None:
+                found = self
+            else:
+                source = self.delta
+                make = source.full if first_full or not source.kept else source.patched
+                found = Outgoing.shared(make, self.position, source)
+            forms[key] = found
+        return found
+
+    def leaves_base(self) -> bool:
+        """Does a delta subscriber hold a base after this (its last publication was kept)?"""
+        last = self.parts[-1] if self.parts else self
+        return last.delta is not None and last.delta.kept
 
     def singles(self) -> tuple[Outgoing, ...]:
         return self.parts or (self,)

@@ -83,6 +83,14 @@ def push(channel: str, kind: str, body: dict[str, Any]) -> bytes:
     return encode_reply({"push": {"channel": channel, kind: body}})
 
 
+def delta_pub(pub: dict[str, Any], data: bytes, delta: bool) -> dict[str, Any]:
+    """``pub`` for a delta subscription: its data (JSON, or a patch) as bytes."""
+    out = {**pub, "data": data}
+    if delta:
+        out["delta"] = True
+    return out
+
+
 def pub_push(channel: str, pub: dict[str, Any]) -> bytes:
     return encode_reply({"push": {"channel": channel, "pub": pub}})
 

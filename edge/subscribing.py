@@ -16,6 +16,7 @@ from skyrelay.config import NamespaceConfig
 from skyrelay.edge import serversubs
 from skyrelay.edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from skyrelay.edge.channel import Channel
+from skyrelay.edge.delta import FOSSIL, DeltaPublication, delta_chain
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
 from skyrelay.edge.recovery import RecoveryOutcome, decide_recovery
@@ -70,7 +71,7 @@ _SERVER_SIDE_LOSS: dict[int, int] = {
 class Subscribing:
     """Subscriptions of one connection (a part of ``edge.client.Client``)."""
 
-    __slots__ = ("chan_info", "join_leave", "server_subs", "sub_expiry", "subs")
+    __slots__ = ("chan_info", "deltas", "join_leave", "server_subs", "sub_expiry", "subs")
 
     def close(self, code: int, reason: str | None = None) -> None:
         raise NotImplementedError  # pragma: no cover - the connection closes itself
@@ -82,6 +83,8 @@ class Subscribing:
         self.join_leave: set[str] | None = None
         # channel -> expiry of its subscription token, when it has one.
         self.sub_expiry: dict[str, int] | None = None
+        # Delta subscriptions: channel -> whether the client holds the base of the next patch.
+        self.deltas: dict[str, bool] | None = None
         # channel -> ``chan_info`` its subscription token gave, when one did.
         self.chan_info: dict[str, Any] | None = None
         # Channels the server subscribed this connection to at connect.
@@ -157,6 +160,7 @@ class Subscribing:
             options = subscribe_options(ns, command.params)
         else:
             options = subscribe_options(ns, command.params, grant.overrides, grant.info)
+        delta = _delta_asked(ns, command.params)
         join = await self.join(channel, options)
         if join is None:
             return None
@@ -167,9 +171,34 @@ class Subscribing:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        if delta:
+            self._start_delta(join)
         self.sink.send(self.codec.reply(command.id, "subscribe", join.result))
         self.go_live(join)
         return None
+
+    def _start_delta(self, join: Join) -> None:
+        """Delta compression for this subscription: the recovered publications as a chain of
+        patches, and live ones as patches once the client holds a base."""
+        join.result["delta"] = True
+        pubs = join.result.get("publications")
+        if pubs:
+            join.result["publications"] = delta_chain(self.codec, pubs)
+        if self.deltas is None:
+            self.deltas = {}
+            self.deliver = self._deliver_deltas
+        self.deltas[join.name] = join.outcome is not None and join.outcome.recovered
+
+    def _deliver_deltas(self, message: Outgoing) -> None:
+        position = message.position
+        deltas = self.deltas
+        if position is not None and deltas is not None:
+            ready = deltas.get(position[0])
+            if ready is not None:
+                deltas[position[0]] = message.leaves_base()
+                self.sink.deliver(message.delta_view(not ready))
+                return
+        self.sink.deliver(message)
 
     async def _check_token(self, channel: str, token: str) -> ChannelGrant:
         """A subscription token, on any channel: what it grants, or the protocol's error."""
@@ -244,15 +273,22 @@ class Subscribing:
         if options.presence:
             info = self.client_info(join.name)
             self.node.hub.presence_add(join.channel, info, options.emit_join_leave)
+        base: dict[str, Any] | None = None
         for pub in self.node.hub.finish_join(join.channel, self):
             offset = pub.get("offset", 0)
             if offset == 0 or offset > join.top:
-                self.deliver_pub(join, pub)
+                self.deliver_pub(join, pub, base)
+                base = pub if offset else None
 
-    def deliver_pub(self, join: Join, pub: dict[str, Any]) -> None:
-        position = (join.name, join.channel.epoch, pub.get("offset", 0))
+    def deliver_pub(
+        self, join: Join, pub: dict[str, Any], base: dict[str, Any] | None = None
+    ) -> None:
+        """One publication that waited for the subscribe reply; patched against ``base``,
+        the one before it, for a delta subscription."""
         name = join.name
-        self.sink.deliver(Outgoing.shared(lambda codec: codec.pub_push(name, pub), position))
+        position = (name, join.channel.epoch, pub.get("offset", 0))
+        delta = DeltaPublication(name, pub, base, True)
+        self.deliver(Outgoing.shared(lambda codec: codec.pub_push(name, pub), position, delta))
 
     def wants_join_leave(self, channel: str) -> bool:
         return self.join_leave is not None and channel in self.join_leave
@@ -268,6 +304,8 @@ class Subscribing:
 
     def _drop(self, channel: str, held: Channel) -> None:
         self.node.hub.presence_remove(held, self.id)
+        if self.deltas is not None:
+            self.deltas.pop(channel, None)
         if self.join_leave is not None:
             self.join_leave.discard(channel)
         if self.chan_info is not None:
@@ -291,6 +329,19 @@ class Subscribing:
             # and recovers the channel through its connect command.
             self.close(_SERVER_SIDE_LOSS.get(code, DisconnectCode.INSUFFICIENT_STATE))
             return
+        if self.deltas is not None:
+            self.deltas.pop(channel, None)
         if self.subs.pop(channel, None) is not None:
             self.node.metrics.subscriptions.labels(self.transport_name).dec()
             self.sink.send(self.codec.unsubscribe_push(channel, code, reason))
+
+
+def _delta_asked(ns: NamespaceConfig, params: dict[str, Any]) -> bool:
+    """Does this subscribe get delta compression? Only fossil exists; an unknown type is a bad
+    request, one the namespace does not allow is quietly off (``delta`` absent in the reply)."""
+    asked = params.get("delta") or ""
+    if asked == "":
+        return False
+    if asked != FOSSIL:
+        raise Disconnect(DisconnectCode.BAD_REQUEST, "unknown delta type")
+    return FOSSIL in ns.allowed_delta_types

@@ -32,6 +32,8 @@ class Proposal:
     info: dict[str, Any] | None = None
     tags: dict[str, str] | None = None
     ikey: str | None = None
+    # Send it as a patch to delta subscribers.
+    delta: bool = False
 
 
 async def publish_all(
@@ -56,6 +58,7 @@ async def publish_all(
             pub = rep.propose(
                 proposal.data, now, info=proposal.info, tags=proposal.tags, ikey=proposal.ikey
             )
+            pub.delta = proposal.delta
             proposed.append(pub)
         outcomes.append(pub)
         highest = max(highest, pub.offset)
@@ -193,6 +196,7 @@ def proposal_of(message: dict[str, Any]) -> Proposal:
         info if isinstance(info, dict) else None,
         tags if isinstance(tags, dict) else None,
         key,
+        message.get("delta") is True,
     )
 
 

@@ -219,7 +219,7 @@ class Shard:
         rep = self.replicator.replicas.get(channel)
         epoch = rep.stream.epoch if rep is not None and rep.stream is not None else ""
         for pub in pubs:
-            push = wire.pub_push(channel, epoch, pub.to_wire(), pub.received)
+            push = wire.pub_push(channel, epoch, pub.to_wire(), pub.received, pub.delta)
             for peer in peers:
                 peer.send(push)
 

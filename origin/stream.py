@@ -35,6 +35,9 @@ class Publication:
     # When the leader took the publish (seconds, wall clock): local only, for the
     # publish-to-deliver latency that edges measure; 0 once replicated or restored.
     received: float = 0.0
+    # Published as a delta (sent as a patch to subscribers that asked for them): local too,
+    # carried to the edges with the push, never stored.
+    delta: bool = field(default=False, compare=False)
     # Both forms are built once and shared: a publication is written to storage, sent to
     # every follower and pushed to every edge, and none of them may change what it is given.
     _wire: dict[str, Any] | None = field(default=None, repr=False, compare=False)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from skyrelay.config.settings import (
     API_KEY_ENV,
+    DELTA_TYPES,
     MAX_SHARD_WEIGHT,
     TOKEN_SECRET_ENV,
     TRANSPORTS,
@@ -255,6 +256,9 @@ def _check_namespace(key: str, ns: NamespaceConfig) -> None:
         raise ConfigError(f"{key}.join_leave: needs presence = true")
     if ns.force_push_join_leave and not ns.join_leave:
         raise ConfigError(f"{key}.force_push_join_leave: needs join_leave = true")
+    unknown = [t for t in ns.allowed_delta_types if t not in DELTA_TYPES]
+    if unknown:
+        raise ConfigError(f"{key}.allowed_delta_types: unknown {unknown[0]!r} (only 'fossil')")
 
 
 def _check_tls_pair(entry: str, cert: str, key: str) -> None:

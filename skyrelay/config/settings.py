@@ -17,6 +17,8 @@ from skyrelay.ring.health import HealthSettings
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
 # Every client transport an edge can serve, in the order clients usually fall back through them.
 TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse", "longpoll")
+# Delta compressions of publications a namespace may allow.
+DELTA_TYPES = ("fossil",)
 API_KEY_ENV = "SKYRELAY_API_KEY"
 
 Permission = Literal["anonymous", "client", "subscriber", "none"]
@@ -103,6 +105,11 @@ class NamespaceConfig:
     personal_channel: bool = False
     # Channel names (after the "name:" prefix) must match this regular expression, when set.
     channel_regex: str = ""
+    # Delta compressions a subscriber may ask for (only "fossil" exists): its publications
+    # marked delta then come as patches against the channel's previous publication.
+    allowed_delta_types: tuple[str, ...] = ()
+    # Mark every publication of these channels delta (the server API's `delta` marks one).
+    delta_publish: bool = False
 
     def name_allowed(self, channel: str) -> bool:
         if not self.channel_regex:

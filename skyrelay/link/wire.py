@@ -133,11 +133,16 @@ def error(
     return orjson.dumps({"id": req_id, "error": err})
 
 
-def pub_push(channel: str, epoch: str, pub: dict[str, Any], received: float = 0.0) -> bytes:
-    """``received``: when the leader took the publish, so edges can measure delivery latency."""
+def pub_push(
+    channel: str, epoch: str, pub: dict[str, Any], received: float = 0.0, delta: bool = False
+) -> bytes:
+    """``received``: when the leader took the publish, so edges can measure delivery latency;
+    ``delta``: published as a delta (a patch for the subscribers that asked for them)."""
     body: dict[str, Any] = {"ch": channel, "epoch": epoch, "pub": pub}
     if received:
         body["at"] = received
+    if delta:
+        body["delta"] = True
     return orjson.dumps({"push": body})
 
 

@@ -98,6 +98,7 @@ def render_config(spec: ClusterSpec, for_edges: bool = False) -> str:
         'allow_presence = "client"',
         "presence = true",
         "join_leave = true",
+        'allowed_delta_types = ["fossil"]',
         "",
     ]
     if tls is not None:
