@@ -15,7 +15,7 @@ from skyrelay.edge.client import Client
 from skyrelay.edge.cors import origin_allowed, refused
 from skyrelay.edge.node import NODE_KEY
 from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport, ws_frame, ws_message_frame
-from skyrelay.edge.ws.guard import pending_bytes, require_masking
+from skyrelay.edge.ws.guard import keep_reading_after_close, linger, pending_bytes, require_masking
 from skyrelay.edge.ws.handshake import wire_format
 from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import DisconnectCode
@@ -86,6 +86,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     node.metrics.websocket_upgrades.labels("aiohttp").inc()
     require_masking(request, ws, early)
+    keep_reading_after_close(request, ws)
     transport = request.transport
     if transport is None:
         return ws
@@ -94,16 +95,20 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     sink = WebSocketSink(ws, transport, outbox, codec)
     client = attached.client = Client(node, sink, "websocket", codec=codec)
     stale = asyncio.get_running_loop().call_later(settings.connect_timeout, close_stale, client)
+    failed = False
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                 await client.handle(msg.data)
             elif msg.type is WSMsgType.ERROR:
+                failed = True
                 break
     finally:
         stale.cancel()
         client.transport_closed()
         outbox.close()
+    if failed:
+        await linger(transport)
     return ws
 
 

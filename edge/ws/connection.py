@@ -44,6 +44,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_codec",
         "_handler",
         "_inbox",
+        "_lingering",
         "_node",
         "_reader",
         "_stale",
@@ -61,6 +62,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._inbox: collections.deque[bytes | str | int] | None = None
         self._handler: asyncio.Task[None] | None = None
         self._closing = False
+        self._lingering = False
         self._close_timer: asyncio.TimerHandle | None = None
         loop = asyncio.get_running_loop()
         self._stale: asyncio.TimerHandle | None = loop.call_later(
@@ -98,6 +100,8 @@ class WebSocketConnection(asyncio.Protocol):
     # asyncio.Protocol.
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a refused message: read and dropped
         for event in self._reader.feed(data):
             kind = event.kind
             if kind is Kind.TEXT or kind is Kind.BINARY:
@@ -114,8 +118,8 @@ class WebSocketConnection(asyncio.Protocol):
                 log.debug("websocket protocol error: %s", event.data)
                 self._client.close(event.code, str(event.data))
                 self.close(event.code, str(event.data))  # if the client was closed already
-                # Nothing more is read: hang up once our close frame is out (RFC 6455 7.1.7).
-                self._transport.close()
+                self._linger()
+                return
 
     def eof_received(self) -> bool | None:
         return None  # close the socket: a client that ends its side is gone
@@ -172,6 +176,18 @@ class WebSocketConnection(asyncio.Protocol):
             self._transport.write(close_frame(code))
         self._transport.close()
         self._abort_later()  # a client that does not read would hold the socket
+
+    def _linger(self) -> None:
+        """Nothing more is handled (RFC 6455 7.1.7), but what the client still sends is read and
+        dropped, and our side ends after the close frame: closing a socket with unread data
+        makes the kernel answer with a reset, and a client in the middle of sending a huge
+        message would lose the close frame (1009) that says why. The abort timer bounds it."""
+        self._lingering = True
+        transport = self._transport
+        if transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
+        else:
+            transport.close()
 
     def _abort_later(self) -> None:
         if self._close_timer is None:

@@ -1,10 +1,19 @@
-"""RFC 6455 says a server must close the connection on a client frame that is not masked;
-aiohttp's reader accepts them. This follows the client's frame boundaries (headers only, no
-payload copying) and fails the connection with 1002 at the first unmasked frame."""
+"""Where aiohttp's WebSocket server falls short of RFC 6455, on the edge's aiohttp path.
+
+- A server must close the connection on a client frame that is not masked; aiohttp's reader
+  accepts them. ``MaskCheck`` follows the client's frame boundaries (headers only, no payload
+  copying) and fails the connection with 1002 at the first unmasked frame.
+- After a failure (a message over the size limit: 1009) aiohttp closes the socket at once,
+  while the client may still be sending; the kernel then answers with a reset and the client
+  never reads the close frame. ``keep_reading_after_close`` and ``linger`` end our side after
+  the close frame and drop what still comes, for a bounded time, as the edge's own path does.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import WebSocketError, WSCloseCode, web
@@ -99,3 +108,32 @@ def require_masking(request: web.Request, ws: web.WebSocketResponse, early: byte
         return True
     protocol._payload_parser = _GuardedParser(inner, queue, check)
     return True
+
+
+# Seconds a failed connection's remaining input is read and dropped before the socket closes.
+LINGER_TIMEOUT = 2.0
+# How often ``linger`` looks whether the client has gone.
+_LINGER_STEP = 0.05
+
+
+def keep_reading_after_close(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Make aiohttp end only our side when it closes (its close frame is out first)."""
+
+    def half_close() -> None:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
+    ws._close_transport = half_close  # type: ignore[method-assign]
+
+
+async def linger(transport: Any) -> None:
+    """Wait, at most ``LINGER_TIMEOUT``, for the client of a failed connection to stop."""
+    deadline = time.monotonic() + LINGER_TIMEOUT
+    # aiohttp's protocol tells no one when the client hangs up, so this looks.
+    while not transport.is_closing() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(_LINGER_STEP)

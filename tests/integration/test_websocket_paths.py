@@ -122,3 +122,48 @@ async def test_commands_sent_before_a_close_are_answered_before_its_echo(
         assert opcode == 0x8 and payload[:2] == b"\x03\xe8"
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("compress", [0, 15], ids=["own-path", "deflate-via-aiohttp"])
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+async def test_a_message_over_the_limit_gets_1009_before_the_connection_ends(
+    compressing: LocalCluster, compress: int, protobuf: bool
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(
+            compressing.ws_url(0),
+            compress=compress,
+            autoclose=False,
+            protocols=("centrifuge-protobuf",) if protobuf else (),
+        )
+        assert ws.compress == compress
+        await ws.send_bytes(b"\x00" * 70_000) if protobuf else await ws.send_str("x" * 70_000)
+        msg = await ws.receive(timeout=10)
+        assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+        assert msg.data == 1009
+        await ws.close()
+
+
+@pytest.mark.parametrize("after_http", [False, True], ids=["own-path", "aiohttp-after-keep-alive"])
+async def test_a_huge_message_still_gets_its_1009_and_no_reset(
+    compressing: LocalCluster, after_http: bool
+) -> None:
+    """A client in the middle of sending 10 MB reads the close frame: the edge reads and drops
+    the rest instead of closing on unread data (which makes the kernel send a reset)."""
+    port = compressing.spec.edge_port(0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if after_http:
+            writer.write(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+        writer.write(upgrade_request(port))
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101") and (b"aiohttp" in head) is after_http, head
+        writer.write(frame(b"x" * 10_000_000))
+        await writer.drain()
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0x8 and int.from_bytes(payload[:2]) == 1009
+    finally:
+        writer.close()
