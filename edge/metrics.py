@@ -54,6 +54,12 @@ class EdgeMetrics:
             ["path"],
             registry=r,
         )
+        self.websocket_deflate = Counter(
+            "skyrelay_edge_websocket_deflate",
+            "WebSocket upgrades that agreed on permessage-deflate, by wire format",
+            ["format"],
+            registry=r,
+        )
         self.disconnects = Counter(
             "skyrelay_edge_disconnects", "Connections closed, by code", ["code"], registry=r
         )

@@ -21,6 +21,8 @@ from skyrelay.edge.outbox import Flusher
 from skyrelay.edge.pinger import PingWheel
 from skyrelay.edge.router import Router
 from skyrelay.edge.session import allowed
+from skyrelay.edge.ws.deflate import Compressor
+from skyrelay.edge.ws.framing import Framings
 
 
 class Closable(Protocol):
@@ -61,6 +63,15 @@ class EdgeNode:
     # This process, in the server API's ``info``: a unique id and when it started.
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.monotonic)
+    # WebSocket framings, with the process's one compressor (permessage-deflate).
+    framings: Framings = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.config.edge
+        compressor = Compressor(
+            settings.websocket_compression_level, settings.websocket_compression_min_size
+        )
+        self.framings = Framings(compressor)
 
     async def fetch_keys(self, token: Any) -> None:
         """Tokens signed with a key from the JWKS URL: make sure that key is known."""

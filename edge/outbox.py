@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 from skyrelay.edge import json_codec
-from skyrelay.edge.ws.frame import binary_frame, text_frame
+from skyrelay.edge.ws.frame import text_frame
 from skyrelay.protocol.codec import ServerCodec
 
 log = logging.getLogger("skyrelay.edge.outbox")
@@ -212,18 +212,6 @@ class Outgoing:
         if frame is None:
             frame = self._ws_frame = _ws(self.payload)
         return frame
-
-
-def ws_frame(codec: ServerCodec, payload: bytes) -> bytes:
-    """One client's message as a WebSocket frame: text for JSON, binary for protobuf."""
-    return text_frame(payload) if codec is json_codec else binary_frame(payload)
-
-
-def ws_message_frame(codec: ServerCodec, message: Outgoing) -> bytes:
-    """A shared message's WebSocket frame for clients of ``codec``."""
-    if codec is json_codec:
-        return message.ws_frame
-    return message.in_codec(codec).framed(binary_frame)
 
 
 # The framings of the streaming transports, keyed for Outgoing.framed.

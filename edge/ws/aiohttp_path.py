@@ -14,7 +14,9 @@ from skyrelay.edge.attach import Attachment
 from skyrelay.edge.client import Client
 from skyrelay.edge.cors import origin_allowed, refused
 from skyrelay.edge.node import NODE_KEY
-from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport, ws_frame, ws_message_frame
+from skyrelay.edge.outbox import FrameOutbox, Outgoing, WriteTransport
+from skyrelay.edge.ws.deflate import MAX_WINDOW_BITS
+from skyrelay.edge.ws.framing import WsFraming
 from skyrelay.edge.ws.guard import keep_reading_after_close, linger, pending_bytes, require_masking
 from skyrelay.edge.ws.handshake import wire_format
 from skyrelay.protocol.codec import ServerCodec
@@ -30,26 +32,26 @@ WRITER_LIMIT = 64 * 1024
 
 
 class WebSocketSink:
-    __slots__ = ("_closing", "_codec", "_outbox", "_transport", "_ws")
+    __slots__ = ("_closing", "_framing", "_outbox", "_transport", "_ws")
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
         transport: WriteTransport,
         outbox: FrameOutbox,
-        codec: ServerCodec,
+        framing: WsFraming,
     ) -> None:
         self._ws = ws
-        self._codec = codec
+        self._framing = framing
         self._transport = transport
         self._outbox = outbox
         self._closing = False
 
     def send(self, payload: bytes) -> None:
-        self._outbox.push(ws_frame(self._codec, payload))
+        self._outbox.push(self._framing.frame(payload))
 
     def deliver(self, message: Outgoing) -> None:
-        self._outbox.push(ws_message_frame(self._codec, message))
+        self._outbox.push(self._framing.message_frame(message))
 
     def close(self, code: int, reason: str) -> None:
         if self._closing:
@@ -92,7 +94,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         return ws
     attached = Attachment(node, transport)
     outbox = attached.outbox
-    sink = WebSocketSink(ws, transport, outbox, codec)
+    # Our frames bypass aiohttp's writer; where it agreed on deflate with the full window, they
+    # are compressed by the edge's shared compressor (each message on its own).
+    framing = node.framings.get(codec, ws.compress == MAX_WINDOW_BITS)
+    if ws.compress:
+        node.metrics.websocket_deflate.labels(codec.NAME).inc()
+    sink = WebSocketSink(ws, transport, outbox, framing)
     client = attached.client = Client(node, sink, "websocket", codec=codec)
     stale = asyncio.get_running_loop().call_later(settings.connect_timeout, close_stale, client)
     failed = False

@@ -20,8 +20,9 @@ from skyrelay.edge import json_codec
 from skyrelay.edge.attach import Attachment
 from skyrelay.edge.client import Client
 from skyrelay.edge.node import EdgeNode
-from skyrelay.edge.outbox import Outgoing, ws_frame, ws_message_frame
+from skyrelay.edge.outbox import Outgoing
 from skyrelay.edge.ws.aiohttp_path import CLOSE_TIMEOUT, close_stale
+from skyrelay.edge.ws.deflate import Agreement, Decompressor
 from skyrelay.edge.ws.reader import OP_PONG, FrameReader, Kind, close_frame, control_frame
 from skyrelay.protocol.codec import ServerCodec
 from skyrelay.runtime.tasks import spawn
@@ -41,7 +42,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_client",
         "_close_timer",
         "_closing",
-        "_codec",
+        "_framing",
         "_handler",
         "_inbox",
         "_lingering",
@@ -51,11 +52,19 @@ class WebSocketConnection(asyncio.Protocol):
         "_transport",
     )
 
-    def __init__(self, node: EdgeNode, transport: Any, codec: ServerCodec = json_codec) -> None:
+    def __init__(
+        self,
+        node: EdgeNode,
+        transport: Any,
+        codec: ServerCodec = json_codec,
+        deflate: Agreement | None = None,
+    ) -> None:
         self._transport = transport
-        self._reader = FrameReader(node.config.edge.max_message_size)
+        limit = node.config.edge.max_message_size
+        decompressor = Decompressor(deflate, limit) if deflate is not None else None
+        self._reader = FrameReader(limit, decompressor)
         self._attached = Attachment(node, transport)
-        self._codec = codec
+        self._framing = node.framings.get(codec, deflate is not None)
         self._client = self._attached.client = Client(node, self, "websocket", codec=codec)
         # Client messages waiting to be handled; an int is the client's close frame (its
         # code), answered in its turn, after the messages that came before it.
@@ -79,10 +88,10 @@ class WebSocketConnection(asyncio.Protocol):
     # The Sink the client writes to.
 
     def send(self, payload: bytes) -> None:
-        self._attached.outbox.push(ws_frame(self._codec, payload))
+        self._attached.outbox.push(self._framing.frame(payload))
 
     def deliver(self, message: Outgoing) -> None:
-        self._attached.outbox.push(ws_message_frame(self._codec, message))
+        self._attached.outbox.push(self._framing.message_frame(message))
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then our close frame; drop the socket if no answer comes."""

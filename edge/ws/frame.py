@@ -6,6 +6,7 @@ import struct
 
 _FIN_TEXT = 0x81
 _FIN_BINARY = 0x82
+_RSV1 = 0x40  # permessage-deflate: this message is compressed
 
 
 def _frame(first: int, payload: bytes) -> bytes:
@@ -25,3 +26,8 @@ def text_frame(payload: bytes) -> bytes:
 def binary_frame(payload: bytes) -> bytes:
     """An unmasked, final binary frame carrying ``payload``."""
     return _frame(_FIN_BINARY, payload)
+
+
+def compressed_frame(binary: bool, deflated: bytes) -> bytes:
+    """A final frame of a message compressed with permessage-deflate."""
+    return _frame((_FIN_BINARY if binary else _FIN_TEXT) | _RSV1, deflated)

@@ -3,8 +3,8 @@
 A plain WebSocket upgrade of ``/connection/websocket`` is answered here and the socket goes to
 a ``WebSocketConnection`` (our own frame reader and writer). Every other connection, from the
 first byte on, goes to aiohttp's HTTP server unchanged: the server API, the HTTP transports,
-health, metrics, the status page, and any upgrade this path does not take (compression while
-it is on, a foreign origin to refuse, a malformed request to answer).
+health, metrics, the status page, and any upgrade this path does not take (a foreign origin
+to refuse, a malformed request to answer).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from skyrelay.edge import json_codec, protobuf_codec
 from skyrelay.edge.cors import origin_allowed
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.ws.connection import WebSocketConnection
+from skyrelay.edge.ws.deflate import negotiate
 from skyrelay.edge.ws.handshake import WEBSOCKET_PATH, accept_response, parse_upgrade
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
@@ -57,16 +58,27 @@ class FrontProtocol(asyncio.Protocol):
                 self._buffer = buffer
             return
         settings = self._node.config.edge
-        upgrade = parse_upgrade(buffer[:end], compression=settings.websocket_compression)
+        upgrade = parse_upgrade(buffer[:end])
         if upgrade is None or not origin_allowed(upgrade.origin, settings.allowed_origins):
             self._hand_off(buffer)
             return
         self._stop_timer()
         self._node.metrics.websocket_upgrades.labels("own").inc()
+        deflate = None
+        if settings.websocket_compression and upgrade.extensions:
+            deflate = negotiate(upgrade.extensions, settings.websocket_compression_window_bits)
         transport = self._transport
-        transport.write(accept_response(upgrade.key, upgrade.format.subprotocol))
+        transport.write(
+            accept_response(
+                upgrade.key,
+                upgrade.format.subprotocol,
+                deflate.response() if deflate is not None else None,
+            )
+        )
         codec = protobuf_codec if upgrade.format.protobuf else json_codec
-        connection = WebSocketConnection(self._node, transport, codec)
+        if deflate is not None:
+            self._node.metrics.websocket_deflate.labels(codec.NAME).inc()
+        connection = WebSocketConnection(self._node, transport, codec, deflate)
         transport.set_protocol(connection)
         rest = buffer[end + 4 :]
         if rest:

@@ -1,9 +1,10 @@
 """Sans-I/O WebSocket opening handshake (RFC 6455 4.2) for the edge's own WebSocket path.
 
 ``parse_upgrade`` accepts only a plain, well-formed upgrade of ``GET /connection/websocket``:
-anything else (another path, another method, a body, compression asked for while it is on, a
-header this reader does not expect) returns None, and the request goes to the HTTP server,
-which answers it (or upgrades it) as it answers every other request.
+anything else (another path, another method, a body, a header this reader does not expect)
+returns None, and the request goes to the HTTP server, which answers it (or upgrades it) as it
+answers every other request. Extensions offered (permessage-deflate) are handed on as they
+are; ``edge.ws.deflate`` negotiates them.
 
 ``wire_format`` picks the client's wire format for both WebSocket paths: protobuf when it
 offers the subprotocol ``centrifuge-protobuf`` (or asks ``?cf_protocol=protobuf``), else JSON.
@@ -54,13 +55,15 @@ class Upgrade:
     key: bytes
     origin: str | None
     format: WireFormat
+    # The Sec-WebSocket-Extensions header, if any.
+    extensions: str | None = None
 
 
 def _tokens(value: bytes) -> set[bytes]:
     return {part.strip().lower() for part in value.split(b",")}
 
 
-def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
+def parse_upgrade(head: bytes) -> Upgrade | None:
     """``head``: the request line and headers, without the blank line that ends them."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
@@ -83,7 +86,6 @@ def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
         or headers.get(b"sec-websocket-version") != b"13"
         or b"content-length" in headers
         or b"transfer-encoding" in headers
-        or (compression and b"sec-websocket-extensions" in headers)
     ):
         return None
     key = headers.get(b"sec-websocket-key", b"")
@@ -94,6 +96,7 @@ def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
         return None
     origin = headers.get(b"origin")
     offered = headers.get(b"sec-websocket-protocol")
+    extensions = headers.get(b"sec-websocket-extensions")
     try:
         return Upgrade(
             key,
@@ -101,16 +104,21 @@ def parse_upgrade(head: bytes, *, compression: bool) -> Upgrade | None:
             wire_format(
                 offered.decode("ascii") if offered is not None else None, query.decode("ascii")
             ),
+            extensions.decode("ascii") if extensions is not None else None,
         )
     except UnicodeDecodeError:
         return None
 
 
-def accept_response(key: bytes, subprotocol: str | None = None) -> bytes:
+def accept_response(
+    key: bytes, subprotocol: str | None = None, extensions: str | None = None
+) -> bytes:
     accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
     chosen = b""
     if subprotocol is not None:
-        chosen = b"Sec-WebSocket-Protocol: " + subprotocol.encode() + b"\r\n"
+        chosen += b"Sec-WebSocket-Protocol: " + subprotocol.encode() + b"\r\n"
+    if extensions is not None:
+        chosen += b"Sec-WebSocket-Extensions: " + extensions.encode() + b"\r\n"
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept + b"\r\n" + chosen + b"\r\n"

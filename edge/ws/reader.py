@@ -3,16 +3,21 @@ control frames.
 
 Feed it the bytes from the socket in order; it answers with the events they complete: whole
 messages (fragments joined, text checked as UTF-8), pings, pongs, the client's close, or a
-protocol failure with the close code to send. No extension is ever negotiated on this path, so
-any reserved bit is an error. Nothing is buffered past ``max_message`` bytes: a frame that
-announces more fails at once, before its payload arrives.
+protocol failure with the close code to send. The only extension is permessage-deflate, when
+negotiated: its first frame of a message has RSV1 set; any other reserved bit is an error.
+Nothing is buffered past ``max_message`` bytes: a frame that announces more fails at once,
+before its payload arrives, and a compressed message is refused (1009) as soon as it inflates
+past the limit.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from enum import Enum
+
+from skyrelay.edge.ws.deflate import Decompressor
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -60,10 +65,23 @@ def control_frame(opcode: int, payload: bytes) -> bytes:
 class FrameReader:
     """Client frames in, events out. After a FAIL or a CLOSE it reads nothing more."""
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_op", "_fragments_size", "done", "max_message")
+    __slots__ = (
+        "_buffer",
+        "_compressed",
+        "_fragments",
+        "_fragments_op",
+        "_fragments_size",
+        "decompressor",
+        "done",
+        "max_message",
+    )
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, decompressor: Decompressor | None = None) -> None:
         self.max_message = max_message
+        # permessage-deflate, when negotiated.
+        self.decompressor = decompressor
+        # The message being read was compressed (RSV1 on its first frame).
+        self._compressed = False
         self._buffer = b""
         # A fragmented message being put together: its opcode and its parts so far.
         self._fragments_op = 0
@@ -101,6 +119,8 @@ class FrameReader:
             start = pos + head + 4
             payload = unmask(mask, buffer[start : start + size])
             pos = start + size
+            if first & 0x40:
+                self._compressed = True
             event = self._frame(first & 0x80, first & 0x0F, payload)
             if event is not None:
                 events.append(event)
@@ -110,7 +130,10 @@ class FrameReader:
     def _check_header(self, first: int, second: int, size: int) -> Event | None:
         opcode = first & 0x0F
         if first & 0x70:
-            return self._fail(CLOSE_PROTOCOL_ERROR, "reserved bits set")
+            # RSV1 marks a compressed message, on its first frame only.
+            compressed = first & 0x70 == 0x40 and self.decompressor is not None
+            if not compressed or opcode not in _DATA:
+                return self._fail(CLOSE_PROTOCOL_ERROR, "reserved bits set")
         if opcode not in _DATA and opcode not in _CONTROL and opcode != OP_CONTINUATION:
             return self._fail(CLOSE_PROTOCOL_ERROR, "reserved opcode")
         if not second & 0x80:
@@ -145,6 +168,16 @@ class FrameReader:
             opcode = self._fragments_op
             payload = b"".join((*self._fragments, payload))
             self._fragments_op, self._fragments, self._fragments_size = 0, [], 0
+        if self._compressed:
+            self._compressed = False
+            assert self.decompressor is not None
+            try:
+                inflated = self.decompressor.decompress(payload)
+            except zlib.error:
+                return self._fail(CLOSE_BAD_DATA, "invalid compressed message")
+            if inflated is None:
+                return self._fail(CLOSE_TOO_BIG, "message too big once decompressed")
+            payload = inflated
         if opcode == OP_BINARY:
             return Event(Kind.BINARY, payload)
         try:

@@ -215,6 +215,12 @@ def _parse_edge_settings(raw: Any) -> EdgeSettings:
         raise ConfigError(
             "edge.worker_restart_delay: must be positive and at most edge.worker_restart_max_delay"
         )
+    if not 1 <= edge.websocket_compression_level <= 9:
+        raise ConfigError("edge.websocket_compression_level: must be 1 to 9")
+    if not 9 <= edge.websocket_compression_window_bits <= 15:
+        raise ConfigError("edge.websocket_compression_window_bits: must be 9 to 15")
+    if edge.websocket_compression_min_size < 0:
+        raise ConfigError("edge.websocket_compression_min_size: must not be negative")
     return edge
 
 

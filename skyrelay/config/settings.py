@@ -151,8 +151,17 @@ class EdgeSettings:
     recovery_max_publications: int = 300
     # Publications one history call may return.
     history_max_publications: int = 300
-    # permessage-deflate costs ~3x CPU and ~7x memory per connection, so it is opt-in.
+    # permessage-deflate where the client asks for it. On the edge's own path every message is
+    # compressed once per process and shared by every subscriber (no compressor per
+    # connection); a connection keeps only the decompressor of what its client sends.
     websocket_compression: bool = False
+    # zlib level of that compression: 1 is fastest, 9 smallest.
+    websocket_compression_level: int = 1
+    # Messages shorter than this many bytes go uncompressed (they would barely shrink).
+    websocket_compression_min_size: int = 128
+    # Window of the client's compression (client_max_window_bits, 9-15), where the client
+    # lets the edge choose: the decompressor each connection keeps holds 2**bits bytes.
+    websocket_compression_window_bits: int = 10
     # Pending TCP connections the kernel queues for accept(); 128 is too small for bursts.
     listen_backlog: int = 4096
     # Seconds an upstream request (subscribe, publish, history) may take before it fails

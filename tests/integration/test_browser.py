@@ -16,7 +16,7 @@ from cent import AsyncClient, PublishRequest
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.support.browser import Browser
-from tests.support.helpers import channel
+from tests.support.helpers import channel, counted
 from tests.support.jsclient import JS_DIR
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,7 +87,14 @@ client.connect();
 
 @pytest.fixture(scope="module")
 def browser_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = start_cluster(tmp_path_factory.mktemp("browser"), origins=1, edges=2, replication=1)
+    # Compression on: Chromium offers permessage-deflate, so its WebSockets use it.
+    c = start_cluster(
+        tmp_path_factory.mktemp("browser"),
+        origins=1,
+        edges=2,
+        replication=1,
+        edge_toml="websocket_compression = true",
+    )
     yield c
     c.stop()
 
@@ -205,9 +212,13 @@ async def test_the_protobuf_build_in_chromium(
         "token": token("pbrowser"),
         "channel": ch,
     }
+    series = 'skyrelay_edge_websocket_deflate_total{format="protobuf"}'
+    before = await counted(edge, series)
     pages["protobuf"] = PROTOBUF_PAGE.replace("__CONFIG__", json.dumps(config))
     await browser.goto(f"{base}/page/protobuf")
     assert await browser.wait_for("window.results && window.results.subscribed.length") == 1
+    if transport == "websocket":  # Chromium asked for deflate, and got it
+        assert await counted(edge, series) == before + 1
     assert await browser.evaluate("window.results.transport") == transport
     api = AsyncClient(f"{browser_cluster.edge_url(1)}/api", API_KEY)
     await api.publish(PublishRequest(channel=ch, data={"text": "naïve 日本 😀"}))

@@ -1,11 +1,12 @@
-"""The edge's two WebSocket paths: its own (a plain upgrade on a fresh connection) and
-aiohttp's (compression negotiated, or an upgrade after HTTP requests on a kept-alive
-connection). Both must serve the same protocol."""
+"""The edge's two WebSocket paths: its own (an upgrade on a fresh connection, compressed or
+not) and aiohttp's (an upgrade after HTTP requests on a kept-alive connection). Both must serve
+the same protocol."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import Iterator
 
 import aiohttp
@@ -13,8 +14,9 @@ import pytest
 
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, start_cluster, token
-from tests.support.helpers import channel, metric
+from tests.support.helpers import channel, counted
 from tests.support.hostile import frame, read_frame, upgrade_request
+from tests.support.jsclient import JsClient
 from tests.support.wsclient import RawClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,28 +41,18 @@ async def publish(session: aiohttp.ClientSession, base: str, ch: str, data: obje
         assert r.status == 200, await r.text()
 
 
-async def upgrades(base: str, series: str) -> float:
-    """The count so far; a labelled series appears with its first upgrade. A session of its
-    own: an upgrade on a connection kept alive from this request would go to aiohttp."""
-    async with aiohttp.ClientSession() as session:
-        try:
-            return await metric(session, base, series)
-        except AssertionError:
-            return 0.0
-
-
-@pytest.mark.parametrize("compress", [0, 15], ids=["own-path", "deflate-via-aiohttp"])
-async def test_both_paths_connect_subscribe_and_deliver(
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
+async def test_the_own_path_connects_subscribes_and_delivers_compressed_or_not(
     compressing: LocalCluster, compress: int
 ) -> None:
     ch = channel("paths")
-    path = "aiohttp" if compress else "own"
-    series = f'skyrelay_edge_websocket_upgrades_total{{path="{path}"}}'
+    series = 'skyrelay_edge_websocket_upgrades_total{path="own"}'
     async with aiohttp.ClientSession() as session:
-        before = await upgrades(compressing.edge_url(0), series)
+        before = await counted(compressing.edge_url(0), series)
         ws = await session.ws_connect(compressing.ws_url(0), compress=compress, autoclose=False)
-        assert await upgrades(compressing.edge_url(0), series) == before + 1
-        assert ws.compress == compress  # deflate only where asked for and switched on
+        assert await counted(compressing.edge_url(0), series) == before + 1
+        # Deflate only where asked for and switched on, with the client window the edge sets.
+        assert ws.compress == (10 if compress else 0)
         client = RawClient(ws)
         assert "error" not in await client.command("connect", {"token": token()})
         reply = await client.command("subscribe", {"channel": ch})
@@ -124,11 +116,12 @@ async def test_commands_sent_before_a_close_are_answered_before_its_echo(
         writer.close()
 
 
-@pytest.mark.parametrize("compress", [0, 15], ids=["own-path", "deflate-via-aiohttp"])
+@pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
 @pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
 async def test_a_message_over_the_limit_gets_1009_before_the_connection_ends(
     compressing: LocalCluster, compress: int, protobuf: bool
 ) -> None:
+    """Compressed, 70,000 bytes are a few hundred on the wire: the limit counts them inflated."""
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(
             compressing.ws_url(0),
@@ -136,7 +129,7 @@ async def test_a_message_over_the_limit_gets_1009_before_the_connection_ends(
             autoclose=False,
             protocols=("centrifuge-protobuf",) if protobuf else (),
         )
-        assert ws.compress == compress
+        assert bool(ws.compress) == bool(compress)
         await ws.send_bytes(b"\x00" * 70_000) if protobuf else await ws.send_str("x" * 70_000)
         msg = await ws.receive(timeout=10)
         assert msg.type is aiohttp.WSMsgType.CLOSE, msg
@@ -167,3 +160,68 @@ async def test_a_huge_message_still_gets_its_1009_and_no_reset(
         assert opcode == 0x8 and int.from_bytes(payload[:2]) == 1009
     finally:
         writer.close()
+
+
+async def test_pushes_are_compressed_once_for_every_subscriber(compressing: LocalCluster) -> None:
+    """Raw sockets that offer deflate: large pushes arrive with RSV1 set, the same bytes on
+    every connection (one compression per process), and inflate to the publication."""
+    port = compressing.spec.edge_port(0)
+    ch = channel("deflate")
+    frames = []
+    writers = []
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        offer = upgrade_request(port).replace(
+            b"\r\n\r\n",
+            b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+        )
+        writer.write(offer)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"permessage-deflate; server_no_context_takeover" in head, head
+        assert b"client_max_window_bits=10" in head, head
+        for n, command in enumerate(
+            ({"connect": {"token": token()}}, {"subscribe": {"channel": ch}}), start=1
+        ):
+            writer.write(frame(json.dumps({"id": n, **command}).encode()))
+            await read_frame(reader)
+        frames.append(reader)
+    data = {"text": "a dashboard row " * 100}
+    async with aiohttp.ClientSession() as session:
+        await publish(session, compressing.edge_url(0), ch, data)
+    got = []
+    for reader in frames:
+        head = await reader.readexactly(2)
+        assert head[0] == 0xC1  # final, compressed, text
+        size = head[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        got.append(await reader.readexactly(size))
+    assert got[0] == got[1] == got[2]
+    assert len(got[0]) < len(json.dumps(data)) / 5
+    push = json.loads(zlib.decompressobj(-15).decompress(got[0] + b"\x00\x00\xff\xff"))
+    assert push["push"]["pub"]["data"] == data
+    for writer in writers:
+        writer.close()
+
+
+@pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
+async def test_centrifuge_js_under_node_with_deflate(
+    compressing: LocalCluster, protobuf: bool
+) -> None:
+    """Node's ws offers permessage-deflate: centrifuge-js works through it both ways."""
+    ch = channel("jsdeflate")
+    js = await JsClient.start(compressing.ws_url(0), token("jsz"), protobuf=protobuf)
+    try:
+        await js.call("connect")
+        await js.wait(lambda e: e["ev"] == "connected")
+        await js.call("subscribe", channel=ch)
+        await js.wait(lambda e: e["ev"] == "subscribed")
+        big = {"rows": ["a dashboard row"] * 50}
+        await js.call("publish", channel=ch, data=big)
+        async with aiohttp.ClientSession() as session:
+            await publish(session, compressing.edge_url(0), ch, {"n": 2})
+        await js.wait(lambda e: e["ev"] == "pub", count=2)
+        assert js.pubs(ch) == [(1, big), (2, {"n": 2})]
+    finally:
+        await js.close()

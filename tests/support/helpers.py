@@ -54,3 +54,14 @@ async def metric(session: aiohttp.ClientSession, base_url: str, name: str) -> fl
     if match is None:
         raise AssertionError(f"metric {name} not exposed")
     return float(match.group(1))
+
+
+async def counted(base: str, series: str) -> float:
+    """A counter's value so far (0 before a labelled series first appears). A session of its
+    own: a WebSocket upgrade on a connection kept alive from this request would go to
+    aiohttp's path."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            return await metric(session, base, series)
+        except AssertionError:
+            return 0.0

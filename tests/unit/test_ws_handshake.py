@@ -17,7 +17,7 @@ UPGRADE = (
 
 
 def test_a_plain_upgrade_is_taken_with_the_rfc_accept_key() -> None:
-    upgrade = parse_upgrade(UPGRADE, compression=False)
+    upgrade = parse_upgrade(UPGRADE)
     assert upgrade is not None and upgrade.origin == "https://app.example"
     response = accept_response(upgrade.key)
     # The example of RFC 6455 section 1.3.
@@ -46,13 +46,19 @@ def test_a_plain_upgrade_is_taken_with_the_rfc_accept_key() -> None:
     ],
 )
 def test_anything_but_a_plain_upgrade_goes_to_the_http_server(head: bytes) -> None:
-    assert parse_upgrade(head, compression=False) is None
+    assert parse_upgrade(head) is None
 
 
-def test_compression_asked_for_while_it_is_on_goes_to_the_http_server() -> None:
-    offer = UPGRADE + b"\r\nSec-WebSocket-Extensions: permessage-deflate"
-    assert parse_upgrade(offer, compression=True) is None
-    assert parse_upgrade(offer, compression=False) is not None  # declined: no extension
+def test_offered_extensions_are_handed_on_and_answered() -> None:
+    offer = UPGRADE + b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+    upgrade = parse_upgrade(offer)
+    assert upgrade is not None
+    assert upgrade.extensions == "permessage-deflate; client_max_window_bits"
+    answer = accept_response(upgrade.key, None, "permessage-deflate; server_no_context_takeover")
+    assert (
+        b"\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
+        in answer
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,9 +81,7 @@ def test_the_wire_format_is_chosen_from_the_subprotocol_or_the_query(
 
 
 def test_a_protobuf_upgrade_is_taken_and_answered_with_its_subprotocol() -> None:
-    upgrade = parse_upgrade(
-        UPGRADE + b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf", compression=False
-    )
+    upgrade = parse_upgrade(UPGRADE + b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf")
     assert upgrade is not None and upgrade.format.protobuf
     answer = accept_response(upgrade.key, upgrade.format.subprotocol)
     assert b"\r\nSec-WebSocket-Protocol: centrifuge-protobuf\r\n\r\n" in answer
