@@ -16,6 +16,7 @@ SCENARIOS = (
     "storage",
     "latency",
     "soak",
+    "wire",
 )
 
 
@@ -48,6 +49,10 @@ def _runner(name: str) -> Callable[[list[str]], int]:
         from skyrelay.benchmarks import soak  # noqa: PLC0415
 
         return soak.run
+    if name == "wire":
+        from skyrelay.benchmarks import wire  # noqa: PLC0415
+
+        return wire.run
 
     def legacy(argv: list[str]) -> int:
         import runpy  # noqa: PLC0415

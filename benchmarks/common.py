@@ -45,7 +45,10 @@ history_ttl = 600
 
 
 # Load generators connect many clients as one user: no per-user or publish-rate limit.
-BENCH_EDGE_TOML = "max_connections_per_user = 0\nclient_publish_rate = 0"
+# Compression on: it applies only to the receivers that ask for it (``--deflate``).
+BENCH_EDGE_TOML = (
+    "max_connections_per_user = 0\nclient_publish_rate = 0\nwebsocket_compression = true"
+)
 
 
 def _free(port: int) -> bool:

@@ -3,7 +3,7 @@ memory each idle one costs (RSS growth / connections), for Skyrelay and for the 
 same run.
 
     skyrelay bench connections [--quick] [--connections 10000] [--peers socketio,pushpin]
-        [--workers 2]
+        [--workers 2] [--protocols json,protobuf,json+deflate]
 
 Every connection subscribes to one channel and then idles; at the end one publication releases
 them all (each receiver waits for one message), which also checks that every connection was
@@ -15,8 +15,11 @@ What is measured, per target:
 - memory: the growth of the server's resident memory (summed VmRSS of its process tree) between
   before the first connect and once all are connected, divided by the connections.
 
-Skyrelay's memory is its edge, which holds the client connections: the edge process, or with
-``--workers N`` the edge's process tree; the origin shard is not counted. python-socketio is its
+Skyrelay is measured once per client variant: JSON, protobuf, and JSON with permessage-deflate
+(the receivers then send their commands compressed, as browsers do, so the edge holds the
+decompressor a real client costs). Skyrelay's memory is its edge, which holds the client
+connections: the edge process, or with ``--workers N`` the edge's process tree; the origin
+shard is not counted. python-socketio is its
 one server process. Pushpin is its runner's whole process tree (condure, zurl, pushpin-proxy,
 pushpin-handler); its GRIP origin, the application behind it, is not counted. Pushpin's clients
 connect gradually (it answers 502 to bursts), so its rate is at most the pacing allows.
@@ -47,12 +50,14 @@ from skyrelay.benchmarks.fanout import (
     PUSHPIN_RAMP,
     RECEIVER_BUSY_LIMIT,
     RECEIVER_PROCESSES,
+    VARIANTS,
     SkyrelayTarget,
     Target,
     pushpin_server,
     receivers,
     results,
     socketio_server,
+    variants,
 )
 from skyrelay.benchmarks.receivers import RETRY_PAUSE as RAMP_PAUSE
 
@@ -115,7 +120,15 @@ def run(argv: list[str]) -> int:
         "--peers", default="socketio", help="comma-separated: socketio,pushpin, or none"
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the edge")
+    parser.add_argument(
+        "--protocols",
+        default="json,protobuf,json+deflate",
+        help=f"Skyrelay's client variants, some of {','.join(VARIANTS)}",
+    )
     args = parser.parse_args(argv)
+    protocols = variants(args.protocols)
+    if not protocols:
+        parser.error(f"--protocols: some of {','.join(VARIANTS)}")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     peers = [p for p in args.peers.split(",") if p and p != "none"]
@@ -126,10 +139,14 @@ def run(argv: list[str]) -> int:
     if count < 1:
         parser.error("--connections must be at least 1")
     figures: list[ConnectionFigures] = []
-    with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
-        pid = cluster.processes["e0"].pid
-        target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0), args.workers, pid)
-        figures.append(asyncio.run(measure(target, count)))
+    for variant in protocols:
+        # A fresh edge per variant: each one's memory is measured from the same start.
+        with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
+            pid = cluster.processes["e0"].pid
+            target = SkyrelayTarget(
+                cluster.edge_url(0), cluster.ws_url(0), args.workers, pid, variant
+            )
+            figures.append(asyncio.run(measure(target, count)))
     if "socketio" in peers:
         with socketio_server() as peer:
             figures.append(asyncio.run(measure(peer, count)))
@@ -151,7 +168,7 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
     print(f"\n{name}: {base.connections} idle connections per target, one channel each")
     print(f"  memory per connection = RSS growth / connections; Skyrelay: {edge}")
     print(
-        f"{'target':<12} {'connections':>11} {'connect/s':>10} {'RSS MiB before -> after':>24}",
+        f"{'target':<22} {'connections':>11} {'connect/s':>10} {'RSS MiB before -> after':>24}",
         end="",
     )
     print(f" {'KiB/conn':>9} {'procs':>5} {'receivers':>9}  {'rate vs':>7} {'memory vs':>9}")
@@ -162,7 +179,7 @@ def report(figures: list[ConnectionFigures], name: str, workers: int, *, quick: 
         )
         rss = f"{f.rss_before_kib / 1024:8.1f} -> {f.rss_after_kib / 1024:8.1f}"
         print(
-            f"{f.target:<12} {f.connections:>11,} {f.connect_per_s:>10,.0f} {rss:>24} "
+            f"{f.target:<22} {f.connections:>11,} {f.connect_per_s:>10,.0f} {rss:>24} "
             f"{f.kib_per_connection:>9.1f} {f.processes:>5} {f.receiver_busy:>9.0%}  "
             f"{'' if f is base else f'{_times(rate):>7} {_times(memory):>9}'}"
         )

@@ -3,7 +3,9 @@ publications), then publish-to-receive latency at half of each target's own satu
 one fixed rate for all, for Skyrelay and for the peers, in the same run.
 
     skyrelay bench fanout [--quick] [--subscribers 1000] [--peers socketio,pushpin] [--workers 2]
+                          [--protocols json,protobuf]
 
+Skyrelay is measured once per wire format (JSON, and protobuf as the native SDKs speak it).
 With ``--workers N`` Skyrelay's edge runs N worker processes on its port; results then go to
 ``fanout-workersN.json``.
 """
@@ -78,6 +80,16 @@ class Figures:
     receiver_busy: float
 
 
+# Skyrelay's client variants: wire format, with or without permessage-deflate.
+VARIANTS = ("json", "protobuf", "json+deflate", "protobuf+deflate")
+
+
+def variants(listed: str) -> list[str]:
+    """The variants of a comma-separated list; empty if any is unknown."""
+    chosen = [v for v in listed.split(",") if v]
+    return chosen if all(v in VARIANTS for v in chosen) else []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,6 +107,8 @@ class Target:
     label: str = ""
     # The server's process, the root of its process tree (0: unknown), for memory figures.
     pid: int = 0
+    # Receivers ask for permessage-deflate.
+    deflate: bool = False
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -103,12 +117,22 @@ class Target:
 class SkyrelayTarget(Target):
     kind = "skyrelay"
 
-    def __init__(self, edge_url: str, ws_url: str, workers: int = 1, pid: int = 0) -> None:
+    def __init__(
+        self, edge_url: str, ws_url: str, workers: int = 1, pid: int = 0, variant: str = "json"
+    ) -> None:
+        """``variant``: the wire format, json or protobuf, and ``+deflate`` to compress."""
         self.api = f"{edge_url}/api/publish"
         self.pid = pid
         self.url = ws_url
         self.token = bench_token()
         self.label = f"skyrelay-{workers}w" if workers > 1 else "skyrelay"
+        protocol, _, extension = variant.partition("+")
+        if protocol != "json":
+            self.kind = f"skyrelay-{protocol}"
+            self.label += f"-{protocol}"
+        if extension == "deflate":
+            self.deflate = True
+            self.label += "+deflate"
 
     async def publish(self, session: aiohttp.ClientSession, messages: list[dict[str, Any]]) -> None:
         async def one(message: dict[str, Any]) -> None:
@@ -223,6 +247,7 @@ async def receivers(target: Target, subscribers: int, expect: int) -> Receivers:
             str(expect),
             "--ramp",
             str(PUSHPIN_RAMP if target.kind == "pushpin" else 0),
+            *(["--deflate"] if target.deflate else []),
             stdout=asyncio.subprocess.PIPE,
         )
         procs.append(proc)
@@ -318,6 +343,9 @@ def run(argv: list[str]) -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the edge")
     parser.add_argument(
+        "--protocols", default="json,protobuf", help="Skyrelay's wire formats to measure"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="sample Skyrelay's edge with py-spy during the run"
     )
     parser.add_argument(
@@ -336,16 +364,23 @@ def run(argv: list[str]) -> int:
         parser.error("--workers must be at least 1")
     name = "fanout" + ("" if subscribers == DEFAULT_SUBSCRIBERS else f"-{subscribers}")
     name += "" if args.workers == 1 else f"-workers{args.workers}"
+    protocols = variants(args.protocols)
+    if not protocols:
+        parser.error(f"--protocols: some of {','.join(VARIANTS)}")
     with local_cluster(origins=1, edges=1, replication=1, edge_workers=args.workers) as cluster:
-        target = SkyrelayTarget(cluster.edge_url(0), cluster.ws_url(0), args.workers)
-        with contextlib.ExitStack() as stack:
-            profile = None
-            if args.profile:
-                edge_pid = cluster.processes["e0"].pid
-                profile = stack.enter_context(profiled(edge_pid, RESULTS / f"{name}-edge.profile"))
-            figures.append(asyncio.run(measure(target, subscribers, burst, rate, args.quick)))
-        if profile is not None:
-            print_top(profile)
+        for protocol in protocols:
+            target = SkyrelayTarget(
+                cluster.edge_url(0), cluster.ws_url(0), args.workers, variant=protocol
+            )
+            with contextlib.ExitStack() as stack:
+                profile = None
+                if args.profile:
+                    edge_pid = cluster.processes["e0"].pid
+                    path = RESULTS / f"{name}-{protocol}-edge.profile"
+                    profile = stack.enter_context(profiled(edge_pid, path))
+                figures.append(asyncio.run(measure(target, subscribers, burst, rate, args.quick)))
+            if profile is not None:
+                print_top(profile)
     if "socketio" in peers:
         with socketio_server() as peer:
             figures.append(asyncio.run(measure(peer, subscribers, burst, rate, args.quick)))
@@ -360,17 +395,17 @@ def report(figures: list[Figures], name: str, *, quick: bool) -> None:
     base = figures[0]
     print(f"\n{name}: {base.subscribers} subscribers, burst of {base.publications}")
     print(
-        f"{'':<12} {'saturation':>13} | {'at half saturation':^27} | "
+        f"{'':<18} {'saturation':>13} | {'at half saturation':^27} | "
         f"{f'at {base.rate:.0f}/s':^29} |"
     )
     print(
-        f"{'target':<12} {'deliveries/s':>13} | {'pub/s':>7} {'p50 ms':>9} {'p99 ms':>9} | "
+        f"{'target':<18} {'deliveries/s':>13} | {'pub/s':>7} {'p50 ms':>9} {'p99 ms':>9} | "
         f"{'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} | {'receivers':>9}  vs Skyrelay"
     )
     for f in figures:
         ratio = base.deliveries_per_s / f.deliveries_per_s if f.deliveries_per_s else 0.0
         print(
-            f"{f.target:<12} {f.deliveries_per_s:>13,.0f} | {f.half_rate:>7,.0f} "
+            f"{f.target:<18} {f.deliveries_per_s:>13,.0f} | {f.half_rate:>7,.0f} "
             f"{f.half_p50_ms:>9.1f} {f.half_p99_ms:>9.1f} | {f.p50_ms:>9.1f} {f.p99_ms:>9.1f} "
             f"{f.max_ms:>9.1f} | {f.receiver_busy:>9.0%}  "
             f"{'' if f is base else f'Skyrelay x{ratio:.1f}'}"

@@ -24,8 +24,12 @@ import os
 import re
 import sys
 import time
-from typing import cast
+import zlib
+from typing import Any, cast
 from urllib.parse import urlsplit
+
+from skyrelay.client import protobuf_codec
+from skyrelay.protocol.protobuf_wire import split_delimited
 
 # Latency samples kept per process.
 LATENCY_SAMPLE = 20_000
@@ -37,6 +41,8 @@ CONNECTS_IN_FLIGHT = 200
 # some 502 under bursts), with this pause between them, in seconds.
 CONNECT_ATTEMPTS = 50
 RETRY_PAUSE = 0.1
+# The client window the edge asks for by default (edge.websocket_compression_window_bits).
+DEFLATE_WINDOW_BITS = 10
 _T = re.compile(rb'"t":\s*([0-9.]+)')
 _PUSH = b'{"push"'
 
@@ -171,21 +177,44 @@ class Receiver(asyncio.Protocol):
             if not self.settled.done():
                 self.settled.set_result(False)
 
-    def send(self, text: bytes) -> None:
+    def send(self, text: bytes, opcode: int = 0x1) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(client_frame(text))
+            deflate = self.deflate
+            if deflate is not None:
+                # As browsers do: every message compressed, with the window the edge set.
+                data = deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)
+                frame = bytearray(client_frame(data[:-4], opcode))
+                frame[0] |= 0x40
+                self.transport.write(bytes(frame))
+            else:
+                self.transport.write(client_frame(text, opcode))
+
+    @property
+    def deflate(self) -> Any:
+        return None
 
 
 class WebSocketReceiver(Receiver):
+    _deflate: Any = None
+
     def request(self) -> bytes:
         url = urlsplit(self.args.url)
         key = base64.b64encode(os.urandom(16)).decode()
         path = url.path + (f"?{url.query}" if url.query else "")
+        extension = ""
+        if getattr(self.args, "deflate", False):
+            extension = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
         return (
             f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extension}\r\n"
         ).encode()
+
+    @property
+    def deflate(self) -> Any:
+        if getattr(self.args, "deflate", False) and self._deflate is None:
+            self._deflate = zlib.compressobj(6, zlib.DEFLATED, -DEFLATE_WINDOW_BITS)
+        return self._deflate
 
     def on_data(self, data: bytes) -> None:
         buffer = self.buffer
@@ -211,6 +240,8 @@ class WebSocketReceiver(Receiver):
             if end - pos < head + size:
                 break
             payload = bytes(buffer[pos + head : pos + head + size])
+            if buffer[pos] & 0x40:  # compressed, each message on its own
+                payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
             pos += head + size
             if opcode == 0x9:
                 if self.transport is not None:
@@ -248,6 +279,44 @@ class SkyrelayReceiver(WebSocketReceiver):
                 self.set_ready()
 
 
+class SkyrelayProtobufReceiver(SkyrelayReceiver):
+    """The protobuf wire format: binary frames of length-delimited Replies."""
+
+    def request(self) -> bytes:
+        head = super().request()
+        return head[:-2] + b"Sec-WebSocket-Protocol: centrifuge-protobuf\r\n\r\n"
+
+    def send(self, text: bytes, opcode: int = 0x2) -> None:
+        super().send(text, 0x2)
+
+    def opened(self) -> None:
+        self.send(
+            protobuf_codec.encode(
+                [
+                    {"id": 1, "connect": {"token": self.args.token}},
+                    {"id": 2, "subscribe": {"channel": self.args.channel}},
+                ]
+            )
+        )
+
+    def on_message(self, payload: bytes) -> None:
+        # A push is a Reply whose first field is ``push`` (4, length-delimited: 0x22).
+        replies = split_delimited(payload)
+        pushes = sum(1 for r in replies if r[:1] == b"\x22")
+        if pushes:
+            self.count(pushes, payload)
+            return
+        for reply in replies:
+            if not reply:
+                self.send(protobuf_codec.PONG)
+            elif reply.startswith(b"\x08\x02\x12"):  # id 2, an error: retry
+                self.send(
+                    protobuf_codec.encode([{"id": 2, "subscribe": {"channel": self.args.channel}}])
+                )
+            elif reply.startswith(b"\x08\x02"):
+                self.set_ready()
+
+
 class SocketIoReceiver(WebSocketReceiver):
     def on_message(self, payload: bytes) -> None:
         if payload.startswith(b"42"):
@@ -282,6 +351,7 @@ class SseReceiver(Receiver):
 
 KINDS: dict[str, type[Receiver]] = {
     "skyrelay": SkyrelayReceiver,
+    "skyrelay-protobuf": SkyrelayProtobufReceiver,
     "socketio": SocketIoReceiver,
     "pushpin": SseReceiver,
 }
@@ -348,6 +418,7 @@ if __name__ == "__main__":
     parser.add_argument("--expect", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--ramp", type=int, default=0, help="pause 100 ms after each N connects")
+    parser.add_argument("--deflate", action="store_true", help="ask for permessage-deflate")
     try:
         import uvloop
 

@@ -33,14 +33,15 @@ def _bench(results: str, *args: str) -> str:
 def test_fanout_quick_measures_skyrelay_and_the_python_peer() -> None:
     out = bench("fanout", "--quick")
     assert "deliveries/s" in out
-    assert "skyrelay" in out and "socketio" in out
+    assert "skyrelay-protobuf" in out and "socketio" in out
 
 
 def test_connections_quick_reports_memory_per_connection() -> None:
     out = bench("connections", "--quick")
     assert "KiB/conn" in out and "connect/s" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    assert rows["skyrelay"][1] == "300" and rows["socketio"][1] == "300", out
+    for target in ("skyrelay", "skyrelay-protobuf", "skyrelay+deflate", "socketio"):
+        assert rows[target][1] == "300", out
     assert "warning" not in out, out
 
 
@@ -78,3 +79,14 @@ def test_durability_quick_measures_every_level_restart_and_disk_use() -> None:
 def test_storage_compares_the_log_with_sqlite() -> None:
     out = bench("storage", "--publications", "4000")
     assert "segment log" in out and "sqlite wal" in out
+
+
+def test_wire_quick_rebuilds_every_version_in_every_mode() -> None:
+    out = bench("wire", "--quick")
+    rows = {tuple(line.split()[:2]): line.split() for line in out.splitlines() if line.strip()}
+    for fmt in ("json", "protobuf"):
+        for mode in ("none", "deflate", "delta", "delta+deflate"):
+            assert (fmt, mode) in rows, out
+        # Delta and deflate together carry a small share of the document.
+        assert float(rows[(fmt, "delta+deflate")][3].rstrip("%")) < 20, out
+    assert "patch" in out and "deflate" in out
