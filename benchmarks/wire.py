@@ -150,6 +150,11 @@ class Subscriber:
             size, extra = int.from_bytes(await self._reader.readexactly(8), "big"), 8
         payload = await self._reader.readexactly(size)
         self.bytes += 2 + extra + size
+        if head[0] & 0x0F == 0x8:
+            code = int.from_bytes(payload[:2], "big") if payload else 1005
+            raise RuntimeError(
+                f"{self.format} {self.mode}: closed by the edge, {code} {payload[2:]!r}"
+            )
         if head[0] & 0x40:
             payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
         return payload
@@ -157,6 +162,9 @@ class Subscriber:
     async def read(self, count: int) -> None:
         while len(self.versions) < count:
             for message in self.codec.decode(await self._frame()):
+                if type(message).__name__ == "Ping":
+                    self._send([{}])  # the pong the connect reply asked for
+                    continue
                 pub = getattr(message, "body", None)
                 if getattr(message, "kind", "") != "pub" or pub is None:
                     continue
