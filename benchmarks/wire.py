@@ -83,7 +83,8 @@ class Dashboard:
         row["score"] = self.rng.randrange(10**6)
         row["trend"] = self.rng.choice(["up", "down", "flat"])
         self.doc[key] = row
-        return orjson.loads(orjson.dumps(self.doc))
+        version: dict[str, Any] = orjson.loads(orjson.dumps(self.doc))
+        return version
 
 
 class Subscriber:
