@@ -24,6 +24,15 @@ log = logging.getLogger("skyrelay.edge.outbox")
 Make = Callable[[ServerCodec], bytes]
 
 
+class FrameKind(Hashable, Protocol):
+    """A kind of WebSocket connection (``edge.ws.framing.WsFraming``): its codec, its frame."""
+
+    @property
+    def codec(self) -> ServerCodec: ...  # pragma: no cover
+
+    def frame(self, payload: bytes) -> bytes: ...  # pragma: no cover
+
+
 class DeltaSource(Protocol):
     """A publication's two forms for delta subscribers (``edge.delta.DeltaPublication``)."""
 
@@ -78,6 +87,8 @@ class Outgoing:
         "_forms",
         "_framed",
         "_make",
+        "_other_frame",
+        "_other_kind",
         "_payload",
         "_ws_frame",
         "delta",
@@ -107,6 +118,10 @@ class Outgoing:
         # The WebSocket frame has a slot of its own: it is read once per WebSocket delivery,
         # the hottest line of a fan-out.
         self._ws_frame: bytes | None = None
+        # The frame for one other kind of WebSocket connection (protobuf, compressed), in
+        # slots too: a channel's subscribers rarely speak more than two kinds.
+        self._other_kind: FrameKind | None = None
+        self._other_frame = b""
 
     @classmethod
     def shared(
@@ -212,6 +227,24 @@ class Outgoing:
         if frame is None:
             frame = self._ws_frame = _ws(self.payload)
         return frame
+
+    def frame_for(self, kind: FrameKind) -> bytes:
+        """This message as one frame for WebSocket connections of ``kind`` (a whole batch in
+        one frame, as ``ws_frame``), built once."""
+        if self._other_kind is kind:
+            return self._other_frame
+        cache = self._framed
+        found = cache.get(kind) if cache is not None else None
+        if found is None:
+            encoded = self.in_codec(kind.codec)
+            found = kind.frame(encoded.payload)
+            if self._other_kind is None:
+                self._other_kind, self._other_frame = kind, found
+            else:
+                if cache is None:
+                    cache = self._framed = {}
+                cache[kind] = found
+        return found
 
 
 # The framings of the streaming transports, keyed for Outgoing.framed.

@@ -97,7 +97,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._plain:
             self._attached.outbox.push(message.ws_frame)
         else:
-            self._attached.outbox.push(self._framing.message_frame(message))
+            self._attached.outbox.push(message.frame_for(self._framing))
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then our close frame; drop the socket if no answer comes."""

@@ -31,9 +31,7 @@ class WsFraming:
         """A shared message's frame, built once for every connection of this kind."""
         if self.compressor is None and not self._binary:
             return message.ws_frame  # the hottest case, in a slot of its own
-        # A batch is one frame of all its pushes, as the JSON frame is.
-        encoded = message.in_codec(self.codec)
-        return encoded.framed_as(self, lambda: self.frame(encoded.payload))
+        return message.frame_for(self)
 
 
 class Framings:
