@@ -147,6 +147,7 @@ class EdgeHost:
         body: bytes = b"",
         *,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         enough: Callable[[bytes], bool] = lambda _: False,
         wait: float = 5.0,
     ) -> tuple[int, str, bytes]:
@@ -157,7 +158,7 @@ class EdgeHost:
             assert self.session is not None
             got = b""
             async with self.session.request(
-                method, self.base + path, data=body, params=params
+                method, self.base + path, data=body, params=params, headers=headers
             ) as resp:
                 try:
                     async with asyncio.timeout(wait):

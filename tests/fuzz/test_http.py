@@ -220,7 +220,11 @@ def test_emulated_streams_answer_without_500(
         seen = {r.get("id") for r in replies}
         return ids <= seen or any("disconnect" in r.get("push", {}) for r in replies)
 
-    status, _content_type, raw = edge_host.stream("POST", path, body, enough=answered, wait=3)
+    # JSON, as centrifuge-js says it: an octet-stream body would be protobuf.
+    headers = {"Content-Type": "application/json"}
+    status, _content_type, raw = edge_host.stream(
+        "POST", path, body, headers=headers, enough=answered, wait=3
+    )
     assert status in (200, 400, 413), (status, raw[:200])
     assert b'"code":3004' not in raw, raw[:300]
     _no_tracebacks(edge_host)
