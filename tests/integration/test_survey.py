@@ -205,7 +205,8 @@ async def test_disconnect_by_session_ends_an_http_stream_with_a_disconnect_push(
     ws, _ = await subscribed(session, survey_cluster.ws_url(0), user, [])
     connect = orjson.dumps({"id": 1, "connect": {"token": token(user)}})
     url = f"{survey_cluster.edge_url(1)}/connection/http_stream"
-    async with session.post(url, data=connect) as stream, asyncio.timeout(15):
+    headers = {"Content-Type": "application/json"}  # octet-stream would be protobuf
+    async with session.post(url, data=connect, headers=headers) as stream, asyncio.timeout(15):
         reply = orjson.loads(await stream.content.readline())
         order = Disconnect(code=4100, reason="stream over")
         await api.disconnect(
