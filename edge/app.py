@@ -208,6 +208,7 @@ async def _start(app: web.Application) -> None:
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
     node.http = session
+    node.backend.http = session
     hub = node.hub
     router = node.router
     router.start_links(

@@ -209,7 +209,10 @@ class TokenVerifier:
             raise InvalidToken("sub must be a string")
         expires_at = _check_times(claims, now)
         return Credentials(
-            user=user, expires_at=expires_at, info=claims.get("info"), subs=_server_subs(claims)
+            user=user,
+            expires_at=expires_at,
+            info=claims.get("info"),
+            subs=parse_server_subs(claims),
         )
 
     def verify_admin(self, token: str, now: float) -> str:
@@ -236,7 +239,7 @@ class TokenVerifier:
             raise TokenMismatch("token is for another client")
         expires_at = _check_times(claims, now)
         return ChannelGrant(
-            channel, expires_at, claims.get("info"), _overrides(claims.get("override"))
+            channel, expires_at, claims.get("info"), parse_overrides(claims.get("override"))
         )
 
 
@@ -257,7 +260,7 @@ def _check_times(claims: dict[str, Any], now: float) -> int:
     return math.ceil(exp)
 
 
-def _overrides(claim: Any) -> Overrides:
+def parse_overrides(claim: Any) -> Overrides:
     """The ``override`` claim: ``{"presence": {"value": true}, ...}``."""
     if claim is None:
         return NO_OVERRIDES
@@ -274,7 +277,7 @@ def _overrides(claim: Any) -> Overrides:
     return Overrides(**values)
 
 
-def _server_subs(claims: dict[str, Any]) -> tuple[ServerSub, ...]:
+def parse_server_subs(claims: dict[str, Any]) -> tuple[ServerSub, ...]:
     """``channels`` (names) and ``subs`` (name -> options), in that order, each name once."""
     channels = claims.get("channels", [])
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
@@ -287,7 +290,7 @@ def _server_subs(claims: dict[str, Any]) -> tuple[ServerSub, ...]:
         if not isinstance(options, dict):
             raise InvalidToken("subs entries must be objects")
         found[name] = ServerSub(
-            name, options.get("info"), options.get("data"), _overrides(options.get("override"))
+            name, options.get("info"), options.get("data"), parse_overrides(options.get("override"))
         )
     return tuple(found.values())
 

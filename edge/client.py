@@ -14,7 +14,7 @@ from typing import Any
 
 from skyrelay import VERSION
 from skyrelay.config import Permission
-from skyrelay.edge import commands, json_codec, serversubs
+from skyrelay.edge import commands, json_codec, proxied, serversubs
 from skyrelay.edge.auth import (
     ANONYMOUS,
     Credentials,
@@ -24,6 +24,7 @@ from skyrelay.edge.auth import (
 from skyrelay.edge.limits import TokenBucket
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.proxy_replies import Extension
 from skyrelay.edge.session import (
     SessionState,
     expiry_fields,
@@ -40,8 +41,13 @@ from skyrelay.protocol.codes import (
     UnsubscribeCode,
 )
 from skyrelay.protocol.messages import Command, Pong
+from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.client")
+
+# Seconds a connection or subscription is extended when its refresh proxy cannot answer (the
+# backend is down): an outage must not end every session at once.
+BACKEND_GRACE = 60
 
 
 Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
@@ -54,12 +60,15 @@ class Client(Subscribing):
         "deliver",
         "emulation",
         "expires_at",
+        "headers",
         "id",
         "info",
         "lock",
         "node",
         "ping_slot",
         "publish_bucket",
+        "refresh_proxy",
+        "refreshing",
         "session",
         "sink",
         "state",
@@ -81,6 +90,13 @@ class Client(Subscribing):
         super().__init__()
         # The wire format this connection speaks: JSON or protobuf.
         self.codec = codec
+        # Its request headers that a proxy to the app's backend passes on (set by the
+        # transport, lower-case names).
+        self.headers: dict[str, str] = {}
+        # The proxy that extends this connection when it expires (connected by the connect
+        # proxy, with a refresh proxy configured): the client then refreshes nothing itself.
+        self.refresh_proxy = ""
+        self.refreshing = False
         self.id = str(uuid.uuid4())
         # websocket, http_stream, sse or uni_sse: a label of the connection metrics.
         self.transport_name = transport_name
@@ -112,15 +128,57 @@ class Client(Subscribing):
             self.sink.send(self.codec.PING)
 
     def check_pong(self, now: float) -> None:
+        delay = self.node.config.edge.expired_close_delay
         if self.awaiting_pong:
             self.close(DisconnectCode.NO_PONG)
-        elif self.expires_at and now > self.expires_at + self.node.config.edge.expired_close_delay:
+        elif self.expires_at and self.refresh_proxy:
+            if now > self.expires_at and not self.refreshing:
+                self.refreshing = True
+                spawn(self._refresh_by_proxy(self.refresh_proxy))
+        elif self.expires_at and now > self.expires_at + delay:
             self.close(DisconnectCode.EXPIRED)
-        elif self.sub_expiry:
+        if self.sub_expiry and self.state is SessionState.CONNECTED:
             for channel, expires_at in list(self.sub_expiry.items()):
-                if now > expires_at + self.node.config.edge.expired_close_delay:
+                proxy = self.namespace(channel).sub_refresh_proxy
+                if proxy and now > expires_at:
+                    del self.sub_expiry[channel]  # back once the backend answers
+                    spawn(self._sub_refresh_by_proxy(proxy, channel))
+                elif now > expires_at + delay:
                     del self.sub_expiry[channel]
                     self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
+
+    async def _refresh_by_proxy(self, proxy: str) -> None:
+        """The connection's ``expire_at`` came: the app's backend extends it, or it ends."""
+        try:
+            answer = await proxied.refresh(self, proxy)
+        except ReplyError:  # the backend could not answer: a while more, as Centrifugo does
+            answer = Extension(False, int(time.time() + BACKEND_GRACE), self.info)
+        except Disconnect as exc:
+            self.close(exc.code, exc.reason)
+            return
+        finally:
+            self.refreshing = False
+        if answer.expired:
+            self.close(DisconnectCode.EXPIRED)
+            return
+        self.expires_at = answer.expire_at
+        if answer.info is not None:
+            self.info = answer.info
+
+    async def _sub_refresh_by_proxy(self, proxy: str, channel: str) -> None:
+        try:
+            answer = await proxied.sub_refresh(self, proxy, channel)
+        except ReplyError:
+            answer = Extension(False, int(time.time() + BACKEND_GRACE))
+        except Disconnect as exc:
+            self.close(exc.code, exc.reason)
+            return
+        if channel not in self.subs or self.state is not SessionState.CONNECTED:
+            return
+        if answer.expired:
+            self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
+        elif answer.expire_at:
+            self.set_sub_expiry(channel, answer.expire_at)
 
     # Driven by the transport.
 
@@ -227,7 +285,11 @@ class Client(Subscribing):
             resume = serversubs.positions_from_subs(command.params.get("subs"))
         except ValueError as exc:
             raise Disconnect(DisconnectCode.BAD_REQUEST, str(exc)) from None
-        if token_param(command.params) or not self.node.anonymous_allowed():
+        proxy = self.node.config.edge.connect_proxy
+        data: Any = None
+        if not token_param(command.params) and proxy:
+            credentials, data = await self._connect_by_proxy(proxy, command.params)
+        elif token_param(command.params) or not self.node.anonymous_allowed():
             await self.node.fetch_keys(command.params.get("token"))
             if self.state is not SessionState.CONNECTING:
                 # Closed while the keys were fetched: never register a connection that is gone.
@@ -236,6 +298,8 @@ class Client(Subscribing):
         else:
             credentials = ANONYMOUS
         result = self.accept(credentials, time.time())
+        if data is not None:
+            result["data"] = data
         joins = await self.join_server_side(credentials, resume)
         if self.closed:
             return
@@ -244,6 +308,24 @@ class Client(Subscribing):
         self.sink.send(self.codec.reply(command.id, "connect", result))
         for join in joins:
             self.go_live(join)
+
+    async def _connect_by_proxy(
+        self, proxy: str, params: dict[str, Any]
+    ) -> tuple[Credentials, Any]:
+        """A connect without a token: the app's backend says who it is, from the request's
+        cookies and headers (its ``data`` goes back in the connect reply)."""
+        grant = await proxied.connect(self, proxy, params)
+        if self.state is not SessionState.CONNECTING:
+            raise Disconnect(DisconnectCode.BAD_REQUEST, "closed while connecting")
+        if grant is None:
+            if not self.node.anonymous_allowed():
+                raise Disconnect(DisconnectCode.BAD_REQUEST, "the backend gave no credentials")
+            return ANONYMOUS, None
+        if grant.expire_at and grant.expire_at <= time.time():
+            raise ReplyError(ErrorCode.EXPIRED)
+        credentials = Credentials(grant.user, grant.expire_at, grant.info, grant.subs)
+        self.refresh_proxy = self.node.config.edge.refresh_proxy
+        return credentials, grant.data
 
     def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:
         """The token is good: the connection is connected; returns the connect result."""
@@ -274,7 +356,8 @@ class Client(Subscribing):
         }
         if not self.unidirectional:
             result["pong"] = True
-        result.update(expiry_fields(self.expires_at, now))
+        if not self.refresh_proxy:  # else the edge refreshes it, not the client
+            result.update(expiry_fields(self.expires_at, now))
         if self.emulation:
             result["session"] = self.session
             result["node"] = node.id

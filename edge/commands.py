@@ -8,10 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-import aiohttp
-
 from skyrelay.config import NamespaceConfig, Permission
-from skyrelay.edge import json_codec
+from skyrelay.edge import json_codec, proxied
 from skyrelay.edge.auth import Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from skyrelay.edge.limits import TokenBucket
 from skyrelay.edge.node import EdgeNode
@@ -24,6 +22,7 @@ from skyrelay.edge.session import (
     token_param,
 )
 from skyrelay.link import wire
+from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import Disconnect, DisconnectCode, ErrorCode, ReplyError
 from skyrelay.protocol.messages import Command
 
@@ -37,6 +36,9 @@ class CommandContext(Protocol):
     info: Any
     expires_at: int
     publish_bucket: TokenBucket | None
+    transport_name: str
+    codec: ServerCodec
+    headers: dict[str, str]
 
     @property
     def node(self) -> EdgeNode: ...  # pragma: no cover
@@ -68,7 +70,8 @@ async def publish(client: CommandContext, command: Command) -> dict[str, Any]:
         if not client.publish_bucket.take(now):
             raise ReplyError(ErrorCode.TOO_MANY_REQUESTS)
     ns = client.namespace(channel)
-    if not client.permits(ns.allow_publish, channel):
+    # With a publish proxy the app's backend decides who may publish, instead of allow_publish.
+    if not ns.publish_proxy and not client.permits(ns.allow_publish, channel):
         raise ReplyError(ErrorCode.PERMISSION_DENIED)
     if "data" not in command.params:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data required")
@@ -83,6 +86,10 @@ async def publish(client: CommandContext, command: Command) -> dict[str, Any]:
             raise ReplyError(ErrorCode.BAD_REQUEST, "idempotency_key must be a short string")
         # Scoped to the user, so one user's key never suppresses another's publication.
         request["ikey"] = f"client:{client.user}:{key}"
+    if ns.publish_proxy:  # last: the backend may refuse, or rewrite what is published
+        request = await proxied.publish(client, ns.publish_proxy, channel, request)
+        if not json_codec.data_depth_ok(request["data"]):
+            raise ReplyError(ErrorCode.INTERNAL, "the backend rewrote data too deep", True)
     await client.node.router.publish(channel, request)
     client.node.metrics.client_publications.inc()
     if log.isEnabledFor(logging.DEBUG):
@@ -137,43 +144,12 @@ async def presence_stats(client: CommandContext, command: Command) -> dict[str, 
 
 
 async def rpc(client: CommandContext, command: Command) -> dict[str, Any]:
-    """Forward to the app's backend with who is asking; its answer goes back to the client."""
-    settings = client.node.config.edge
-    http = client.node.http
-    if not settings.rpc_url or http is None:
-        raise ReplyError(ErrorCode.NOT_AVAILABLE)
+    """Forward to the app's backend (its rpc proxy) with who is asking; its answer, or its
+    error, goes back to the client."""
     method = command.params.get("method", "")
     if not isinstance(method, str):
         raise ReplyError(ErrorCode.BAD_REQUEST, "method must be a string")
-    body = {
-        "client": client.id,
-        "user": client.user,
-        "method": method,
-        "data": command.params.get("data"),
-    }
-    if client.info is not None:
-        body["conn_info"] = client.info
-    try:
-        async with http.post(
-            settings.rpc_url, json=body, timeout=aiohttp.ClientTimeout(total=settings.rpc_timeout)
-        ) as resp:
-            answer = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        raise ReplyError(ErrorCode.INTERNAL, "rpc backend unavailable", temporary=True) from None
-    if not isinstance(answer, dict):
-        raise ReplyError(ErrorCode.INTERNAL, "rpc backend answered badly", temporary=True)
-    error = answer.get("error")
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("message", "")
-        raise ReplyError(
-            code if isinstance(code, int) else ErrorCode.INTERNAL,
-            str(message),
-            bool(error.get("temporary", False)),
-        )
-    result = answer.get("result")
-    data = result.get("data") if isinstance(result, dict) else None
-    return {"data": data} if data is not None else {}
+    return await proxied.rpc(client, method, command.params.get("data"))
 
 
 async def send(client: CommandContext, command: Command) -> None:

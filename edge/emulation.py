@@ -96,6 +96,7 @@ async def _stream(
     sink = StreamSink(outbox, framing, codec)
     transport_name = "sse" if framing is SSE_EVENT else "http_stream"
     client = attached.client = Client(node, sink, transport_name, emulation=True, codec=codec)
+    client.headers = node.backend.kept_headers(request.headers)
     if framing is SSE_EVENT:
         outbox.push(http_chunk(b"\r\n"))
     await client.handle_serialized(commands)

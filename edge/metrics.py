@@ -54,6 +54,20 @@ class EdgeMetrics:
             ["path"],
             registry=r,
         )
+        self.proxy_requests = Counter(
+            "skyrelay_edge_proxy_requests",
+            "Calls to the app's backend, by proxy, kind and outcome (ok, error: the backend "
+            "refused, disconnect, failed: slow, down or a bad reply, refused: breaker open)",
+            ["proxy", "kind", "outcome"],
+            registry=r,
+        )
+        self.proxy_seconds = Histogram(
+            "skyrelay_edge_proxy_seconds",
+            "Time the app's backend took to answer, by proxy",
+            ["proxy"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.websocket_deflate = Counter(
             "skyrelay_edge_websocket_deflate",
             "WebSocket upgrades that agreed on permessage-deflate, by wire format",

@@ -11,9 +11,10 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
-from skyrelay.config import ClusterConfig, Permission
+from skyrelay.config import ClusterConfig, Permission, ProxyConfig
 from skyrelay.edge import census
 from skyrelay.edge.auth import TokenVerifier
+from skyrelay.edge.backend import RPC_URL_PROXY, Backend
 from skyrelay.edge.hub import Hub
 from skyrelay.edge.keys import JwksKeys
 from skyrelay.edge.metrics import EdgeMetrics
@@ -65,6 +66,8 @@ class EdgeNode:
     started: float = field(default_factory=time.monotonic)
     # WebSocket framings, with the process's one compressor (permessage-deflate).
     framings: Framings = field(init=False)
+    # The app's backend, through its proxies.
+    backend: Backend = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.config.edge
@@ -72,6 +75,11 @@ class EdgeNode:
             settings.websocket_compression_level, settings.websocket_compression_min_size
         )
         self.framings = Framings(compressor)
+        self.backend = Backend(self.config.proxies, self.metrics)
+        if settings.rpc_url and not settings.rpc_proxy:
+            # The older single setting: a proxy of its own, with its timeout.
+            rpc = ProxyConfig(settings.rpc_url, settings.rpc_timeout, breaker_failures=5)
+            self.backend.add(RPC_URL_PROXY, rpc)
 
     async def fetch_keys(self, token: Any) -> None:
         """Tokens signed with a key from the JWKS URL: make sure that key is known."""

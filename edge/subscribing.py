@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skyrelay.config import NamespaceConfig
-from skyrelay.edge import serversubs
+from skyrelay.edge import proxied, serversubs
 from skyrelay.edge.auth import ChannelGrant, Credentials, ExpiredToken, InvalidToken, TokenMismatch
 from skyrelay.edge.channel import Channel
 from skyrelay.edge.delta import FOSSIL, DeltaPublication, delta_chain
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
+from skyrelay.edge.proxy_replies import SubscribeGrant
 from skyrelay.edge.recovery import RecoveryOutcome, decide_recovery
 from skyrelay.edge.session import (
+    PRIVATE_PREFIX,
     SessionState,
     SubscribeOptions,
     channel_param,
@@ -96,6 +98,7 @@ class Subscribing:
     node: EdgeNode
     sink: Sink
     codec: ServerCodec
+    headers: dict[str, str]
     deliver: Callable[[Outgoing], None]
     state: SessionState
     transport_name: str
@@ -155,11 +158,16 @@ class Subscribing:
         if token is not None and not isinstance(token, str):
             raise ReplyError(ErrorCode.BAD_REQUEST, "token must be a string")
         grant = await self._check_token(channel, token) if token else None
-        if grant is None:
+        allowed: SubscribeGrant | None = None
+        if grant is not None:
+            options = subscribe_options(ns, command.params, grant.overrides, grant.info)
+        elif ns.subscribe_proxy and not channel.startswith(PRIVATE_PREFIX):
+            # The app's backend decides, instead of allow_subscribe.
+            allowed = await proxied.subscribe(self, ns.subscribe_proxy, channel, command.params)
+            options = subscribe_options(ns, command.params, allowed.overrides, allowed.info)
+        else:
             check_subscribe_without_token(ns, channel, self.user, settings.insecure)
             options = subscribe_options(ns, command.params)
-        else:
-            options = subscribe_options(ns, command.params, grant.overrides, grant.info)
         delta = _delta_asked(ns, command.params)
         join = await self.join(channel, options)
         if join is None:
@@ -167,6 +175,13 @@ class Subscribing:
         if grant is not None and grant.expires_at:
             self.set_sub_expiry(channel, grant.expires_at)
             join.result.update(expiry_fields(grant.expires_at, time.time()))
+        if allowed is not None:
+            if allowed.data is not None:
+                join.result["data"] = allowed.data
+            if allowed.expire_at:
+                self.set_sub_expiry(channel, allowed.expire_at)
+                if not ns.sub_refresh_proxy:  # else the edge asks the backend, not the client
+                    join.result.update(expiry_fields(allowed.expire_at, time.time()))
         if join.outcome is not None and not join.outcome.recovered and options.reject_unrecovered:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)

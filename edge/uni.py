@@ -165,6 +165,7 @@ async def uni_sse_handler(request: web.Request, cors: dict[str, str]) -> web.Str
     outbox = attached.outbox
     sink = UniSseSink(outbox)
     client = attached.client = Client(node, sink, "uni_sse", unidirectional=True)
+    client.headers = node.backend.kept_headers(request.headers)
     outbox.push(http_chunk(b"retry: %d\n\n" % SSE_RETRY_MS))
     try:
         await connect(client, sink, token if isinstance(token, str) else "", resume)

@@ -101,6 +101,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         node.metrics.websocket_deflate.labels(codec.NAME).inc()
     sink = WebSocketSink(ws, transport, outbox, framing)
     client = attached.client = Client(node, sink, "websocket", codec=codec)
+    client.headers = node.backend.kept_headers(request.headers)
     stale = asyncio.get_running_loop().call_later(settings.connect_timeout, close_stale, client)
     failed = False
     try:

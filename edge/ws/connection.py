@@ -87,6 +87,10 @@ class WebSocketConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
+    @property
+    def client(self) -> Client:
+        return self._client
+
     # The Sink the client writes to.
 
     def send(self, payload: bytes) -> None:

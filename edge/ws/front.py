@@ -79,6 +79,8 @@ class FrontProtocol(asyncio.Protocol):
         if deflate is not None:
             self._node.metrics.websocket_deflate.labels(codec.NAME).inc()
         connection = WebSocketConnection(self._node, transport, codec, deflate)
+        if upgrade.headers:
+            connection.client.headers = self._node.backend.kept_headers(upgrade.headers)
         transport.set_protocol(connection)
         rest = buffer[end + 4 :]
         if rest:

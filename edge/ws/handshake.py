@@ -57,6 +57,8 @@ class Upgrade:
     format: WireFormat
     # The Sec-WebSocket-Extensions header, if any.
     extensions: str | None = None
+    # Every header, by lower-case name (some go on to the app's backend: edge.backend).
+    headers: dict[str, str] | None = None
 
 
 def _tokens(value: bytes) -> set[bytes]:
@@ -105,6 +107,7 @@ def parse_upgrade(head: bytes) -> Upgrade | None:
                 offered.decode("ascii") if offered is not None else None, query.decode("ascii")
             ),
             extensions.decode("ascii") if extensions is not None else None,
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()},
         )
     except UnicodeDecodeError:
         return None

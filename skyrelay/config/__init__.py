@@ -1,6 +1,7 @@
 """Cluster configuration: one TOML file, validated at start-up. ``settings`` holds what a
 config says (every limit, with its default and reason), ``parse`` reads and validates a file."""
 
+from skyrelay.config.backend import PROXY_KINDS, ProxyConfig
 from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
 from skyrelay.config.settings import (
     API_KEY_ENV,
@@ -24,6 +25,7 @@ from skyrelay.ring.health import HealthSettings
 __all__ = [
     "API_KEY_ENV",
     "MAX_SHARD_WEIGHT",
+    "PROXY_KINDS",
     "TOKEN_SECRET_ENV",
     "TOP_LEVEL_KEYS",
     "TRANSPORTS",
@@ -37,6 +39,7 @@ __all__ = [
     "NamespaceConfig",
     "OriginSettings",
     "Permission",
+    "ProxyConfig",
     "ShardConfig",
     "TlsSettings",
     "load_config",

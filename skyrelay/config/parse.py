@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from skyrelay.config.backend import ProxyConfig
 from skyrelay.config.settings import (
     API_KEY_ENV,
     DELTA_TYPES,
@@ -109,6 +110,7 @@ TOP_LEVEL_KEYS = frozenset(
         "tls",
         "token_secret",
         "api_key",
+        "proxies",
     }
 )
 
@@ -131,21 +133,63 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         "token_secret", data.get("token_secret", ""), str
     )
     api_key = env.get(API_KEY_ENV) or _check_value("api_key", data.get("api_key", ""), str)
+    proxies = _parse_proxies(data.get("proxies", {}))
+    namespaces = _parse_namespaces(data.get("namespaces", {}))
+    edge = _parse_edge_settings(data.get("edge", {}))
+    _check_proxy_names(proxies, edge, namespaces)
     return ClusterConfig(
         shards=shards,
         edges=_parse_edges(data.get("edges", [])),
         replication=replication,
         min_copies=min_copies,
-        namespaces=types.MappingProxyType(_parse_namespaces(data.get("namespaces", {}))),
-        edge=_parse_edge_settings(data.get("edge", {})),
+        namespaces=types.MappingProxyType(namespaces),
+        edge=edge,
         origin=_parse_origin_settings(data.get("origin", {})),
         health=_parse_health(data.get("health", {})),
         auth=_parse_auth(data.get("auth", {})),
         log=_build(LogSettings, "log", data.get("log", {})),
         tls=tls,
+        proxies=types.MappingProxyType(proxies),
         token_secret=token_secret,
         api_key=api_key,
     )
+
+
+def _parse_proxies(raw: Any) -> dict[str, ProxyConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError("proxies: expected a table of [proxies.NAME] tables")
+    proxies = {}
+    for name, table in raw.items():
+        key = f"proxies.{name}"
+        if not _ID_RE.match(name):
+            raise ConfigError(f"{key}: use 1-64 letters, digits, _ . or - in a proxy name")
+        proxy = _build(ProxyConfig, key, table)
+        parts = urlsplit(proxy.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{key}.endpoint: expected an http(s):// URL, got {proxy.endpoint!r}")
+        if proxy.timeout <= 0:
+            raise ConfigError(f"{key}.timeout: must be positive")
+        if proxy.max_reply_bytes < 1024:
+            raise ConfigError(f"{key}.max_reply_bytes: must be at least 1024")
+        if proxy.breaker_failures < 1 or proxy.breaker_seconds <= 0:
+            raise ConfigError(f"{key}.breaker_failures: at least 1, with breaker_seconds > 0")
+        proxies[name] = proxy
+    return proxies
+
+
+def _check_proxy_names(
+    proxies: Mapping[str, ProxyConfig], edge: EdgeSettings, namespaces: Mapping[str, Any]
+) -> None:
+    uses = [
+        (f"edge.{kind}_proxy", getattr(edge, f"{kind}_proxy"))
+        for kind in ("connect", "refresh", "rpc")
+    ]
+    for ns_name, ns in namespaces.items():
+        for kind in ("subscribe", "publish", "sub_refresh"):
+            uses.append((f"namespaces.{ns_name}.{kind}_proxy", getattr(ns, f"{kind}_proxy")))
+    for key, name in uses:
+        if name and name not in proxies:
+            raise ConfigError(f"{key}: no [proxies.{name}] table")
 
 
 def _parse_shards(raw_shards: Any, tls: TlsSettings) -> tuple[ShardConfig, ...]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from skyrelay.config.backend import ProxyConfig
 from skyrelay.ring.health import HealthSettings
 
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
@@ -110,6 +111,13 @@ class NamespaceConfig:
     allowed_delta_types: tuple[str, ...] = ()
     # Mark every publication of these channels delta (the server API's `delta` marks one).
     delta_publish: bool = False
+    # The app's backend decides here (names of ``[proxies.NAME]``; "" = no proxy): whether a
+    # subscribe without a subscription token is allowed (and with what info and data), what
+    # a client publishes (allow, refuse, rewrite), and whether a subscription whose
+    # ``expire_at`` came stays.
+    subscribe_proxy: str = ""
+    publish_proxy: str = ""
+    sub_refresh_proxy: str = ""
 
     def name_allowed(self, channel: str) -> bool:
         if not self.channel_regex:
@@ -201,7 +209,15 @@ class EdgeSettings:
     # Seconds a status page login (a cookie signed with the API key) stays valid.
     status_session_ttl: float = 43200.0
     # Backend that answers the client ``rpc`` command (POST, JSON); empty = rpc not available.
+    # ``rpc_proxy`` (a named proxy) takes precedence.
     rpc_url: str = ""
+    # Proxies (names of ``[proxies.NAME]``; "" = none): ``connect_proxy`` authenticates a
+    # connect without a token (from its cookies and headers), ``refresh_proxy`` extends a
+    # connection when its ``expire_at`` comes (server-side, the client does nothing),
+    # ``rpc_proxy`` answers ``rpc``.
+    connect_proxy: str = ""
+    refresh_proxy: str = ""
+    rpc_proxy: str = ""
     # Seconds the backend has to answer an RPC.
     rpc_timeout: float = 5.0
     # Publications per second one connection may send (bursts up to the same number);
@@ -319,6 +335,8 @@ class ClusterConfig:
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
     tls: TlsSettings = TlsSettings()
+    # The app's backend endpoints by name (``[proxies.NAME]``).
+    proxies: Mapping[str, ProxyConfig] = field(default_factory=dict)
     token_secret: str = ""
     api_key: str = ""
 

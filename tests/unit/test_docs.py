@@ -21,6 +21,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.AuthSettings,
         config.LogSettings,
         config.TlsSettings,
+        config.ProxyConfig,
     )
     missing = [
         f"{cls.__name__}.{f.name}"
