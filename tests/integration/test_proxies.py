@@ -5,10 +5,12 @@ JSON, too large) gives the client its exact result, and the edge keeps serving."
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,8 +19,10 @@ from aiohttp import web
 from centrifuge import Client, SubscribedContext
 
 from skyrelay.testing.cluster import LocalCluster
-from tests.integration.conftest import start_cluster, token
+from tests.integration.conftest import API_KEY, start_cluster, token
+from tests.support.browser import Browser
 from tests.support.helpers import Collector, channel, until
+from tests.support.jsclient import JS_DIR
 from tests.support.wsclient import RawClient, connect_raw
 
 pytestmark = pytest.mark.timeout(90)
@@ -337,3 +341,69 @@ async def test_the_refresh_proxy_keeps_a_short_connection_alive(
     assert refreshes[-1]["user"] == "short"
     assert "subscribe" in await raw.command("subscribe", {"channel": f"px:{channel()}"})
     await raw.ws.close()
+
+
+COOKIE_PAGE = """<!doctype html><html><body><h1>Skyrelay cookie session</h1>
+<script src="/centrifuge.js"></script>
+<script>
+const config = __CONFIG__;
+window.results = {connected: null, subscribed: null, pubs: [], errors: []};
+// No token, no getToken: the edge asks the app's backend, which reads the session cookie.
+const client = new Centrifuge(config.url);
+client.on('connected', (ctx) => { window.results.connected = ctx.data; });
+client.on('error', (ctx) => window.results.errors.push(String(ctx.error && ctx.error.message)));
+const sub = client.newSubscription(config.channel);
+sub.on('subscribed', (ctx) => { window.results.subscribed = ctx.data; });
+sub.on('publication', (ctx) => window.results.pubs.push(ctx.data));
+sub.subscribe();
+client.connect();
+</script></body></html>"""
+
+
+async def test_centrifuge_js_in_chromium_connects_with_its_cookie_and_no_token(
+    backend_cluster: tuple[LocalCluster, AppBackend], tmp_path: Path
+) -> None:
+    cluster, backend = backend_cluster
+    ch = f"px:{channel()}"
+    config = {"url": cluster.ws_url(0), "channel": ch}
+    page = COOKIE_PAGE.replace("__CONFIG__", json.dumps(config))
+
+    async def serve_page(_: web.Request) -> web.Response:
+        response = web.Response(text=page, content_type="text/html")
+        # The app's login set this; the browser sends it with the edge's WebSocket upgrade
+        # (cookies belong to the host, whatever the port).
+        response.set_cookie("session", "carol", httponly=True, samesite="Lax")
+        return response
+
+    async def script(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(JS_DIR / "node_modules" / "centrifuge" / "dist" / "centrifuge.js")
+
+    app = web.Application()
+    app.router.add_get("/page", serve_page)
+    app.router.add_get("/centrifuge.js", script)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    browser = await Browser.launch()
+    try:
+        await browser.goto(f"http://127.0.0.1:{port}/page")
+        assert await browser.wait_for("window.results && window.results.connected") == {
+            "welcome": "carol"
+        }
+        assert await browser.wait_for("window.results.subscribed") == {"hello": ch}
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{cluster.edge_url(0)}/api/publish",
+            json={"channel": ch, "data": {"for": "carol"}},
+            headers={"X-API-Key": API_KEY},
+        ) as resp:
+            assert resp.status == 200
+        await browser.wait_for("window.results.pubs.length >= 1")
+        assert await browser.evaluate("window.results.pubs") == [{"for": "carol"}]
+        connects = [h for k, _, h in backend.calls if k == "connect"]
+        assert any(h.get("Cookie") == "session=carol" for h in connects)
+        (tmp_path / "cookie.png").write_bytes(await browser.screenshot())
+    finally:
+        await browser.close()
+        await runner.cleanup()
