@@ -140,6 +140,13 @@ breaker_seconds = 1
     extra = (
         proxies
         + """
+[proxies.dead]
+endpoint = "http://127.0.0.1:9/nobody-listens"
+timeout = 2
+
+[namespaces.pxdead]
+subscribe_proxy = "dead"
+
 [namespaces.px]
 presence = true
 allow_presence = "subscriber"
@@ -393,11 +400,14 @@ async def test_centrifuge_js_in_chromium_connects_with_its_cookie_and_no_token(
             "welcome": "carol"
         }
         assert await browser.wait_for("window.results.subscribed") == {"hello": ch}
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{cluster.edge_url(0)}/api/publish",
-            json={"channel": ch, "data": {"for": "carol"}},
-            headers={"X-API-Key": API_KEY},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{cluster.edge_url(0)}/api/publish",
+                json={"channel": ch, "data": {"for": "carol"}},
+                headers={"X-API-Key": API_KEY},
+            ) as resp,
+        ):
             assert resp.status == 200
         await browser.wait_for("window.results.pubs.length >= 1")
         assert await browser.evaluate("window.results.pubs") == [{"for": "carol"}]
@@ -407,3 +417,13 @@ async def test_centrifuge_js_in_chromium_connects_with_its_cookie_and_no_token(
     finally:
         await browser.close()
         await runner.cleanup()
+
+
+async def test_an_unreachable_backend_is_a_temporary_error_at_once(
+    backend_cluster: tuple[LocalCluster, AppBackend], session: aiohttp.ClientSession
+) -> None:
+    cluster, _ = backend_cluster
+    raw, _ = await connect_raw(session, cluster.ws_url(0), token("nobody"))
+    reply = await raw.command("subscribe", {"channel": f"pxdead:{channel()}"})
+    assert reply["error"] == {"code": 100, "message": "backend unavailable", "temporary": True}
+    await raw.ws.close()

@@ -55,6 +55,23 @@ def test_environment_secrets_override_the_file() -> None:
         ({"shards": SHARDS, "min_copies": 2}, "min_copies"),
         ({"shards": SHARDS, "edges": [{"id": "e0", "port": 70000}]}, "edges[0].port"),
         ({"shards": SHARDS, "origin": {"survey_timeout": 0}}, "origin.survey_timeout"),
+        ({"shards": SHARDS, "edge": {"connect_proxy": "app"}}, "edge.connect_proxy: no"),
+        (
+            {"shards": SHARDS, "namespaces": {"chat": {"publish_proxy": "x"}}},
+            "namespaces.chat.publish_proxy: no",
+        ),
+        ({"shards": SHARDS, "proxies": {"app": {}}}, "proxies.app: missing required"),
+        ({"shards": SHARDS, "proxies": {"app": {"endpoint": "ftp://x"}}}, "proxies.app.endpoint"),
+        (
+            {"shards": SHARDS, "proxies": {"app": {"endpoint": "http://x", "timeout": 0}}},
+            "proxies.app.timeout",
+        ),
+        ({"shards": SHARDS, "proxies": {"a b": {"endpoint": "http://x"}}}, "proxies.a b"),
+        (
+            {"shards": SHARDS, "namespaces": {"d": {"allowed_delta_types": ["zstd"]}}},
+            "namespaces.d.allowed_delta_types",
+        ),
+        ({"shards": SHARDS, "edge": {"websocket_compression_level": 10}}, "edge.websocket_c"),
     ],
 )
 def test_bad_config_names_the_key(data: dict[str, Any], key: str) -> None:
