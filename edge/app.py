@@ -28,6 +28,7 @@ from skyrelay.edge.mesh import MESH_KEY, Mesh, WorkerSpec
 from skyrelay.edge.metrics import EdgeMetrics
 from skyrelay.edge.node import NODE_KEY, EdgeNode
 from skyrelay.edge.outbox import Flusher
+from skyrelay.edge.pg_outbox import PgOutbox
 from skyrelay.edge.pinger import PingWheel, run_wheel
 from skyrelay.edge.router import Router
 from skyrelay.edge.status import StatusBoard
@@ -223,7 +224,9 @@ async def _start(app: web.Application) -> None:
     def urls() -> dict[str, str]:
         return {s.id: s.url for s in node.config.shards}
 
+    outbox = node.config.pg_outbox
     app[TASKS_KEY] = [
+        *([asyncio.create_task(PgOutbox(node, outbox).run())] if outbox.dsn else []),
         asyncio.create_task(run_wheel(node.wheel, time.time)),
         asyncio.create_task(
             run_prober(

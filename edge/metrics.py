@@ -68,6 +68,13 @@ class EdgeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.pg_outbox_rows = Counter(
+            "skyrelay_edge_pg_outbox_rows",
+            "Rows of the app's PostgreSQL outbox: published (and removed), or refused for good "
+            "(logged and removed)",
+            ["outcome"],
+            registry=r,
+        )
         self.websocket_deflate = Counter(
             "skyrelay_edge_websocket_deflate",
             "WebSocket upgrades that agreed on permessage-deflate, by wire format",

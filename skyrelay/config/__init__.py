@@ -1,7 +1,7 @@
 """Cluster configuration: one TOML file, validated at start-up. ``settings`` holds what a
 config says (every limit, with its default and reason), ``parse`` reads and validates a file."""
 
-from skyrelay.config.backend import PROXY_KINDS, ProxyConfig
+from skyrelay.config.backend import PROXY_KINDS, PgOutboxConfig, ProxyConfig
 from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
 from skyrelay.config.settings import (
     API_KEY_ENV,
@@ -39,6 +39,7 @@ __all__ = [
     "NamespaceConfig",
     "OriginSettings",
     "Permission",
+    "PgOutboxConfig",
     "ProxyConfig",
     "ShardConfig",
     "TlsSettings",

@@ -31,3 +31,31 @@ class ProxyConfig:
     # and every client's retry does not land on a backend that is down.
     breaker_failures: int = 5
     breaker_seconds: float = 5.0
+
+
+# The environment variable that may hold the outbox's DSN (it holds a password).
+PG_OUTBOX_DSN_ENV = "SKYRELAY_PG_OUTBOX_DSN"
+
+
+@dataclass(frozen=True, slots=True)
+class PgOutboxConfig:
+    """``[pg_outbox]``: publish what the app's own PostgreSQL transactions put in a table.
+
+    The table is Centrifugo's outbox table (``id bigserial``, ``method text``, ``payload
+    jsonb``, ``partition bigint``, ``created_at``): each row is a server API call, ``publish``
+    or ``broadcast``, with its params as payload.
+    """
+
+    # libpq connection string or URL; empty = no outbox (``SKYRELAY_PG_OUTBOX_DSN`` wins).
+    dsn: str = ""
+    table: str = "skyrelay_outbox"
+    # Rows are consumed in id order per partition, one consumer per partition across every
+    # edge process (a PostgreSQL advisory lock each); partitions are 0 .. partitions - 1.
+    partitions: int = 1
+    # Rows read, published and removed per transaction.
+    batch_size: int = 100
+    # Seconds between looks at the table when no notification comes (LISTEN on the table's
+    # name wakes the consumer at once where the app sends NOTIFY).
+    poll_interval: float = 0.5
+    # Seconds before connecting again after PostgreSQL went away (doubled up to 10x).
+    reconnect_delay: float = 0.5

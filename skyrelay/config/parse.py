@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from skyrelay.config.backend import ProxyConfig
+from skyrelay.config.backend import PG_OUTBOX_DSN_ENV, PgOutboxConfig, ProxyConfig
 from skyrelay.config.settings import (
     API_KEY_ENV,
     DELTA_TYPES,
@@ -111,6 +111,7 @@ TOP_LEVEL_KEYS = frozenset(
         "token_secret",
         "api_key",
         "proxies",
+        "pg_outbox",
     }
 )
 
@@ -150,6 +151,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         log=_build(LogSettings, "log", data.get("log", {})),
         tls=tls,
         proxies=types.MappingProxyType(proxies),
+        pg_outbox=_parse_pg_outbox(data.get("pg_outbox", {}), env),
         token_secret=token_secret,
         api_key=api_key,
     )
@@ -175,6 +177,23 @@ def _parse_proxies(raw: Any) -> dict[str, ProxyConfig]:
             raise ConfigError(f"{key}.breaker_failures: at least 1, with breaker_seconds > 0")
         proxies[name] = proxy
     return proxies
+
+
+def _parse_pg_outbox(raw: Any, env: Mapping[str, str]) -> PgOutboxConfig:
+    outbox = _build(PgOutboxConfig, "pg_outbox", raw)
+    if env.get(PG_OUTBOX_DSN_ENV):
+        outbox = dataclasses.replace(outbox, dsn=env[PG_OUTBOX_DSN_ENV])
+    if not re.fullmatch(
+        r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?", outbox.table
+    ):
+        raise ConfigError("pg_outbox.table: a table name, optionally schema.table")
+    if not 1 <= outbox.partitions <= 1024:
+        raise ConfigError("pg_outbox.partitions: 1 to 1024")
+    if not 1 <= outbox.batch_size <= 10000:
+        raise ConfigError("pg_outbox.batch_size: 1 to 10000")
+    if outbox.poll_interval <= 0 or outbox.reconnect_delay <= 0:
+        raise ConfigError("pg_outbox.poll_interval: poll_interval and reconnect_delay > 0")
+    return outbox
 
 
 def _check_proxy_names(

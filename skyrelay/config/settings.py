@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from skyrelay.config.backend import ProxyConfig
+from skyrelay.config.backend import PgOutboxConfig, ProxyConfig
 from skyrelay.ring.health import HealthSettings
 
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
@@ -337,6 +337,8 @@ class ClusterConfig:
     tls: TlsSettings = TlsSettings()
     # The app's backend endpoints by name (``[proxies.NAME]``).
     proxies: Mapping[str, ProxyConfig] = field(default_factory=dict)
+    # Publishing rows of the app's PostgreSQL outbox table (``[pg_outbox]``).
+    pg_outbox: PgOutboxConfig = PgOutboxConfig()
     token_secret: str = ""
     api_key: str = ""
 
