@@ -338,7 +338,7 @@ class ClusterConfig:
     # The app's backend endpoints by name (``[proxies.NAME]``).
     proxies: Mapping[str, ProxyConfig] = field(default_factory=dict)
     # Publishing rows of the app's PostgreSQL outbox table (``[pg_outbox]``).
-    pg_outbox: PgOutboxConfig = PgOutboxConfig()
+    pg_outbox: PgOutboxConfig = field(default_factory=PgOutboxConfig)
     token_secret: str = ""
     api_key: str = ""
 

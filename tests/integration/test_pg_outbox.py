@@ -97,11 +97,14 @@ async def left(pg: Postgres) -> int:
 
 
 async def history(cluster: LocalCluster, ch: str) -> list[Any]:
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{cluster.edge_url(0)}/api/history",
-        json={"channel": ch, "limit": -1},
-        headers={"X-API-Key": API_KEY},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{cluster.edge_url(0)}/api/history",
+            json={"channel": ch, "limit": -1},
+            headers={"X-API-Key": API_KEY},
+        ) as resp,
+    ):
         body = await resp.json()
     pubs = body["result"]["publications"]
     assert [p["offset"] for p in pubs] == list(range(1, len(pubs) + 1))
