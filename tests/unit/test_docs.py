@@ -22,6 +22,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.LogSettings,
         config.TlsSettings,
         config.ProxyConfig,
+        config.PgOutboxConfig,
     )
     missing = [
         f"{cls.__name__}.{f.name}"
