@@ -17,9 +17,10 @@ import orjson
 import pytest
 
 from skyrelay.testing.cluster import LocalCluster
+from skyrelay.testing.postgres import Postgres
 from tests.integration.conftest import API_KEY, start_cluster
 from tests.support.helpers import channel
-from tests.support.postgres import Postgres
+from tests.support.postgres import postgres as new_postgres
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -38,7 +39,7 @@ CREATE INDEX skyrelay_outbox_partition_id ON skyrelay_outbox (partition, id);
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    pg = Postgres()
+    pg = new_postgres()
     pg.start()
 
     async def create() -> None:
