@@ -17,6 +17,7 @@ SCENARIOS = (
     "latency",
     "soak",
     "wire",
+    "backend",
 )
 
 
@@ -49,6 +50,10 @@ def _runner(name: str) -> Callable[[list[str]], int]:
         from skyrelay.benchmarks import soak  # noqa: PLC0415
 
         return soak.run
+    if name == "backend":
+        from skyrelay.benchmarks import backend  # noqa: PLC0415
+
+        return backend.run
     if name == "wire":
         from skyrelay.benchmarks import wire  # noqa: PLC0415
 

@@ -71,8 +71,11 @@ def free_base(edges: int = 2, origins: int = 3) -> int:
 
 
 @contextmanager
-def local_cluster(port: int | None = None, **spec: Any) -> Iterator[LocalCluster]:
-    """A cluster on ``port`` (default: a free range, retried if a port is taken meanwhile)."""
+def local_cluster(
+    port: int | None = None, extra_toml: str = "", edge_toml: str = "", **spec: Any
+) -> Iterator[LocalCluster]:
+    """A cluster on ``port`` (default: a free range, retried if a port is taken meanwhile);
+    ``extra_toml`` and ``edge_toml`` add to the benchmark's config."""
     with tempfile.TemporaryDirectory() as workdir:
         for attempt in range(3):
             base = (
@@ -81,7 +84,12 @@ def local_cluster(port: int | None = None, **spec: Any) -> Iterator[LocalCluster
                 else free_base(spec.get("edges", 2), spec.get("origins", 3))
             )
             cluster = LocalCluster(
-                ClusterSpec(port=base, extra_toml=BENCH_TOML, edge_toml=BENCH_EDGE_TOML, **spec),
+                ClusterSpec(
+                    port=base,
+                    extra_toml=BENCH_TOML + extra_toml,
+                    edge_toml=BENCH_EDGE_TOML + "\n" + edge_toml,
+                    **spec,
+                ),
                 Path(workdir),
                 SECRET,
                 API_KEY,

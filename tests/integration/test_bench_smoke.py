@@ -9,6 +9,8 @@ import tempfile
 
 import pytest
 
+from skyrelay.testing.postgres import server_bin
+
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -90,3 +92,10 @@ def test_wire_quick_rebuilds_every_version_in_every_mode() -> None:
         # Delta and deflate together carry a small share of the document.
         assert float(rows[(fmt, "delta+deflate")][3].rstrip("%")) < 20, out
     assert "patch" in out and "deflate" in out
+
+
+def test_backend_quick_measures_the_proxy_and_the_outbox_beside_the_direct_paths() -> None:
+    if server_bin() is None and os.environ.get("CI") != "true":
+        pytest.skip("needs PostgreSQL (apt-get install postgresql)")
+    out = bench("backend", "--quick")
+    assert "through the connect proxy" in out and "from the PostgreSQL outbox" in out
