@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from skyrelay.protocol.codes import Disconnect, DisconnectCode
-from skyrelay.protocol.messages import METHODS, Command, Pong
+from skyrelay.protocol.messages import Command, Pong, command_of
 
 _MAX_ID = 2**32 - 1
 # Deepest nesting accepted in publication data. JSON encoders stop at a fixed depth (orjson at
@@ -44,19 +44,7 @@ def decode_command(doc: bytes) -> Command | Pong:
     cmd_id = obj.get("id", 0)
     if isinstance(cmd_id, bool) or not isinstance(cmd_id, int) or not 0 <= cmd_id <= _MAX_ID:
         raise _bad("id must be an unsigned 32-bit integer")
-    for method in METHODS:
-        if method in obj:
-            params = obj[method]
-            if params is None:
-                params = {}
-            if not isinstance(params, dict):
-                raise _bad(f"{method} must be an object")
-            if method != "send" and cmd_id == 0:
-                raise _bad("command without id")
-            return Command(cmd_id, method, params)
-    if cmd_id:
-        raise _bad("unknown command")
-    return Pong()
+    return command_of(cmd_id, obj)
 
 
 def decode_commands(data: bytes | str) -> list[Command | Pong]:

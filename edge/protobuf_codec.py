@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from skyrelay.protocol.codes import Disconnect, DisconnectCode
-from skyrelay.protocol.messages import METHODS, Command, Pong
+from skyrelay.protocol.messages import Command, Pong, command_of
 from skyrelay.protocol.protobuf_message import decode, encode, message
 from skyrelay.protocol.protobuf_wire import ProtobufError, delimited, split_delimited
 
@@ -39,16 +39,7 @@ def decode_command(raw: bytes) -> Command | Pong:
         obj = decode(_COMMAND, raw)
     except ProtobufError as exc:
         raise _bad(f"malformed protobuf: {exc}") from None
-    cmd_id = obj.get("id", 0)
-    for method in METHODS:
-        params = obj.get(method)
-        if params is not None:
-            if method != "send" and cmd_id == 0:
-                raise _bad("command without id")
-            return Command(cmd_id, method, params)
-    if cmd_id:
-        raise _bad("unknown command")
-    return Pong()
+    return command_of(obj.get("id", 0), obj)
 
 
 def decode_commands(data: bytes | str) -> list[Command | Pong]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from skyrelay.protocol.codes import ReplyError
+from skyrelay.protocol.codes import Disconnect, DisconnectCode, ReplyError
 
 # Every command method, in the order a decoder looks for them.
 METHODS = (
@@ -63,3 +63,22 @@ class Push:
 @dataclass(frozen=True, slots=True)
 class Ping:
     """A server's heartbeat; answered with a pong when the connect reply asked for it."""
+
+
+def command_of(cmd_id: int, fields: dict[str, Any]) -> Command | Pong:
+    """The command a decoded message holds, whatever its wire format: its first method's
+    field (``None`` params read as empty), or a pong when it has neither id nor method.
+    Raises Disconnect (3501) as a server answers a malformed command."""
+    for method in METHODS:
+        if method in fields:
+            params = fields[method]
+            if params is None:
+                params = {}
+            if not isinstance(params, dict):
+                raise Disconnect(DisconnectCode.BAD_REQUEST, f"{method} must be an object")
+            if method != "send" and cmd_id == 0:
+                raise Disconnect(DisconnectCode.BAD_REQUEST, "command without id")
+            return Command(cmd_id, method, params)
+    if cmd_id:
+        raise Disconnect(DisconnectCode.BAD_REQUEST, "unknown command")
+    return Pong()
