@@ -4,6 +4,8 @@ shard through the ring. Answers follow Centrifugo's HTTP API so that ``cent`` wo
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import secrets
@@ -28,6 +30,7 @@ from skyrelay.edge.session import (
 from skyrelay.edge.survey import ask_cluster
 from skyrelay.link import wire
 from skyrelay.protocol.codes import ErrorCode, ReplyError
+from skyrelay.protocol.protobuf_message import json_value
 
 ApiMethod = Callable[[EdgeNode, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -79,6 +82,21 @@ def _channel(params: dict[str, Any]) -> str:
     return channel
 
 
+def _b64_json(value: Any) -> Any:
+    """``b64data``: base64 of the data's bytes, which must be JSON (channels carry JSON; see
+    docs/wire-formats.md)."""
+    try:
+        raw = base64.b64decode(value, validate=True) if isinstance(value, str) else None
+    except binascii.Error:
+        raw = None
+    if raw is None:
+        raise ReplyError(ErrorCode.BAD_REQUEST, "b64data must be a base64 string")
+    data = json_value(raw)
+    if isinstance(data, bytes):
+        raise ReplyError(ErrorCode.BAD_REQUEST, "b64data must hold JSON")
+    return data
+
+
 def _check_namespace(node: EdgeNode, channel: str) -> None:
     if node.config.namespace(channel) is None:
         raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace in channel {channel!r}")
@@ -87,6 +105,8 @@ def _check_namespace(node: EdgeNode, channel: str) -> None:
 async def api_publish(node: EdgeNode, params: dict[str, Any]) -> dict[str, Any]:
     channel = _channel(params)
     _check_namespace(node, channel)
+    if "data" not in params and "b64data" in params:
+        params = {**params, "data": _b64_json(params["b64data"])}
     if "data" not in params:
         raise ReplyError(ErrorCode.BAD_REQUEST, "data is required")
     if not data_depth_ok(params["data"]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import aiohttp
 from cent import (
@@ -17,7 +18,7 @@ from cent import (
 )
 
 from skyrelay.testing.cluster import LocalCluster
-from tests.integration.conftest import token
+from tests.integration.conftest import API_KEY, token
 from tests.support.helpers import channel
 from tests.support.wsclient import connect_raw
 
@@ -77,3 +78,24 @@ async def test_presence_through_the_api(
     assert sorted(info.user for info in presence.presence.values()) == ["ann", "bob"]
     for client in (a, b):
         await client.ws.close()
+
+
+async def test_publish_takes_b64data_when_it_holds_json(
+    cluster: LocalCluster, session: aiohttp.ClientSession
+) -> None:
+    ch = channel()
+    raw, _ = await connect_raw(session, cluster.ws_url(0), token())
+    assert "subscribe" in await raw.command("subscribe", {"channel": ch})
+    payload = base64.b64encode('{"text":"ünï"}'.encode()).decode()
+    url = f"{cluster.edge_url(1)}/api/publish"
+    headers = {"X-API-Key": API_KEY}
+    async with session.post(url, json={"channel": ch, "b64data": payload}, headers=headers) as r:
+        assert "result" in await r.json()
+    (push,) = await raw.wait_pushes(1)
+    assert push["pub"]["data"] == {"text": "ünï"}
+    binary = base64.b64encode(b"\xff\x00").decode()
+    async with session.post(url, json={"channel": ch, "b64data": binary}, headers=headers) as r:
+        assert (await r.json())["error"] == {"code": 107, "message": "b64data must hold JSON"}
+    async with session.post(url, json={"channel": ch, "b64data": "%%%"}, headers=headers) as r:
+        assert (await r.json())["error"]["message"] == "b64data must be a base64 string"
+    await raw.ws.close()
