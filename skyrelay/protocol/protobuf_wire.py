@@ -25,6 +25,11 @@ class ProtobufError(ValueError):
     """Bytes that are not a valid encoding of the message expected."""
 
 
+class TruncatedVarint(ProtobufError):
+    """The data ends inside a varint: malformed in a whole message, not yet arrived in a
+    stream."""
+
+
 def encode_varint(value: int) -> bytes:
     """An unsigned varint; a negative value is written as its 64-bit two's complement."""
     if 0 <= value < 0x80:
@@ -39,7 +44,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_varint(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int]:
     """The varint at ``pos`` and the position after it."""
     if pos < end:
         byte = data[pos]
@@ -58,7 +63,7 @@ def read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
             return result, pos
         shift += 7
     if pos >= end:
-        raise ProtobufError("truncated varint")
+        raise TruncatedVarint("truncated varint")
     raise ProtobufError("varint over 10 bytes")
 
 
@@ -86,23 +91,13 @@ def read_delimited(data: bytes | bytearray, pos: int = 0) -> tuple[bytes, int] |
     """The first whole length-delimited message at ``pos`` and the position after it; None
     while the data holds only part of it (a stream that is still arriving)."""
     end = len(data)
-    size = 0
-    shift = 0
-    i = pos
-    while True:
-        if i >= end:
-            return None
-        if i - pos >= MAX_VARINT_BYTES:
-            raise ProtobufError("varint over 10 bytes")
-        byte = data[i]
-        i += 1
-        size |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-    if i + size > end:
+    try:
+        size, start = read_varint(data, pos, end)
+    except TruncatedVarint:
         return None
-    return bytes(data[i : i + size]), i + size
+    if start + size > end:
+        return None
+    return bytes(data[start : start + size]), start + size
 
 
 def iter_fields(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
