@@ -146,11 +146,11 @@ async def presence_stats(client: CommandContext, command: Command) -> dict[str, 
 async def rpc(client: CommandContext, command: Command) -> dict[str, Any]:
     """Forward to the app's backend (its rpc proxy) with who is asking; its answer, or its
     error, goes back to the client."""
-    proxied.rpc_proxy(client.node)  # 108 first where no backend answers rpc
+    proxy = proxied.rpc_proxy(client.node)  # 108 first where no backend answers rpc
     method = command.params.get("method", "")
     if not isinstance(method, str):
         raise ReplyError(ErrorCode.BAD_REQUEST, "method must be a string")
-    return await proxied.rpc(client, method, command.params.get("data"))
+    return await proxied.rpc(client, proxy, method, command.params.get("data"))
 
 
 async def send(client: CommandContext, command: Command) -> None:

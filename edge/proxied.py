@@ -101,8 +101,7 @@ def rpc_proxy(node: EdgeNode) -> str:
     raise ReplyError(ErrorCode.NOT_AVAILABLE)
 
 
-async def rpc(caller: Caller, method: str, data: Any) -> dict[str, Any]:
-    proxy = rpc_proxy(caller.node)
+async def rpc(caller: Caller, proxy: str, method: str, data: Any) -> dict[str, Any]:
     body = _request(caller, user=caller.user, method=method, data=data)
     result = await caller.node.backend.call(proxy, "rpc", body, caller.headers, caller.user)
     return rpc_data(result)

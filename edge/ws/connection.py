@@ -66,7 +66,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._reader = FrameReader(limit, decompressor)
         self._attached = Attachment(node, transport)
         self._framing = node.framings.get(codec, deflate is not None)
-        self._plain = codec is json_codec and deflate is None
+        self._plain = self._framing.plain  # read on every delivery: kept in a slot
         self._client = self._attached.client = Client(node, self, "websocket", codec=codec)
         # Client messages waiting to be handled; an int is the client's close frame (its
         # code), answered in its turn, after the messages that came before it.

@@ -13,12 +13,14 @@ from skyrelay.protocol.codec import ServerCodec
 
 
 class WsFraming:
-    __slots__ = ("_binary", "codec", "compressor")
+    __slots__ = ("_binary", "codec", "compressor", "plain")
 
     def __init__(self, codec: ServerCodec, compressor: Compressor | None = None) -> None:
         self.codec = codec
         self.compressor = compressor
         self._binary = codec is not json_codec
+        # JSON uncompressed: a message's frame is its own ``ws_frame``.
+        self.plain = compressor is None and not self._binary
 
     def frame(self, payload: bytes) -> bytes:
         """One message as a frame (compressed when worth it)."""
@@ -29,7 +31,7 @@ class WsFraming:
 
     def message_frame(self, message: Outgoing) -> bytes:
         """A shared message's frame, built once for every connection of this kind."""
-        if self.compressor is None and not self._binary:
+        if self.plain:
             return message.ws_frame  # the hottest case, in a slot of its own
         return message.frame_for(self)
 
