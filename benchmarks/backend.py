@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from skyrelay.benchmarks.common import API_KEY, bench_token, local_cluster, save_results
 from skyrelay.testing.postgres import Postgres
+from skyrelay.testing.threaded_app import ThreadedApp
 
 # Connections opened at a time by the load generator.
 CONCURRENCY = 50
@@ -44,29 +44,15 @@ class Figures:
     outbox_rows_per_s: float
 
 
-class InstantBackend:
-    """A connect proxy that answers at once, from its own thread and loop."""
+def instant_backend() -> ThreadedApp:
+    """A connect proxy that answers at once, off the load generator's loop."""
 
-    def __init__(self) -> None:
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        self._ready.wait(10)
+    async def connect(request: web.Request) -> web.Response:
+        return web.json_response({"result": {"user": request.cookies.get("session", "")}})
 
-    def _run(self) -> None:
-        async def connect(request: web.Request) -> web.Response:
-            return web.json_response({"result": {"user": request.cookies.get("session", "")}})
-
-        app = web.Application()
-        app.router.add_post("/connect", connect)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
+    app = web.Application()
+    app.router.add_post("/connect", connect)
+    return ThreadedApp(app)
 
 
 async def connects(url: str, count: int, headers: dict[str, str], params: dict[str, Any]) -> float:
@@ -140,7 +126,8 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--rows", type=int, default=5000)
     args = parser.parse_args(argv)
     count, rows = (100, 300) if args.quick else (args.connects, args.rows)
-    backend = InstantBackend()
+    backend = instant_backend()
+    backend.start()
     pg = Postgres()
     pg.start()
     try:
@@ -170,6 +157,7 @@ poll_interval = 0.1
             outbox_rate = asyncio.run(outbox_rows(pg.dsn, rows))
     finally:
         pg.cleanup()
+        backend.stop()
     figures = Figures(count, token_rate, proxy_rate, rows, api_rate, outbox_rate)
     print(f"\nbackend: {count} connects, {rows} publications, one edge process")
     print(f"  connects/s   with a token {token_rate:>9,.0f}", end="")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from aiohttp import web
 from centrifuge import Client, SubscribedContext
 
 from skyrelay.testing.cluster import LocalCluster
+from skyrelay.testing.threaded_app import ThreadedApp
 from tests.integration.conftest import API_KEY, start_cluster, token
 from tests.support.browser import Browser
 from tests.support.helpers import Collector, channel, until
@@ -83,39 +83,6 @@ class AppBackend:
         return {}
 
 
-class ThreadedServer:
-    """An aiohttp app served from a thread with its own event loop, for a module's tests
-    (each test runs on a loop of its own)."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        runner = web.AppRunner(self.app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def start(self) -> int:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the backend did not start")
-        return self.port
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def backend_cluster(
     tmp_path_factory: pytest.TempPathFactory,
@@ -123,7 +90,7 @@ def backend_cluster(
     app_backend = AppBackend()
     app = web.Application()
     app.router.add_post("/{kind}", app_backend.handle)
-    server = ThreadedServer(app)
+    server = ThreadedApp(app)
     port = server.start()
     proxies = "".join(
         f"""
