@@ -119,6 +119,10 @@ class Receiver(asyncio.Protocol):
         # True once the server refused or dropped the connection before it was ready,
         # False once it is ready.
         self.settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # ``--deflate``: as browsers do, every message compressed, in the window the edge set.
+        self.deflate: Any = (
+            zlib.compressobj(6, zlib.DEFLATED, -DEFLATE_WINDOW_BITS) if args.deflate else None
+        )
 
     def request(self) -> bytes:
         raise NotImplementedError
@@ -181,7 +185,6 @@ class Receiver(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             deflate = self.deflate
             if deflate is not None:
-                # As browsers do: every message compressed, with the window the edge set.
                 data = deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)
                 frame = bytearray(client_frame(data[:-4], opcode))
                 frame[0] |= 0x40
@@ -189,32 +192,20 @@ class Receiver(asyncio.Protocol):
             else:
                 self.transport.write(client_frame(text, opcode))
 
-    @property
-    def deflate(self) -> Any:
-        return None
-
 
 class WebSocketReceiver(Receiver):
-    _deflate: Any = None
-
     def request(self) -> bytes:
         url = urlsplit(self.args.url)
         key = base64.b64encode(os.urandom(16)).decode()
         path = url.path + (f"?{url.query}" if url.query else "")
         extension = ""
-        if getattr(self.args, "deflate", False):
+        if self.deflate is not None:
             extension = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
         return (
             f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: 13\r\n{extension}\r\n"
         ).encode()
-
-    @property
-    def deflate(self) -> Any:
-        if getattr(self.args, "deflate", False) and self._deflate is None:
-            self._deflate = zlib.compressobj(6, zlib.DEFLATED, -DEFLATE_WINDOW_BITS)
-        return self._deflate
 
     def on_data(self, data: bytes) -> None:
         buffer = self.buffer
