@@ -150,14 +150,11 @@ class Client(Subscribing):
     async def _refresh_by_proxy(self, proxy: str) -> None:
         """The connection's ``expire_at`` came: the app's backend extends it, or it ends."""
         try:
-            answer = await proxied.refresh(self, proxy)
-        except ReplyError:  # the backend could not answer: a while more, as Centrifugo does
-            answer = Extension(False, int(time.time() + BACKEND_GRACE), self.info)
-        except Disconnect as exc:
-            self.close(exc.code, exc.reason)
-            return
+            answer = await self._extension(proxied.refresh(self, proxy), self.info)
         finally:
             self.refreshing = False
+        if answer is None:
+            return
         if answer.expired:
             self.close(DisconnectCode.EXPIRED)
             return
@@ -166,19 +163,24 @@ class Client(Subscribing):
             self.info = answer.info
 
     async def _sub_refresh_by_proxy(self, proxy: str, channel: str) -> None:
-        try:
-            answer = await proxied.sub_refresh(self, proxy, channel)
-        except ReplyError:
-            answer = Extension(False, int(time.time() + BACKEND_GRACE))
-        except Disconnect as exc:
-            self.close(exc.code, exc.reason)
-            return
-        if channel not in self.subs or self.state is not SessionState.CONNECTED:
+        answer = await self._extension(proxied.sub_refresh(self, proxy, channel))
+        if answer is None or channel not in self.subs or self.state is not SessionState.CONNECTED:
             return
         if answer.expired:
             self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
         elif answer.expire_at:
             self.set_sub_expiry(channel, answer.expire_at)
+
+    async def _extension(self, asking: Awaitable[Extension], info: Any = None) -> Extension | None:
+        """The backend's refresh answer; ``BACKEND_GRACE`` more when it cannot answer (as
+        Centrifugo does); None once its disconnect reply closed the connection."""
+        try:
+            return await asking
+        except ReplyError:
+            return Extension(False, int(time.time() + BACKEND_GRACE), info)
+        except Disconnect as exc:
+            self.close(exc.code, exc.reason)
+            return None
 
     # Driven by the transport.
 
