@@ -310,6 +310,7 @@ async def _start(app: web.Application) -> None:
             run_prober(app[HEALTH_KEY], lambda: peers.urls, session, peers.on_change, peers.tls)
         )
     )
+    shard.events.start()
     if shard.replicator.joined_running is None:
         app[TASKS_KEY].append(asyncio.create_task(_learn_if_restarted(app, peers)))
     app[TASKS_KEY].append(
@@ -348,6 +349,7 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard = app[SHARD_KEY]
     shard.config = config
     shard.replicator.config = config
+    shard.events.config = config
     app[PEER_LINKS_KEY].sync(config)
     ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
     membership.reconfigure(shard.replicator, ring)
@@ -359,6 +361,7 @@ async def _stop(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await app[SHARD_KEY].events.close()
     for link in app[LINKS_KEY].values():
         await link.close()
     await app[SESSION_KEY].close()

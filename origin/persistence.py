@@ -139,11 +139,11 @@ def load_copies(
     channels, and whether the log was damaged (then a copy may lack what the disk lost)."""
 
     def keep(channel: str) -> int | None:
-        ns = config.namespace(channel)
+        ns = config.stream_namespace(channel)
         return None if ns is None else ns.history_size
 
     def ttl(channel: str) -> float:
-        ns = config.namespace(channel)
+        ns = config.stream_namespace(channel)
         return ns.history_ttl if ns is not None else 0.0
 
     started = time.perf_counter()

@@ -120,7 +120,7 @@ class Replicator:
     def replica(self, channel: str) -> ChannelReplica:
         found = self.replicas.get(channel)
         if found is None:
-            ns = self.config.namespace(channel)
+            ns = self.config.stream_namespace(channel)
             if ns is None:
                 raise ReplyError(ErrorCode.UNKNOWN_CHANNEL, f"unknown namespace in {channel!r}")
             size = len(self.members(channel))

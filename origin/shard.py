@@ -10,9 +10,11 @@ from collections.abc import Hashable, Mapping
 from typing import Any, Protocol
 
 from skyrelay.config import ClusterConfig
+from skyrelay.config.settings import EVENT_LOG_CHANNEL
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient
 from skyrelay.origin import following, membership, publishing
+from skyrelay.origin.event_log import EventLog
 from skyrelay.origin.handover import take_over
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.presence import Presence
@@ -52,6 +54,8 @@ class Shard:
         # channel -> edges subscribed to it here (only while this shard leads it)
         self.subscribers: dict[str, dict[Peer, None]] = {}
         self.presence = Presence()
+        # Connection and channel events for the app's backend (where ``[events]`` is set).
+        self.events = EventLog(config, self.replicator, self.metrics)
         self.published = 0
         # This process, in the server API's ``info``.
         self.uid = str(uuid.uuid4())
@@ -126,6 +130,8 @@ class Shard:
                 raise ReplyError(ErrorCode.BAD_REQUEST, "items must be a list of objects")
             outcomes = await self.publisher.publish_items(items)
             return {"results": [publishing.outcome_body(o) for o in outcomes]}
+        if op == wire.OP_EVENTS:
+            return await self.events.append(message.get("node"), message.get("items"))
         channel = _channel(message)
         now = time.time()
         if op == wire.OP_PUB:
@@ -213,6 +219,8 @@ class Shard:
     def _push(self, channel: str, pubs: list[Publication]) -> None:
         """Committed publications, in order, to every subscribed edge: encoded once each."""
         self.published += sum(1 for p in pubs if p.offset)
+        if channel == EVENT_LOG_CHANNEL:
+            self.events.wake()
         peers = self.subscribers.get(channel)
         if not peers:
             return

@@ -6,6 +6,7 @@ replication layer advances when enough shards hold them.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -205,6 +206,18 @@ class ChannelStream:
         if limit >= 0:
             pubs = pubs[:limit]
         return HistoryPage(pubs, self.epoch, self.committed)
+
+    def committed_after(self, offset: int, limit: int, now: float) -> list[Publication]:
+        """Up to ``limit`` committed publications after ``offset``, oldest first, found by
+        position: a reader walking a long history in steps (the event log's dispatcher) pays
+        for what it reads, not for the history."""
+        self.trim(now)
+        entries = self._entries
+        if offset >= self.committed or not entries:
+            return []
+        start = max(0, len(entries) - (self.top - offset))
+        end = min(len(entries) - (self.top - self.committed), start + limit)
+        return list(itertools.islice(entries, start, end))
 
     def history(
         self, limit: int, now: float, *, since: int | None = None, reverse: bool = False

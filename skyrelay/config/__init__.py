@@ -1,7 +1,7 @@
 """Cluster configuration: one TOML file, validated at start-up. ``settings`` holds what a
 config says (every limit, with its default and reason), ``parse`` reads and validates a file."""
 
-from skyrelay.config.backend import PROXY_KINDS, PgOutboxConfig, ProxyConfig
+from skyrelay.config.backend import PROXY_KINDS, EventsConfig, PgOutboxConfig, ProxyConfig
 from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
 from skyrelay.config.settings import (
     API_KEY_ENV,
@@ -34,6 +34,7 @@ __all__ = [
     "ConfigError",
     "EdgeConfig",
     "EdgeSettings",
+    "EventsConfig",
     "HealthSettings",
     "LogSettings",
     "NamespaceConfig",

@@ -59,3 +59,53 @@ class PgOutboxConfig:
     poll_interval: float = 0.5
     # Seconds before connecting again after PostgreSQL went away (doubled up to 10x).
     reconnect_delay: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """``[events]``: what happens to connections and channels (connect, disconnect, subscribe,
+    unsubscribe, occupied, vacated), posted to the app's backend in batches until it acks.
+
+    Edges write each event to a replicated log in the origin cluster before the client hears
+    its answer; the shard leading the log posts them, in log order, and retries until a 2xx.
+    """
+
+    # The URL batches are POSTed to; empty = no events.
+    endpoint: str = ""
+    # Request headers sent with every batch, each "Name: value" (an Authorization header,
+    # say: the backend should check who posts to it).
+    headers: tuple[str, ...] = ()
+    # Seconds a POST may take before it counts as failed (and is sent again).
+    timeout: float = 5.0
+    # Events per POST at most.
+    batch_size: int = 100
+    # Events the log keeps for a backend that does not ack; past it the oldest undelivered
+    # ones are dropped, logged and counted (skyrelay_origin_events_lost_total).
+    backlog: int = 100000
+    # Seconds an undelivered event is kept; older ones are dropped the same way.
+    retention: float = 86400.0
+    # Seconds an edge process may be silent (killed, cut off) before its clients are reported
+    # unsubscribed and disconnected. An edge that comes back after it drops its clients, which
+    # reconnect as new connections.
+    edge_grace: float = 15.0
+    # Seconds between the dispatcher's checkpoints: a new leader of the log (a failover)
+    # sends again at most what was acked since the last one.
+    checkpoint_interval: float = 2.0
+    # Seconds before the first retry of a failed POST, doubled each time up to the maximum.
+    retry_delay: float = 0.5
+    max_retry_delay: float = 10.0
+    # Events an edge process holds before they are in the log. While it is full (the log's
+    # shards unreachable) connects and subscribes get a temporary error; the disconnects and
+    # unsubscribes that close earlier events always wait in it.
+    edge_queue: int = 10000
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+    def header_pairs(self) -> dict[str, str]:
+        pairs = {}
+        for line in self.headers:
+            name, _, value = line.partition(":")
+            pairs[name.strip()] = value.strip()
+        return pairs

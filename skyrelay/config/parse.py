@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from skyrelay.config.backend import PG_OUTBOX_DSN_ENV, PgOutboxConfig, ProxyConfig
+from skyrelay.config.backend import PG_OUTBOX_DSN_ENV, EventsConfig, PgOutboxConfig, ProxyConfig
 from skyrelay.config.settings import (
     API_KEY_ENV,
     DELTA_TYPES,
@@ -112,6 +112,7 @@ TOP_LEVEL_KEYS = frozenset(
         "api_key",
         "proxies",
         "pg_outbox",
+        "events",
     }
 )
 
@@ -152,6 +153,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         tls=tls,
         proxies=types.MappingProxyType(proxies),
         pg_outbox=_parse_pg_outbox(data.get("pg_outbox", {}), env),
+        events=_parse_events(data.get("events", {})),
         token_secret=token_secret,
         api_key=api_key,
     )
@@ -194,6 +196,33 @@ def _parse_pg_outbox(raw: Any, env: Mapping[str, str]) -> PgOutboxConfig:
     if outbox.poll_interval <= 0 or outbox.reconnect_delay <= 0:
         raise ConfigError("pg_outbox.poll_interval: poll_interval and reconnect_delay > 0")
     return outbox
+
+
+def _parse_events(raw: Any) -> EventsConfig:
+    events = _build(EventsConfig, "events", raw)
+    if events.endpoint:
+        parts = urlsplit(events.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"events.endpoint: expected an http(s):// URL, got {events.endpoint!r}"
+            )
+    for line in events.headers:
+        name, sep, _ = line.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name.strip()):
+            raise ConfigError(f'events.headers: expected "Name: value", got {line!r}')
+    if events.timeout <= 0 or events.retry_delay <= 0:
+        raise ConfigError("events.timeout: timeout and retry_delay must be positive")
+    if events.max_retry_delay < events.retry_delay:
+        raise ConfigError("events.max_retry_delay: must be at least retry_delay")
+    if not 1 <= events.batch_size <= 10000:
+        raise ConfigError("events.batch_size: 1 to 10000")
+    if events.backlog < 1000 or events.edge_queue < 100:
+        raise ConfigError("events.backlog: at least 1000 (and edge_queue at least 100)")
+    if events.edge_grace < 1 or events.retention < 60 or events.checkpoint_interval <= 0:
+        raise ConfigError(
+            "events.edge_grace: at least 1 s (retention at least 60 s, checkpoint_interval > 0)"
+        )
+    return events
 
 
 def _check_proxy_names(

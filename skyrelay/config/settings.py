@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from skyrelay.config.backend import PgOutboxConfig, ProxyConfig
+from skyrelay.config.backend import EventsConfig, PgOutboxConfig, ProxyConfig
 from skyrelay.ring.health import HealthSettings
 
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
@@ -21,6 +21,9 @@ TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse", "longpoll")
 # Delta compressions of publications a namespace may allow.
 DELTA_TYPES = ("fossil",)
 API_KEY_ENV = "SKYRELAY_API_KEY"
+# The origin's internal log of connection and channel events: its namespace has a dot, which
+# no configured namespace may have, so no client or server API call can name it.
+EVENT_LOG_CHANNEL = "skyrelay.internal:events"
 
 Permission = Literal["anonymous", "client", "subscriber", "none"]
 Durability = Literal["memory", "disk", "fsync"]
@@ -339,6 +342,8 @@ class ClusterConfig:
     proxies: Mapping[str, ProxyConfig] = field(default_factory=dict)
     # Publishing rows of the app's PostgreSQL outbox table (``[pg_outbox]``).
     pg_outbox: PgOutboxConfig = field(default_factory=PgOutboxConfig)
+    # Connection and channel events posted to the app's backend (``[events]``).
+    events: EventsConfig = field(default_factory=EventsConfig)
     token_secret: str = ""
     api_key: str = ""
 
@@ -348,6 +353,15 @@ class ClusterConfig:
         if not sep:
             return self.namespaces.get("default")
         return self.namespaces.get(name)
+
+    def stream_namespace(self, channel: str) -> NamespaceConfig | None:
+        """What an origin keeps of ``channel``: its namespace's, or for the internal event
+        log (a channel no client or API call can name), the ``[events]`` bounds."""
+        if channel == EVENT_LOG_CHANNEL:
+            return NamespaceConfig(
+                history_size=self.events.backlog, history_ttl=self.events.retention
+            )
+        return self.namespace(channel)
 
     def shard(self, shard_id: str) -> ShardConfig:
         for shard in self.shards:

@@ -55,6 +55,11 @@ def not_leader(leader: str) -> ReplyError:
     return ReplyError(NOT_LEADER, "not the leader of this channel", True, leader=leader)
 
 
+# The event log's leader reported this edge process gone (silent past ``events.edge_grace``)
+# and its clients disconnected: the process drops its clients and speaks again as a new one.
+NODE_GONE = 5001
+
+
 OP_SUB = "sub"
 OP_UNSUB = "unsub"
 OP_PUB = "pub"
@@ -83,13 +88,17 @@ OP_LED = "led"
 OP_TAKE_OVER = "take_over"
 OP_SURVEY = "survey"
 OP_NODE_INFO = "node_info"
+# Connection and channel events, to the leader of the event log (``EVENT_LOG_CHANNEL``):
+# {"node": edge process, "items": [event]} -> {}, once they are in the log; no items = "this
+# process is alive". Fails with NODE_GONE once the process was reported gone.
+OP_EVENTS = "events"
 SURVEY_CHANNELS = "channels"
 SURVEY_INFO = "info"
 SURVEY_DISCONNECT = "disconnect"
 SURVEY_KINDS = frozenset({SURVEY_CHANNELS, SURVEY_INFO, SURVEY_DISCONNECT})
 # Query parameter of the link URL by which a peer says it answers surveys.
 SURVEY_QUERY = "surveys"
-EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_PUBS, OP_HISTORY, OP_READ})
+EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_PUBS, OP_HISTORY, OP_READ, OP_EVENTS})
 PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_APPENDS, OP_INSTALL})
 
 
