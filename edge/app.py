@@ -48,6 +48,9 @@ log = logging.getLogger("skyrelay.edge")
 # Seconds a stopping edge waits for its WebSocket close handshakes (a client that does not
 # answer is dropped after edge.ws.CLOSE_TIMEOUT anyway).
 DRAIN_TIMEOUT = CLOSE_TIMEOUT + 0.5
+# Seconds a stopping edge waits for its queued events (the drained clients' disconnects) to
+# reach the event log.
+EVENTS_FLUSH_TIMEOUT = 5.0
 
 SESSION_KEY = web.AppKey("link_session", aiohttp.ClientSession)
 TASKS_KEY = web.AppKey("tasks", list[asyncio.Task[None]])
@@ -224,6 +227,7 @@ async def _start(app: web.Application) -> None:
     def urls() -> dict[str, str]:
         return {s.id: s.url for s in node.config.shards}
 
+    node.events.start()
     outbox = node.config.pg_outbox
     app[TASKS_KEY] = [
         *([asyncio.create_task(PgOutbox(node, outbox).run())] if outbox.dsn else []),
@@ -248,7 +252,13 @@ async def _stop(app: web.Application) -> None:
     mesh = app.get(MESH_KEY)
     if mesh is not None:
         await mesh.stop()
-    await app[NODE_KEY].router.close()
+    node = app[NODE_KEY]
+    # The drained clients' disconnects: in the log before the links close, if it can be done
+    # in time (else the log's leader reports this process gone after events.edge_grace).
+    if not await node.events.flush(EVENTS_FLUSH_TIMEOUT):
+        log.warning("stopping with events not in the log; the grace period will report them")
+    await node.events.close()
+    await node.router.close()
     await app[SESSION_KEY].close()
 
 

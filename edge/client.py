@@ -31,6 +31,7 @@ from skyrelay.edge.session import (
     token_param,
 )
 from skyrelay.edge.subscribing import Sink, Subscribing
+from skyrelay.link.event_entries import CLOSED_CODE, CLOSED_REASON, CONNECT, DISCONNECT
 from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import (
     DISCONNECT_REASONS,
@@ -241,9 +242,10 @@ class Client(Subscribing):
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("client disconnected", extra=self.log_ids(code=code))
-        self._cleanup()
+        reason = reason or DISCONNECT_REASONS.get(code, "disconnect")
+        self._cleanup(code, reason)
         self.node.metrics.disconnects.labels(code=str(code)).inc()
-        self.sink.close(code, reason or DISCONNECT_REASONS.get(code, "disconnect"))
+        self.sink.close(code, reason)
 
     def transport_closed(self) -> None:
         if self.state is not SessionState.CLOSED:
@@ -255,10 +257,12 @@ class Client(Subscribing):
         """Fields that name this connection in a log line (never its token or payloads)."""
         return {"client": self.id, "user": self.user, **more}
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, code: int = CLOSED_CODE, reason: str = CLOSED_REASON) -> None:
         was_connected = self.state is SessionState.CONNECTED
         self.state = SessionState.CLOSED
         node = self.node
+        if was_connected:
+            node.events.record(DISCONNECT, self, code=code, reason=reason)
         node.wheel.remove(self)
         node.clients.pop(self.id, None)
         if self.session:
@@ -299,6 +303,8 @@ class Client(Subscribing):
             credentials = self.verify(command, time.time(), ReplyError(ErrorCode.TOKEN_EXPIRED))
         else:
             credentials = ANONYMOUS
+        if self.node.events.full:
+            raise ReplyError(ErrorCode.INTERNAL, "the event log is out of reach", temporary=True)
         result = self.accept(credentials, time.time())
         if data is not None:
             result["data"] = data
@@ -307,6 +313,9 @@ class Client(Subscribing):
             return
         if joins:
             result["subs"] = {join.name: join.result for join in joins}
+        channels = [join.name for join in joins]
+        if not await self._recorded_connect(transport=self.transport_name, channels=channels):
+            return  # closed while the log took it
         self.sink.send(self.codec.reply(command.id, "connect", result))
         for join in joins:
             self.go_live(join)
@@ -374,6 +383,16 @@ class Client(Subscribing):
             raise expired from None
         except InvalidToken:
             raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
+
+    async def _recorded_connect(self, **fields: Any) -> bool:
+        """Record a connect and wait until it is in the event log: the client hears of it
+        only then. A connection the log cannot take reconnects (3004); its disconnect follows
+        the connect in the log. False if the connection closed meanwhile."""
+        try:
+            await self.node.events.confirmed(self.node.events.record(CONNECT, self, True, **fields))
+        except ReplyError:
+            raise Disconnect(DisconnectCode.SERVER_ERROR, "the event log is out of reach") from None
+        return self.state is SessionState.CONNECTED
 
     def subscribed(self, channel: str) -> bool:
         return self.subs.get(channel) is not None

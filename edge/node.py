@@ -15,6 +15,7 @@ from skyrelay.config import ClusterConfig, Permission, ProxyConfig
 from skyrelay.edge import census
 from skyrelay.edge.auth import TokenVerifier
 from skyrelay.edge.backend import RPC_URL_PROXY, Backend
+from skyrelay.edge.events import EventRecorder
 from skyrelay.edge.hub import Hub
 from skyrelay.edge.keys import JwksKeys
 from skyrelay.edge.metrics import EdgeMetrics
@@ -24,6 +25,7 @@ from skyrelay.edge.router import Router
 from skyrelay.edge.session import allowed
 from skyrelay.edge.ws.deflate import Compressor
 from skyrelay.edge.ws.framing import Framings
+from skyrelay.protocol.codes import DisconnectCode
 
 
 class Closable(Protocol):
@@ -68,6 +70,8 @@ class EdgeNode:
     framings: Framings = field(init=False)
     # The app's backend, through its proxies.
     backend: Backend = field(init=False)
+    # Connection and channel events, on their way to the event log (``[events]``).
+    events: EventRecorder = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.config.edge
@@ -76,10 +80,16 @@ class EdgeNode:
         )
         self.framings = Framings(compressor)
         self.backend = Backend(self.config.proxies, self.metrics)
+        self.events = EventRecorder(self.config, self.router, self._drop_clients)
         if settings.rpc_url and not settings.rpc_proxy:
             # The older single setting: a proxy of its own, with its timeout.
             rpc = ProxyConfig(settings.rpc_url, settings.rpc_timeout, breaker_failures=5)
             self.backend.add(RPC_URL_PROXY, rpc)
+
+    def _drop_clients(self) -> None:
+        """The event log reported this process gone: its clients reconnect as new ones."""
+        for client in list(self.clients.values()):
+            client.close(DisconnectCode.INSUFFICIENT_STATE)
 
     async def fetch_keys(self, token: Any) -> None:
         """Tokens signed with a key from the JWKS URL: make sure that key is known."""

@@ -31,6 +31,12 @@ from skyrelay.edge.session import (
     subscribe_options,
     subscribe_result,
 )
+from skyrelay.link.event_entries import (
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    UNSUBSCRIBED_CODE,
+    UNSUBSCRIBED_REASON,
+)
 from skyrelay.protocol.codec import ServerCodec
 from skyrelay.protocol.codes import (
     Disconnect,
@@ -154,6 +160,8 @@ class Subscribing:
         settings = self.node.config.edge
         if len(self.subs) >= settings.max_subscriptions_per_connection:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
+        if self.node.events.full:
+            raise ReplyError(ErrorCode.INTERNAL, "the event log is out of reach", temporary=True)
         token = command.params.get("token")
         if token is not None and not isinstance(token, str):
             raise ReplyError(ErrorCode.BAD_REQUEST, "token must be a string")
@@ -186,11 +194,28 @@ class Subscribing:
             self.node.hub.finish_join(join.channel, self)
             self._drop(channel, join.channel)
             raise ReplyError(ErrorCode.UNRECOVERABLE_POSITION)
+        if self.node.events.enabled:
+            await self._subscribe_recorded(channel, join)
+            if self.subs.get(channel) is not join.channel:
+                return None  # closed, or unsubscribed, while the log took it
         if delta:
             self._start_delta(join)
         self.sink.send(self.codec.reply(command.id, "subscribe", join.result))
         self.go_live(join)
         return None
+
+    async def _subscribe_recorded(self, channel: str, join: Join) -> None:
+        """Answered only once the subscribe is in the event log; if the log cannot take it,
+        the subscription is dropped (its unsubscribe follows it in the log) and the client
+        retries."""
+        events = self.node.events
+        try:
+            await events.confirmed(events.record(SUBSCRIBE, self, True, channel=channel))
+        except ReplyError:
+            if self.subs.get(channel) is join.channel:
+                self.node.hub.finish_join(join.channel, self)
+                self._drop(channel, join.channel)
+            raise
 
     def _start_delta(self, join: Join) -> None:
         """Delta compression for this subscription: the recovered publications as a chain of
@@ -318,6 +343,9 @@ class Subscribing:
         return info
 
     def _drop(self, channel: str, held: Channel) -> None:
+        self.node.events.record(
+            UNSUBSCRIBE, self, channel=channel, code=UNSUBSCRIBED_CODE, reason=UNSUBSCRIBED_REASON
+        )
         self.node.hub.presence_remove(held, self.id)
         if self.deltas is not None:
             self.deltas.pop(channel, None)
@@ -347,6 +375,7 @@ class Subscribing:
         if self.deltas is not None:
             self.deltas.pop(channel, None)
         if self.subs.pop(channel, None) is not None:
+            self.node.events.record(UNSUBSCRIBE, self, channel=channel, code=code, reason=reason)
             self.node.metrics.subscriptions.labels(self.transport_name).dec()
             self.sink.send(self.codec.unsubscribe_push(channel, code, reason))
 

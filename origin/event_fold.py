@@ -18,12 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Entries the edges write.
-CONNECT = "connect"
-SUBSCRIBE = "subscribe"
-UNSUBSCRIBE = "unsubscribe"
-DISCONNECT = "disconnect"
-EDGE_KINDS = frozenset({CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT})
+from skyrelay.link.event_entries import (
+    CLOSED_CODE,
+    CLOSED_REASON,
+    CONNECT,
+    DISCONNECT,
+    EDGE_KINDS,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    UNSUBSCRIBED_CODE,
+    UNSUBSCRIBED_REASON,
+)
+
 # Entries the log's leader writes.
 NODE_GONE = "node_gone"
 CHECKPOINT = "checkpoint"
@@ -31,14 +37,10 @@ CHECKPOINT = "checkpoint"
 OCCUPIED = "occupied"
 VACATED = "vacated"
 
-# What a disconnect or unsubscribe says when the fold makes it: the client's edge process
-# went silent (killed, cut off), or the connection closed without a code.
+# What the disconnects and unsubscribes the fold makes for a gone edge process (killed, cut
+# off) say.
 GONE_CODE = 3000
 GONE_REASON = "edge gone"
-CLOSED_CODE = 3000
-CLOSED_REASON = "connection closed"
-UNSUBSCRIBED_CODE = 0
-UNSUBSCRIBED_REASON = "unsubscribed"
 # How long a gone process is remembered (its late entries are ignored), in milliseconds.
 GONE_MEMORY_MS = 86_400_000
 

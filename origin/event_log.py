@@ -28,8 +28,9 @@ from typing import Any
 from skyrelay.config import ClusterConfig
 from skyrelay.config.settings import EVENT_LOG_CHANNEL
 from skyrelay.link import wire
+from skyrelay.link.event_entries import EDGE_KINDS
 from skyrelay.origin.edge_liveness import EdgeLiveness
-from skyrelay.origin.event_fold import CHECKPOINT, EDGE_KINDS, NODE_GONE, EventFold, entry_nodes
+from skyrelay.origin.event_fold import CHECKPOINT, NODE_GONE, EventFold, entry_nodes
 from skyrelay.origin.event_post import EventPoster
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.publishing import Proposal, publish_all

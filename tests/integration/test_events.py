@@ -1,0 +1,278 @@
+"""Events posted to the app's backend (a small aiohttp app): the exact events of a client's
+life, in order; nothing lost while the backend is down, the backlog delivered when it returns;
+the disconnects of an edge process's clients after a SIGKILL of that process; and a SIGKILL
+of the shard leading the event log."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from skyrelay.config.settings import EVENT_LOG_CHANNEL
+from skyrelay.ring import Member, Ring
+from skyrelay.testing.cluster import LocalCluster
+from skyrelay.testing.threaded_app import ThreadedApp
+from tests.integration.conftest import API_KEY, start_cluster, token
+from tests.support.helpers import channel, until
+from tests.support.wsclient import RawClient, connect_raw
+
+pytestmark = pytest.mark.timeout(120)
+
+GRACE = 2
+
+
+class EventSink:
+    """The app's backend: keeps every batch posted, answers 503 while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.batches: list[list[dict[str, Any]]] = []
+        self.refused = 0
+        self.headers: dict[str, str] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.down:
+            self.refused += 1
+            return web.Response(status=503, text="down for maintenance")
+        self.headers = dict(request.headers)
+        self.batches.append(body["events"])
+        return web.json_response({})
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event once (the first time it came), in the order it first came."""
+        seen: set[str] = set()
+        out = []
+        for batch in self.batches:
+            for event in batch:
+                if event["id"] not in seen:
+                    seen.add(event["id"])
+                    out.append(event)
+        return out
+
+    def of_client(self, client: str) -> list[tuple[Any, ...]]:
+        return [_short(e) for e in self.events() if e.get("client") == client]
+
+    def of_channel(self, ch: str) -> list[tuple[Any, ...]]:
+        return [_short(e) for e in self.events() if e.get("channel") == ch]
+
+    def has(self, kind: str, client: str) -> bool:
+        return any(e["type"] == kind and e.get("client") == client for e in self.events())
+
+
+def _short(event: dict[str, Any]) -> tuple[Any, ...]:
+    kind = event["type"]
+    if kind in ("occupied", "vacated"):
+        return (kind,)
+    if kind in ("subscribe",):
+        return (kind, event["user"])
+    if kind in ("unsubscribe", "disconnect"):
+        return (kind, event["user"], event["code"], event["reason"])
+    return (kind, event["user"], event.get("transport"))
+
+
+@pytest.fixture(scope="module")
+def events_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalCluster, EventSink]]:
+    sink = EventSink()
+    app = web.Application()
+    app.router.add_post("/events", sink.handle)
+    server = ThreadedApp(app)
+    port = server.start()
+    extra = f"""
+[events]
+endpoint = "http://127.0.0.1:{port}/events"
+headers = ["Authorization: Bearer events-secret"]
+timeout = 2
+edge_grace = {GRACE}
+checkpoint_interval = 0.2
+retry_delay = 0.1
+max_retry_delay = 0.5
+"""
+    cluster = start_cluster(tmp_path_factory.mktemp("events"), extra=extra)
+    yield cluster, sink
+    cluster.stop()
+    server.stop()
+
+
+async def test_a_clients_life_gives_exactly_its_events_in_order(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    cluster, sink = events_cluster
+    first, second = channel(), channel()
+    raw, reply = await connect_raw(session, cluster.ws_url(0), token("ev-alice"))
+    client = reply["connect"]["client"]
+    # Answered only once in the log: the backend gets it without anything else happening.
+    await until(lambda: sink.has("connect", client), 10, "the connect event")
+    assert "subscribe" in await raw.command("subscribe", {"channel": first})
+    assert "unsubscribe" in await raw.command("unsubscribe", {"channel": first})
+    assert "subscribe" in await raw.command("subscribe", {"channel": second})
+    await raw.ws.close()
+    await until(lambda: sink.has("disconnect", client), 10, "the disconnect event")
+    closed = ("ev-alice", 3000, "connection closed")
+    assert sink.of_client(client) == [
+        ("connect", "ev-alice", "websocket"),
+        ("subscribe", "ev-alice"),
+        ("unsubscribe", "ev-alice", 0, "unsubscribed"),
+        ("subscribe", "ev-alice"),
+        ("unsubscribe", *closed),
+        ("disconnect", *closed),
+    ]
+    assert sink.of_channel(first) == [
+        ("occupied",),
+        ("subscribe", "ev-alice"),
+        ("unsubscribe", "ev-alice", 0, "unsubscribed"),
+        ("vacated",),
+    ]
+    assert sink.of_channel(second) == [
+        ("occupied",),
+        ("subscribe", "ev-alice"),
+        ("unsubscribe", *closed),
+        ("vacated",),
+    ]
+    assert sink.headers["Authorization"] == "Bearer events-secret"
+    event = next(e for e in sink.events() if e.get("client") == client)
+    assert isinstance(event["offset"], int) and isinstance(event["time"], int)
+
+
+async def test_occupied_and_vacated_count_the_whole_cluster(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    cluster, sink = events_cluster
+    ch = channel()
+    one, _ = await connect_raw(session, cluster.ws_url(0), token("ev-one"))
+    two, _ = await connect_raw(session, cluster.ws_url(1), token("ev-two"))
+    assert "subscribe" in await one.command("subscribe", {"channel": ch})
+    assert "subscribe" in await two.command("subscribe", {"channel": ch})
+    assert "unsubscribe" in await one.command("unsubscribe", {"channel": ch})
+    await two.command("unsubscribe", {"channel": ch})
+    await until(lambda: ("vacated",) in sink.of_channel(ch), 10, "vacated")
+    assert [e[0] for e in sink.of_channel(ch)] == [
+        "occupied",
+        "subscribe",
+        "subscribe",
+        "unsubscribe",
+        "unsubscribe",
+        "vacated",
+    ]
+    await one.ws.close()
+    await two.ws.close()
+
+
+async def test_nothing_is_lost_while_the_backend_is_down(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    cluster, sink = events_cluster
+    sink.down = True
+    refused = sink.refused
+    try:
+        clients: list[str] = []
+        ch = channel()
+        for i in range(30):
+            raw, reply = await connect_raw(session, cluster.ws_url(i % 2), token(f"ev-down-{i}"))
+            clients.append(reply["connect"]["client"])
+            assert "subscribe" in await raw.command("subscribe", {"channel": ch})
+            await raw.ws.close()
+        await until(lambda: sink.refused > refused + 3, 10, "the backend refusing batches")
+        assert not any(sink.has("connect", c) for c in clients)
+    finally:
+        sink.down = False
+    await until(lambda: all(sink.has("disconnect", c) for c in clients), 20, "the backlog")
+    for client, user in zip(clients, (f"ev-down-{i}" for i in range(30)), strict=True):
+        assert [e[0] for e in sink.of_client(client)] == [
+            "connect",
+            "subscribe",
+            "unsubscribe",
+            "disconnect",
+        ], user
+
+
+async def test_a_killed_edge_still_reports_its_clients_gone(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    cluster, sink = events_cluster
+    ch = channel()
+    held: list[RawClient] = []
+    clients: list[str] = []
+    for i in range(5):
+        raw, reply = await connect_raw(session, cluster.ws_url(1), token(f"ev-kill-{i}"))
+        assert "subscribe" in await raw.command("subscribe", {"channel": ch})
+        held.append(raw)
+        clients.append(reply["connect"]["client"])
+    await until(lambda: len(sink.of_channel(ch)) == 6, 10, "the subscribes")
+    cluster.signal("e1", signal.SIGKILL)
+    try:
+        await until(lambda: all(sink.has("disconnect", c) for c in clients), 30, "disconnects")
+        gone = ("edge gone",)
+        for client, i in zip(clients, range(5), strict=True):
+            user = f"ev-kill-{i}"
+            assert sink.of_client(client) == [
+                ("connect", user, "websocket"),
+                ("subscribe", user),
+                ("unsubscribe", user, 3000, *gone),
+                ("disconnect", user, 3000, *gone),
+            ]
+        assert sink.of_channel(ch)[0] == ("occupied",)
+        assert sink.of_channel(ch)[-1] == ("vacated",)
+    finally:
+        for raw in held:
+            await raw.ws.close()
+        await asyncio.to_thread(cluster.processes["e1"].wait)
+        await asyncio.to_thread(cluster.restart, "e1")
+
+
+async def test_the_log_survives_a_sigkill_of_its_leader(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    """With the backend down the backlog is only in the log; its leader dies; the new leader
+    delivers all of it, from the last checkpoint (some events perhaps twice, never lost)."""
+    cluster, sink = events_cluster
+    ring = Ring([Member(f"o{i}", 1) for i in range(3)], 3)
+    leader = ring.replicas(EVENT_LOG_CHANNEL)[0]
+    sink.down = True
+    clients: list[str] = []
+    try:
+        for i in range(10):
+            raw, reply = await connect_raw(session, cluster.ws_url(0), token(f"ev-fail-{i}"))
+            clients.append(reply["connect"]["client"])
+            await raw.ws.close()
+        cluster.signal(leader, signal.SIGKILL)
+        await asyncio.to_thread(cluster.processes[leader].wait)
+        for i in range(10, 20):  # the log keeps taking events, at its new leader
+            raw, reply = await connect_raw(session, cluster.ws_url(0), token(f"ev-fail-{i}"))
+            assert "connect" in reply, reply
+            clients.append(reply["connect"]["client"])
+            await raw.ws.close()
+    finally:
+        sink.down = False
+    try:
+        await until(lambda: all(sink.has("disconnect", c) for c in clients), 30, "the backlog")
+        for client in clients:
+            assert [e[0] for e in sink.of_client(client)] == ["connect", "disconnect"]
+    finally:
+        await asyncio.to_thread(cluster.restart, leader)
+
+
+async def test_clients_and_the_api_cannot_reach_the_log(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    cluster, _ = events_cluster
+    raw, _ = await connect_raw(session, cluster.ws_url(0), token("ev-nosy"))
+    for method in ("subscribe", "publish", "history"):
+        reply = await raw.command(method, {"channel": EVENT_LOG_CHANNEL, "data": {}})
+        assert reply["error"]["code"] == 102, (method, reply)
+    await raw.ws.close()
+    async with session.post(
+        f"{cluster.edge_url(0)}/api/history",
+        json={"channel": EVENT_LOG_CHANNEL, "limit": 10},
+        headers={"X-API-Key": API_KEY},
+    ) as response:
+        body = await response.json()
+        assert body["error"]["code"] == 102, body
