@@ -14,7 +14,7 @@ from typing import Any
 
 from skyrelay import VERSION
 from skyrelay.config import Permission
-from skyrelay.edge import commands, json_codec, proxied, serversubs
+from skyrelay.edge import backend_refresh, commands, json_codec, proxied, serversubs
 from skyrelay.edge.auth import (
     ANONYMOUS,
     Credentials,
@@ -24,7 +24,6 @@ from skyrelay.edge.auth import (
 from skyrelay.edge.limits import TokenBucket
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
-from skyrelay.edge.proxy_replies import Extension
 from skyrelay.edge.session import (
     SessionState,
     expiry_fields,
@@ -45,10 +44,6 @@ from skyrelay.protocol.messages import Command, Pong
 from skyrelay.runtime.tasks import spawn
 
 log = logging.getLogger("skyrelay.edge.client")
-
-# Seconds a connection or subscription is extended when its refresh proxy cannot answer (the
-# backend is down): an outage must not end every session at once.
-BACKEND_GRACE = 60
 
 
 Handler = Callable[["Client", Command], Awaitable[dict[str, Any] | None]]
@@ -135,7 +130,7 @@ class Client(Subscribing):
         elif self.expires_at and self.refresh_proxy:
             if now > self.expires_at and not self.refreshing:
                 self.refreshing = True
-                spawn(self._refresh_by_proxy(self.refresh_proxy))
+                spawn(backend_refresh.refresh(self, self.refresh_proxy))
         elif self.expires_at and now > self.expires_at + delay:
             self.close(DisconnectCode.EXPIRED)
         if self.sub_expiry and self.state is SessionState.CONNECTED:
@@ -143,45 +138,10 @@ class Client(Subscribing):
                 proxy = self.namespace(channel).sub_refresh_proxy
                 if proxy and now > expires_at:
                     del self.sub_expiry[channel]  # back once the backend answers
-                    spawn(self._sub_refresh_by_proxy(proxy, channel))
+                    spawn(backend_refresh.sub_refresh(self, proxy, channel))
                 elif now > expires_at + delay:
                     del self.sub_expiry[channel]
                     self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
-
-    async def _refresh_by_proxy(self, proxy: str) -> None:
-        """The connection's ``expire_at`` came: the app's backend extends it, or it ends."""
-        try:
-            answer = await self._extension(proxied.refresh(self, proxy), self.info)
-        finally:
-            self.refreshing = False
-        if answer is None:
-            return
-        if answer.expired:
-            self.close(DisconnectCode.EXPIRED)
-            return
-        self.expires_at = answer.expire_at
-        if answer.info is not None:
-            self.info = answer.info
-
-    async def _sub_refresh_by_proxy(self, proxy: str, channel: str) -> None:
-        answer = await self._extension(proxied.sub_refresh(self, proxy, channel))
-        if answer is None or channel not in self.subs or self.state is not SessionState.CONNECTED:
-            return
-        if answer.expired:
-            self.lost_channel(channel, UnsubscribeCode.EXPIRED, "subscription expired")
-        elif answer.expire_at:
-            self.set_sub_expiry(channel, answer.expire_at)
-
-    async def _extension(self, asking: Awaitable[Extension], info: Any = None) -> Extension | None:
-        """The backend's refresh answer; ``BACKEND_GRACE`` more when it cannot answer (as
-        Centrifugo does); None once its disconnect reply closed the connection."""
-        try:
-            return await asking
-        except ReplyError:
-            return Extension(False, int(time.time() + BACKEND_GRACE), info)
-        except Disconnect as exc:
-            self.close(exc.code, exc.reason)
-            return None
 
     # Driven by the transport.
 

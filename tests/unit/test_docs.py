@@ -23,6 +23,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         config.TlsSettings,
         config.ProxyConfig,
         config.PgOutboxConfig,
+        config.EventsConfig,
     )
     missing = [
         f"{cls.__name__}.{f.name}"
