@@ -1,7 +1,9 @@
 """The app's backend in the loop, side by side with the direct paths, one run: connects per
 second through the connect proxy (a backend that answers at once) against connects with a
-token, and rows per second published from a PostgreSQL outbox table against the server API's
-publish (batches of 100).
+token; rows per second published from a PostgreSQL outbox table against the server API's
+publish (batches of 100); and with events on, connects per second (each answered once its
+event is in the log) and events per second delivered to a backend that acks at once, from a
+backlog built while it was down.
 
     skyrelay bench backend [--quick] [--connects 2000] [--rows 5000]
 """
@@ -42,6 +44,43 @@ class Figures:
     rows: int
     api_publications_per_s: float
     outbox_rows_per_s: float
+    events_connects_per_s: float = 0.0
+    events: int = 0
+    events_delivered_per_s: float = 0.0
+
+
+class EventSink:
+    """An events backend that acks at once (503 while ``down``), counting unique ids."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.ids: set[str] = set()
+        self.app = web.Application()
+        self.app.router.add_post("/events", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503)
+        body = await request.json()
+        self.ids.update(event["id"] for event in body["events"])
+        return web.json_response({})
+
+
+async def event_delivery(url: str, sink: EventSink, count: int) -> tuple[int, float]:
+    """``count`` connections open and close while the backend is down; then the time until
+    it has every connect and disconnect. Returns (events, events per second)."""
+    sink.down = True
+    await connects(url, count, {}, {"token": bench_token()})
+    expected = 2 * count
+    sink.ids.clear()
+    sink.down = False
+    started = time.monotonic()
+    deadline = started + 300
+    while len(sink.ids) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(sink.ids)} of {expected} events delivered in 5 minutes")
+        await asyncio.sleep(0.01)
+    return expected, expected / (time.monotonic() - started)
 
 
 def instant_backend() -> ThreadedApp:
@@ -159,13 +198,40 @@ poll_interval = 0.1
         pg.cleanup()
         backend.stop()
     figures = Figures(count, token_rate, proxy_rate, rows, api_rate, outbox_rate)
+    _measure_events(figures, count)
     print(f"\nbackend: {count} connects, {rows} publications, one edge process")
     print(f"  connects/s   with a token {token_rate:>9,.0f}", end="")
     print(f"   through the connect proxy {proxy_rate:>9,.0f}")
     print(f"  publishes/s  server API   {api_rate:>9,.0f}", end="")
     print(f"   from the PostgreSQL outbox {outbox_rate:>8,.0f}")
+    print(f"  with events: connects/s {figures.events_connects_per_s:>9,.0f}", end="")
+    print(f"   events delivered/s {figures.events_delivered_per_s:>9,.0f}")
     save_results("backend", asdict(figures), quick=args.quick)
     return 0
+
+
+def _measure_events(figures: Figures, count: int) -> None:
+    """The same cluster shape with ``[events]`` on."""
+    sink = EventSink()
+    server = ThreadedApp(sink.app)
+    port = server.start()
+    extra = f"""
+[events]
+endpoint = "http://127.0.0.1:{port}/events"
+batch_size = 500
+retry_delay = 0.05
+max_retry_delay = 0.05
+"""
+    try:
+        with local_cluster(origins=1, edges=1, replication=1, extra_toml=extra) as cluster:
+            url = cluster.ws_url(0)
+            params = {"token": bench_token()}
+            figures.events_connects_per_s = asyncio.run(connects(url, count, {}, params))
+            figures.events, figures.events_delivered_per_s = asyncio.run(
+                event_delivery(url, sink, count)
+            )
+    finally:
+        server.stop()
 
 
 async def _create_table(dsn: str) -> None:

@@ -287,6 +287,8 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     """Apply a new config (SIGHUP): new shards are linked, channels follow the new ring."""
     node = app[NODE_KEY]
     node.config = config
+    node.events.config = config
+    node.events.start()  # if [events] was just set
     node.router.reconfigure(config)
     node.hub.on_health_change()
     app[BOARD_KEY].record(time.time(), "ring reloaded", detail=f"{len(config.shards)} shards")

@@ -350,6 +350,8 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard.config = config
     shard.replicator.config = config
     shard.events.config = config
+    shard.events.poster.config = config.events
+    shard.events.start()  # if [events] was just set
     app[PEER_LINKS_KEY].sync(config)
     ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
     membership.reconfigure(shard.replicator, ring)

@@ -239,7 +239,7 @@ class EventLog:
         batch = self.carry[: self.config.events.batch_size]
         if not await self.poster.post(batch):
             await self.poster.back_off()
-            return False
+            return True  # the backoff was the wait: try again at once
         del self.carry[: len(batch)]
         self.acked_since_checkpoint = True
         if not self.carry:

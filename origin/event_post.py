@@ -32,7 +32,6 @@ class EventPoster:
         self.metrics = metrics
         self.failures = 0  # in a row
         self._session: aiohttp.ClientSession | None = None
-        self._headers = {"Content-Type": "application/json", **config.header_pairs()}
 
     async def post(self, events: list[dict[str, Any]]) -> bool:
         """True once the backend acked the batch."""
@@ -43,7 +42,7 @@ class EventPoster:
             async with self._session.post(
                 self.config.endpoint,
                 data=orjson.dumps({"events": events}),
-                headers=self._headers,
+                headers={"Content-Type": "application/json", **self.config.header_pairs()},
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout),
                 allow_redirects=False,
             ) as response:
