@@ -176,10 +176,7 @@ class EventRecorder:
         self.failures += 1
         if self.failures == 1 or self.failures % 50 == 0:
             log.warning("events not in the log yet (%s); retrying", error.message)
-        for queued in batch:
-            if queued.done is not None and not queued.done.done():
-                queued.done.set_exception(error)
-                queued.done.exception()  # retrieved: nobody may be waiting any more
+        _answer(batch, error)
 
     def _delay(self) -> float:
         events = self.config.events
@@ -194,9 +191,15 @@ class EventRecorder:
 
     def _fail_all(self, error: ReplyError) -> None:
         queued, self._queue = self._queue, deque()
-        self._failed(list(queued), error)
-        self.failures = 0
+        _answer(list(queued), error)
         self._emptied.set()
+
+
+def _answer(batch: list[Queued], error: ReplyError) -> None:
+    for queued in batch:
+        if queued.done is not None and not queued.done.done():
+            queued.done.set_exception(error)
+            queued.done.exception()  # retrieved: nobody may be waiting any more
 
 
 def _new_node() -> str:

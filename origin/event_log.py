@@ -44,6 +44,9 @@ log = logging.getLogger("skyrelay.origin.events")
 IDLE_POLL = 0.5
 # Log entries folded per step (a step posts at most ``batch_size`` events).
 READ_STEP = 1000
+# A checkpoint waits until the entries acked since the last one, times this, reach the open
+# connections it holds (one row each, about an entry's size).
+CHECKPOINT_SHARE = 4
 
 
 def node_gone_error() -> ReplyError:
@@ -70,10 +73,10 @@ class EventLog:
         # Events folded past the cursor and not acked yet, and the offset they end at.
         self.carry: list[dict[str, Any]] = []
         self.carry_end = 0
-        # Batches acked since the last checkpoint (entries that post nothing, checkpoints
-        # among them, never call for one).
-        self.acked_since_checkpoint = False
-        self.checkpoint_at = 0.0
+        # Entries whose events were acked since the last checkpoint (entries that post
+        # nothing, checkpoints among them, never call for one), and when it was written.
+        self.acked_since_checkpoint = 0
+        self.checkpoint_at = time.monotonic()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -142,7 +145,8 @@ class EventLog:
                     continue
                 break
         self.carry, self.carry_end = [], self.cursor
-        self.acked_since_checkpoint = False
+        self.acked_since_checkpoint = 0
+        self.checkpoint_at = time.monotonic()
         self.gone = set(self.fold.gone)
         watched = set(self.fold.nodes)
         for pub in held:
@@ -241,16 +245,13 @@ class EventLog:
             await self.poster.back_off()
             return True  # the backoff was the wait: try again at once
         del self.carry[: len(batch)]
-        self.acked_since_checkpoint = True
         if not self.carry:
+            self.acked_since_checkpoint += self.carry_end - self.cursor
             self.cursor = self.carry_end
         return True
 
     async def _checkpoint(self) -> None:
-        now = time.monotonic()
-        if self.carry or not self.acked_since_checkpoint:
-            return
-        if now - self.checkpoint_at < self.config.events.checkpoint_interval:
+        if self.carry or not self._checkpoint_due(time.monotonic()):
             return
         entry = {
             "type": CHECKPOINT,
@@ -260,8 +261,23 @@ class EventLog:
             "time": _ms(),
         }
         await self._append_own(entry)
-        self.acked_since_checkpoint = False
-        self.checkpoint_at = now
+        self.acked_since_checkpoint = 0
+        self.checkpoint_at = time.monotonic()
+
+    def _checkpoint_due(self, now: float) -> bool:
+        """A checkpoint holds every open connection, so it is written only once the entries
+        acked since the last one are a fair share of its size: the log's checkpoints then
+        weigh at most a few times its events. One is also written, whatever came, well
+        before the last one would age out of the log (``events.retention``)."""
+        events = self.config.events
+        since = now - self.checkpoint_at
+        if self.fold.connections and since > events.retention / 2:
+            return True
+        return (
+            since >= events.checkpoint_interval
+            and self.acked_since_checkpoint > 0
+            and self.acked_since_checkpoint * CHECKPOINT_SHARE >= len(self.fold.connections)
+        )
 
     async def _append_own(self, entry: dict[str, Any]) -> None:
         _, outcomes = await publish_all(

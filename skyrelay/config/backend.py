@@ -88,8 +88,8 @@ class EventsConfig:
     # unsubscribed and disconnected. An edge that comes back after it drops its clients, which
     # reconnect as new connections.
     edge_grace: float = 15.0
-    # Seconds between the dispatcher's checkpoints: a new leader of the log (a failover)
-    # sends again at most what was acked since the last one.
+    # Least seconds between the dispatcher's checkpoints: a new leader of the log (a failover)
+    # sends again what was acked since the last one.
     checkpoint_interval: float = 2.0
     # Seconds before the first retry of a failed POST, doubled each time up to the maximum.
     retry_delay: float = 0.5

@@ -225,7 +225,30 @@ async def test_a_killed_edge_still_reports_its_clients_gone(
         for raw in held:
             await raw.ws.close()
         await asyncio.to_thread(cluster.processes["e1"].wait)
-        await asyncio.to_thread(cluster.restart, "e1")
+        cluster.restart("e1")  # from this thread: a child dies with the thread that started it
+
+
+async def test_an_edge_back_from_a_pause_drops_the_clients_it_was_reported_gone_with(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    """Frozen past the grace, the process was reported gone with its client; once it runs
+    again the log refuses it, so it drops that client (3010) and speaks under a new name:
+    the reconnect is a new connection, and the backend's view stays true."""
+    cluster, sink = events_cluster
+    raw, reply = await connect_raw(session, cluster.ws_url(1), token("ev-paused"))
+    client = reply["connect"]["client"]
+    await until(lambda: sink.has("connect", client), 10, "the connect")
+    cluster.signal("e1", signal.SIGSTOP)
+    try:
+        await until(lambda: sink.has("disconnect", client), 30, "the edge reported gone")
+    finally:
+        cluster.signal("e1", signal.SIGCONT)
+    assert sink.of_client(client)[-1] == ("disconnect", "ev-paused", 3000, "edge gone")
+    assert await raw.wait_closed(30) == 3010
+    again, reply = await connect_raw(session, cluster.ws_url(1), token("ev-paused"))
+    await until(lambda: sink.has("connect", reply["connect"]["client"]), 10, "the reconnect")
+    await again.ws.close()
+    assert [e[0] for e in sink.of_client(client)] == ["connect", "disconnect"]
 
 
 async def test_the_log_survives_a_sigkill_of_its_leader(
@@ -257,7 +280,7 @@ async def test_the_log_survives_a_sigkill_of_its_leader(
         for client in clients:
             assert [e[0] for e in sink.of_client(client)] == ["connect", "disconnect"]
     finally:
-        await asyncio.to_thread(cluster.restart, leader)
+        cluster.restart(leader)
 
 
 async def test_clients_and_the_api_cannot_reach_the_log(
