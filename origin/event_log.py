@@ -181,6 +181,9 @@ class EventLog:
                 busy = await self._step()
             except asyncio.CancelledError:
                 raise
+            except ReplyError as exc:  # no quorum for the log, a newer leader: look again
+                log.info("event log: %s", exc.message)
+                busy = False
             except Exception:
                 log.exception("event dispatch step failed")
                 busy = False

@@ -228,6 +228,24 @@ async def test_a_killed_edge_still_reports_its_clients_gone(
         cluster.restart("e1")  # from this thread: a child dies with the thread that started it
 
 
+async def test_a_stopping_edge_reports_its_clients_shutdown_itself(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    """SIGTERM: the edge tells its clients to reconnect elsewhere (3001) and writes their
+    disconnects to the log before it exits, so they say "shutdown", not "edge gone"."""
+    cluster, sink = events_cluster
+    raw, reply = await connect_raw(session, cluster.ws_url(0), token("ev-drained"))
+    client = reply["connect"]["client"]
+    cluster.signal("e0", signal.SIGTERM)
+    try:
+        assert await raw.wait_closed(10) == 3001
+        await asyncio.to_thread(cluster.processes["e0"].wait)
+        await until(lambda: sink.has("disconnect", client), 10, "the disconnect")
+        assert sink.of_client(client)[-1] == ("disconnect", "ev-drained", 3001, "shutdown")
+    finally:
+        cluster.restart("e0")
+
+
 async def test_an_edge_back_from_a_pause_drops_the_clients_it_was_reported_gone_with(
     events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
 ) -> None:
