@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from centrifuge import Client
 
 from skyrelay.config.settings import EVENT_LOG_CHANNEL
 from skyrelay.ring import Member, Ring
@@ -140,6 +141,36 @@ async def test_a_clients_life_gives_exactly_its_events_in_order(
     assert sink.headers["Authorization"] == "Bearer events-secret"
     event = next(e for e in sink.events() if e.get("client") == client)
     assert isinstance(event["offset"], int) and isinstance(event["time"], int)
+
+
+async def test_centrifuge_python_s_life_and_its_server_side_channel(
+    events_cluster: tuple[LocalCluster, EventSink],
+) -> None:
+    """The real SDK, with a token that subscribes it server-side to a channel: that channel's
+    subscribe comes with the connect, before any other."""
+    cluster, sink = events_cluster
+    own, ch = channel(), channel()
+    client = Client(cluster.ws_url(1), token=token("ev-sdk", channels=[own]), proxy=None)
+    sub = client.new_subscription(ch)
+    await client.connect()
+    await sub.subscribe()
+    await until(lambda: sink.of_channel(ch)[-1:] == [("subscribe", "ev-sdk")], 10, "subscribe")
+    await sub.unsubscribe()
+    await client.disconnect()
+    await until(lambda: ("vacated",) in sink.of_channel(own), 10, "the disconnect")
+    kinds = [e for e in sink.events() if e.get("user") == "ev-sdk" or e.get("channel") in (own, ch)]
+    assert [(e["type"], e.get("channel")) for e in kinds] == [
+        ("connect", None),
+        ("occupied", own),
+        ("subscribe", own),
+        ("occupied", ch),
+        ("subscribe", ch),
+        ("unsubscribe", ch),
+        ("vacated", ch),
+        ("unsubscribe", own),
+        ("vacated", own),
+        ("disconnect", None),
+    ]
 
 
 async def test_occupied_and_vacated_count_the_whole_cluster(
