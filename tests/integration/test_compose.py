@@ -42,6 +42,7 @@ RUNBOOKS = {
     "publish-errors",
     "slow-clients",
     "connection-limit",
+    "events-backlog",
 }
 # Series Prometheus itself adds to every target.
 PROMETHEUS_SERIES = {"up"}
@@ -257,6 +258,8 @@ def test_alerts_carry_for_severity_summary_and_runbook() -> None:
         "skyrelay_origin_publish_errors_total",
         "skyrelay_edge_command_errors_total",
         "skyrelay_edge_connection_limit",
+        "skyrelay_origin_events_backlog",
+        "skyrelay_origin_events_lost_total",
     ):
         assert metric in exprs, f"no alert on {metric}"
 
