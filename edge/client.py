@@ -274,9 +274,10 @@ class Client(Subscribing):
         if joins:
             result["subs"] = {join.name: join.result for join in joins}
         channels = [join.name for join in joins]
-        if not await self._recorded_connect(transport=self.transport_name, channels=channels):
+        if not await self.recorded_connect(transport=self.transport_name, channels=channels):
             return  # closed while the log took it
         self.sink.send(self.codec.reply(command.id, "connect", result))
+        self.greeted()
         for join in joins:
             self.go_live(join)
 
@@ -316,7 +317,6 @@ class Client(Subscribing):
         self.state = SessionState.CONNECTED
         node = self.node
         node.clients[self.id] = self
-        node.wheel.add(self)
         node.metrics.connections.labels(self.transport_name).inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("client connected", extra=self.log_ids(transport=self.transport_name))
@@ -344,7 +344,13 @@ class Client(Subscribing):
         except InvalidToken:
             raise Disconnect(DisconnectCode.INVALID_TOKEN) from None
 
-    async def _recorded_connect(self, **fields: Any) -> bool:
+    def greeted(self) -> None:
+        """The connect reply went out: pings (and expiry checks) start only now, so that no
+        ping ever comes before it however long the connect took."""
+        if self.state is SessionState.CONNECTED:
+            self.node.wheel.add(self)
+
+    async def recorded_connect(self, **fields: Any) -> bool:
         """Record a connect and wait until it is in the event log: the client hears of it
         only then. A connection the log cannot take reconnects (3004); its disconnect follows
         the connect in the log. False if the connection closed meanwhile."""

@@ -125,17 +125,23 @@ async def connect(client: Client, sink: UniSseSink, token: str, resume: Position
     else:
         credentials = ANONYMOUS
     try:
+        if client.node.events.full:
+            raise Disconnect(DisconnectCode.SERVER_ERROR, "the event log is out of reach")
         result = client.accept(credentials, now)
         joins = await client.join_server_side(credentials, resume)
+        if client.closed:
+            return
+        channels = [join.name for join in joins]
+        if not await client.recorded_connect(transport=client.transport_name, channels=channels):
+            return
     except Disconnect as exc:
         client.close(exc.code, exc.reason)
-        return
-    if client.closed:
         return
     for join in joins:
         sink.positions[join.name] = (join.channel.epoch, join.top)
     result["subs"] = {join.name: join.result for join in joins}
     sink.send_with_position(orjson.dumps({"push": {"connect": result}}))
+    client.greeted()
     for join in joins:
         client.go_live(join)
 

@@ -6,6 +6,7 @@ of the shard leading the event log."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -170,6 +171,25 @@ async def test_centrifuge_python_s_life_and_its_server_side_channel(
         ("unsubscribe", own),
         ("vacated", own),
         ("disconnect", None),
+    ]
+
+
+async def test_a_unidirectional_connection_has_its_events_too(
+    events_cluster: tuple[LocalCluster, EventSink], session: aiohttp.ClientSession
+) -> None:
+    cluster, sink = events_cluster
+    connect = json.dumps({"token": token("ev-uni")})
+    url = f"{cluster.edge_url(0)}/connection/uni_sse"
+    async with session.get(url, params={"cf_connect": connect}) as response:
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                first = json.loads(line[6:])
+                break
+    client = first["connect"]["client"]
+    await until(lambda: sink.has("disconnect", client), 10, "the disconnect")
+    assert [e[:3] for e in sink.of_client(client)] == [
+        ("connect", "ev-uni", "uni_sse"),
+        ("disconnect", "ev-uni", 3000),
     ]
 
 
