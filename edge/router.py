@@ -15,7 +15,7 @@ from skyrelay.edge.batched_publish import NotSent, PublishBatcher
 from skyrelay.link import wire
 from skyrelay.link.client import LinkClient, LinkSettings, SurveyHandler, unavailable
 from skyrelay.protocol.codes import ReplyError
-from skyrelay.ring import Member, Ring
+from skyrelay.ring import Ring
 from skyrelay.ring.health import HealthView
 
 PushHandler = Callable[[LinkClient, dict[str, Any]], None]
@@ -32,7 +32,7 @@ class Router:
         self.config = config
         # How https:// shards are verified, for links, probes and status requests.
         self.tls = tls
-        self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+        self.ring = Ring.of_shards(config.shards, config.replication)
         self.health = HealthView((s.id for s in config.shards), config.health)
         self.links: dict[str, LinkClient] = {}
         self.batcher = PublishBatcher(self.links, config.edge.upstream_timeout)
@@ -70,7 +70,7 @@ class Router:
     def reconfigure(self, config: ClusterConfig) -> None:
         """A new ring: link new shards (links to removed ones stay while channels move)."""
         self.config = config
-        self.ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+        self.ring = Ring.of_shards(config.shards, config.replication)
         for shard in config.shards:
             self.health.add(shard.id)
             if shard.id not in self.links and self._start is not None:

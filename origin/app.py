@@ -28,7 +28,7 @@ from skyrelay.origin.persistence import load_copies
 from skyrelay.origin.shard import Shard
 from skyrelay.origin.storage.store import ShardStore
 from skyrelay.origin.survey import Surveyor
-from skyrelay.ring import Member, Ring
+from skyrelay.ring import Ring
 from skyrelay.ring.health import HealthView
 from skyrelay.ring.prober import run_prober
 from skyrelay.runtime.metrics import metrics_handler
@@ -210,7 +210,7 @@ def _load(shard: Shard, store: ShardStore) -> None:
 
 def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app = web.Application()
-    ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+    ring = Ring.of_shards(config.shards, config.replication)
     view = HealthView((s.id for s in config.shards), config.health, self_id=shard_id)
     links: dict[str, LinkClient] = {}
     app[LINKS_KEY] = links
@@ -353,7 +353,7 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard.events.poster.config = config.events
     shard.events.start()  # if [events] was just set
     app[PEER_LINKS_KEY].sync(config)
-    ring = Ring((Member(s.id, s.weight) for s in config.shards), config.replication)
+    ring = Ring.of_shards(config.shards, config.replication)
     membership.reconfigure(shard.replicator, ring)
     log.info("config reloaded: %d shards", len(config.shards))
 

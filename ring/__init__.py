@@ -1,5 +1,5 @@
 """Placement and membership: the hash ring and replica sets."""
 
-from skyrelay.ring.hashring import Member, Ring, moved_channels
+from skyrelay.ring.hashring import Member, Ring, ShardLike, moved_channels
 
-__all__ = ["Member", "Ring", "moved_channels"]
+__all__ = ["Member", "Ring", "ShardLike", "moved_channels"]

@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     ring = sub.add_parser("ring", help="placement of channels on shards")
     ring.add_argument("action", choices=("show", "plan"))
     ring.add_argument("--config", required=True)
-    ring.add_argument("--add", default=None, help="plan: shard id[=weight] to add")
+    ring.add_argument("--add", default=None, help="plan: shard id[=weight][@zone] to add")
     ring.add_argument("--remove", default=None, help="plan: shard id to remove")
     return parser
 
@@ -250,7 +250,7 @@ def _ring(args: argparse.Namespace) -> int:
     from skyrelay.ring import Member, Ring, moved_channels  # noqa: PLC0415
 
     config = load_config(args.config)
-    members = [Member(s.id, s.weight) for s in config.shards]
+    members = [Member(s.id, s.weight, s.zone) for s in config.shards]
     ring = Ring(members, config.replication)
     sample = [f"channel-{i}" for i in range(RING_SAMPLE)]
     if args.action == "show":
@@ -267,6 +267,7 @@ def _ring(args: argparse.Namespace) -> int:
             state = _shard_state(shard.url, tls)
             print(
                 f"  {shard.id:<12} {shard.url:<28} weight {shard.weight:<3} "
+                f"{'zone ' + shard.zone + '  ' if shard.zone else ''}"
                 f"primary for {share:6.1%} of channels   {state}"
             )
         return 0
@@ -274,8 +275,9 @@ def _ring(args: argparse.Namespace) -> int:
         print("skyrelay: ring plan needs exactly one of --add or --remove", file=sys.stderr)
         return 2
     if args.add:
-        ident, _, weight = args.add.partition("=")
-        after = [*members, Member(ident, int(weight or 1))]
+        spec, _, zone = args.add.partition("@")
+        ident, _, weight = spec.partition("=")
+        after = [*members, Member(ident, int(weight or 1), zone)]
     else:
         after = [m for m in members if m.id != args.remove]
         if len(after) == len(members):

@@ -45,6 +45,9 @@ class ShardConfig:
     id: str
     url: str
     weight: int = 1
+    # Failure domain (an availability zone, a rack): a channel's replica set takes shards of
+    # distinct zones first, so its majority spans two zones. Empty: no zone.
+    zone: str = ""
     # PEM certificate chain and private key the shard serves TLS with; required when (and
     # only when) its url is https://. Read by that shard only: other hosts need not have them.
     tls_cert: str = ""

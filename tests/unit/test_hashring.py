@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 
@@ -62,3 +63,58 @@ def test_bad_rings_are_refused() -> None:
         Ring([], 1)
     with pytest.raises(ValueError, match="replication"):
         Ring([Member("a")], 0)
+
+
+ZONES = ("a", "b", "c")
+SAMPLE = [f"ch-{i}" for i in range(10_000)]
+
+
+def zoned(count: int, zones: tuple[str, ...] = ZONES) -> list[Member]:
+    return [Member(f"s{i}", 1, zones[i % len(zones)]) for i in range(count)]
+
+
+@pytest.mark.parametrize(("shards", "replication"), [(6, 3), (7, 3), (9, 3), (4, 2), (5, 5)])
+def test_every_replica_set_spans_the_zones_it_can(shards: int, replication: int) -> None:
+    ring = Ring(zoned(shards), replication)
+    zone_of = ring.zones()
+    can_span = min(replication, len(ZONES))
+    for ch in SAMPLE:
+        members = ring.replicas(ch)
+        assert len(set(members)) == replication
+        assert len({zone_of[m] for m in members}) == can_span, ch
+
+
+def test_zones_keep_the_primary_and_the_clockwise_order() -> None:
+    plain = Ring([Member(m.id) for m in zoned(6)], 3)
+    ring = Ring(zoned(6), 3)
+    for ch in SAMPLE[:2000]:
+        assert ring.owner(ch) == plain.owner(ch)
+    one_zone = Ring(zoned(6, ("only",)), 3)
+    assert all(one_zone.replicas(ch) == plain.replicas(ch) for ch in SAMPLE[:2000])
+
+
+@pytest.mark.parametrize("grown", [zoned(7), [*zoned(6), Member("s6", 1, "b")]])
+def test_a_zoned_scale_up_moves_close_to_the_ideal_fraction(grown: list[Member]) -> None:
+    before, after = Ring(zoned(6), 3), Ring(grown, 3)
+    moved = moved_channels(before, after, SAMPLE) / len(SAMPLE)
+    # A new shard joins a channel's set with probability R/N without zones; with one shard
+    # per zone in each set, it joins when it comes first in its zone (1/3 here).
+    ideal = 3 / 7
+    assert moved <= ideal * 1.1, moved
+    zone_of = after.zones()
+    assert all(len({zone_of[m] for m in after.replicas(ch)}) == 3 for ch in SAMPLE)
+    # Nothing moves that the new shard did not join.
+    assert all(
+        "s6" in after.replicas(ch) for ch in SAMPLE if before.replicas(ch) != after.replicas(ch)
+    )
+
+
+def test_rings_of_shards_carry_their_zones() -> None:
+    @dataclass
+    class Shard:
+        id: str
+        weight: int = 1
+        zone: str = ""
+
+    ring = Ring.of_shards([Shard("o0", zone="a"), Shard("o1", zone="b"), Shard("o2")], 2)
+    assert ring.zones() == {"o0": "a", "o1": "b", "o2": ""}
