@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,7 +157,7 @@ def build_app(
     verifier, jwks = build_verifier(config.token_secret, auth)
     app = web.Application(client_max_size=config.edge.api_max_body, middlewares=[json_errors])
     metrics = EdgeMetrics()
-    router = Router(config, shard_client_ssl(config))
+    router = Router(config, _links_tls(config, edge_id))
     node: EdgeNode = EdgeNode(
         id=worker.node_id if worker is not None else edge_id,
         config=config,
@@ -205,6 +206,13 @@ def build_app(
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app
+
+
+def _links_tls(config: ClusterConfig, edge_id: str) -> ssl.SSLContext | bool:
+    """How the links verify https:// shards, showing this edge's certificate as its own."""
+    own = next((e for e in config.edges if e.id == edge_id), None)
+    cert, key = (own.tls_cert, own.tls_key) if own is not None else ("", "")
+    return shard_client_ssl(config, cert, key)
 
 
 async def _start(app: web.Application) -> None:
@@ -288,6 +296,7 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     node = app[NODE_KEY]
     node.config = config
     node.events.config = config
+    node.router.keyring.update(config.link_secrets)
     node.events.start()  # if [events] was just set
     node.router.reconfigure(config)
     node.hub.on_health_change()

@@ -13,6 +13,7 @@ import aiohttp
 from skyrelay.config import ClusterConfig
 from skyrelay.edge.batched_publish import NotSent, PublishBatcher
 from skyrelay.link import wire
+from skyrelay.link.auth import Keyring
 from skyrelay.link.client import LinkClient, LinkSettings, SurveyHandler, unavailable
 from skyrelay.protocol.codes import ReplyError
 from skyrelay.ring import Ring
@@ -36,6 +37,8 @@ class Router:
         self.health = HealthView((s.id for s in config.shards), config.health)
         self.links: dict[str, LinkClient] = {}
         self.batcher = PublishBatcher(self.links, config.edge.upstream_timeout)
+        # The link secrets this process answers the shards' challenges with.
+        self.keyring = Keyring(config.link_secrets)
         self._start: Callable[[str, str], None] | None = None
 
     def start_links(
@@ -54,6 +57,7 @@ class Router:
             max_frame=edge.link_max_frame,
             heartbeat=max(self.config.health.interval, 1.0),
             ssl=self.tls,
+            keyring=self.keyring,
         )
 
         def start(shard_id: str, url: str) -> None:

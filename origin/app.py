@@ -19,11 +19,14 @@ from prometheus_client.registry import Collector
 
 from skyrelay.config import ClusterConfig, load_config
 from skyrelay.link import wire
-from skyrelay.link.client import LinkClient, LinkSettings
+from skyrelay.link.auth import CHALLENGE_PATH, Keyring
+from skyrelay.link.client import LinkClient
 from skyrelay.origin import amnesia, membership, readiness
 from skyrelay.origin.handover import hand_over
 from skyrelay.origin.link import PEERS_KEY, SHARD_KEY, SURVEYOR_KEY, PeerWriter, link_handler
+from skyrelay.origin.link_guard import LINK_GUARD_KEY, LinkGuard
 from skyrelay.origin.metrics import OriginMetrics
+from skyrelay.origin.peer_links import PeerLinks
 from skyrelay.origin.persistence import load_copies
 from skyrelay.origin.shard import Shard
 from skyrelay.origin.storage.store import ShardStore
@@ -45,6 +48,8 @@ STARTED_KEY = web.AppKey("started", float)
 READINESS_KEY = web.AppKey("readiness", readiness.Readiness)
 # How https:// peers are verified; absent when no shard speaks TLS (aiohttp's default).
 CLIENT_TLS_KEY = web.AppKey("client_tls", ssl.SSLContext)
+KEYRING_KEY = web.AppKey("keyring", Keyring)
+PEER_LINKS_KEY = web.AppKey("peer_link_manager", PeerLinks)
 
 
 class ShardCollector(Collector):
@@ -227,12 +232,18 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     app[TASKS_KEY] = []
     app[READINESS_KEY] = readiness.Readiness()
     app[STARTED_KEY] = time.time()
-    client_tls = shard_client_ssl(config)
+    own = config.shard(shard_id)
+    client_tls = shard_client_ssl(config, own.tls_cert, own.tls_key)
     if isinstance(client_tls, ssl.SSLContext):
         app[CLIENT_TLS_KEY] = client_tls
     registry = metrics.registry
     registry.register(ShardCollector(app))
+    keyring = Keyring(config.link_secrets)
+    app[KEYRING_KEY] = keyring
+    guard = LinkGuard(keyring)
+    app[LINK_GUARD_KEY] = guard
     app.router.add_get(wire.LINK_PATH, link_handler)
+    app.router.add_get(CHALLENGE_PATH, guard.challenge)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/status", status)
@@ -242,67 +253,18 @@ def build_app(config: ClusterConfig, shard_id: str) -> web.Application:
     return app
 
 
-class PeerLinks:
-    """Links from this shard to the other shards, kept in step with the config."""
-
-    def __init__(
-        self, app: web.Application, session: aiohttp.ClientSession, tls: ssl.SSLContext | bool
-    ) -> None:
-        self.app = app
-        self.session = session
-        # How https:// peers are verified, for links and probes.
-        self.tls = tls
-        self.urls: dict[str, str] = {}
-
-    def on_change(self, shard_id: str, up: bool) -> None:
-        membership.peer_changed(self.app[SHARD_KEY].replicator, shard_id, up)
-
-    def on_down(self, link: LinkClient) -> None:
-        if self.app[HEALTH_KEY].lost(link.id):
-            self.on_change(link.id, False)
-
-    def on_up(self, link: LinkClient) -> None:
-        if self.app[HEALTH_KEY].is_up(link.id):
-            self.on_change(link.id, True)
-
-    def sync(self, config: ClusterConfig) -> None:
-        """Link to every shard of ``config``; links to removed shards stay while they move."""
-        shard = self.app[SHARD_KEY]
-        links = self.app[LINKS_KEY]
-        settings = LinkSettings(
-            request_timeout=config.origin.replication_timeout,
-            reconnect_delay=config.edge.link_reconnect_delay,
-            max_frame=config.origin.link_max_frame,
-            heartbeat=max(config.health.interval, 1.0),
-            ssl=self.tls,
-        )
-        for peer in config.shards:
-            if peer.id == shard.id or peer.id in links:
-                continue
-            self.app[HEALTH_KEY].add(peer.id)
-            self.urls[peer.id] = peer.url
-            link = LinkClient(
-                peer.id,
-                peer.url,
-                shard.id,
-                self.session,
-                settings,
-                lambda *_: None,
-                self.on_up,
-                self.on_down,
-            )
-            links[peer.id] = link
-            link.start()
-
-
-PEER_LINKS_KEY = web.AppKey("peer_link_manager", PeerLinks)
-
-
 async def _start(app: web.Application) -> None:
     shard = app[SHARD_KEY]
     session = aiohttp.ClientSession()
     app[SESSION_KEY] = session
-    peers = PeerLinks(app, session, app.get(CLIENT_TLS_KEY, True))
+    peers = PeerLinks(
+        shard,
+        app[LINKS_KEY],
+        app[HEALTH_KEY],
+        app[KEYRING_KEY],
+        session,
+        app.get(CLIENT_TLS_KEY, True),
+    )
     app[PEER_LINKS_KEY] = peers
     peers.sync(shard.config)
     app[TASKS_KEY].append(
@@ -350,6 +312,7 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard.config = config
     shard.replicator.config = config
     shard.events.config = config
+    app[KEYRING_KEY].update(config.link_secrets)
     shard.events.poster.config = config.events
     shard.events.start()  # if [events] was just set
     app[PEER_LINKS_KEY].sync(config)
@@ -376,7 +339,14 @@ async def run_origin(config_path: str, shard_id: str) -> None:
     config = load_config(config_path)
     shard = config.shard(shard_id)
     entry = f"shards[{config.shards.index(shard)}]"
-    tls = server_context(shard.tls_cert, shard.tls_key, entry) if shard.tls else None
+    # Links must show a client certificate of the cluster's CA (checked by link_guard).
+    tls = (
+        server_context(shard.tls_cert, shard.tls_key, entry, clients=config.tls)
+        if shard.tls
+        else None
+    )
+    if tls is None and not config.link_secrets:
+        log.warning("links to this shard are not authenticated: set SKYRELAY_LINK_SECRET")
     app = build_app(config, shard_id)
     listen = Listen(
         shard.host,

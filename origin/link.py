@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from skyrelay.link import wire
+from skyrelay.origin.link_guard import LINK_GUARD_KEY
 from skyrelay.origin.shard import Shard
 from skyrelay.origin.storage.store import Batch, ShardStore
 from skyrelay.origin.survey import Surveyor
@@ -153,11 +154,17 @@ SURVEYOR_KEY = web.AppKey("surveyor", Surveyor)
 async def link_handler(request: web.Request) -> web.StreamResponse:
     shard = request.app[SHARD_KEY]
     settings = shard.config.origin
+    name = request.query.get("peer", request.remote or "?")
+    guard = request.app[LINK_GUARD_KEY]
+    refused, proof = guard.check(request, name)
+    if refused is not None:
+        return guard.refuse(request, name, refused)
     ws = web.WebSocketResponse(
         max_msg_size=settings.link_max_frame, compress=False, autoping=True, heartbeat=None
     )
     await ws.prepare(request)
-    name = request.query.get("peer", request.remote or "?")
+    if proof is not None:
+        await ws.send_str(wire.proof_message(proof))
     surveys = request.query.get(wire.SURVEY_QUERY) == "1"
     peer = PeerWriter(ws, settings.link_write_limit, name, surveys, shard.store)
     peers = request.app[PEERS_KEY]

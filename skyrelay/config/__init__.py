@@ -5,6 +5,7 @@ from skyrelay.config.backend import PROXY_KINDS, EventsConfig, PgOutboxConfig, P
 from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
 from skyrelay.config.settings import (
     API_KEY_ENV,
+    LINK_SECRET_ENV,
     MAX_SHARD_WEIGHT,
     TOKEN_SECRET_ENV,
     TRANSPORTS,
@@ -24,6 +25,7 @@ from skyrelay.ring.health import HealthSettings
 
 __all__ = [
     "API_KEY_ENV",
+    "LINK_SECRET_ENV",
     "MAX_SHARD_WEIGHT",
     "PROXY_KINDS",
     "TOKEN_SECRET_ENV",

@@ -19,6 +19,7 @@ from skyrelay.config.backend import PG_OUTBOX_DSN_ENV, EventsConfig, PgOutboxCon
 from skyrelay.config.settings import (
     API_KEY_ENV,
     DELTA_TYPES,
+    LINK_SECRET_ENV,
     MAX_SHARD_WEIGHT,
     TOKEN_SECRET_ENV,
     TRANSPORTS,
@@ -110,6 +111,7 @@ TOP_LEVEL_KEYS = frozenset(
         "tls",
         "token_secret",
         "api_key",
+        "link_secret",
         "proxies",
         "pg_outbox",
         "events",
@@ -135,6 +137,10 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         "token_secret", data.get("token_secret", ""), str
     )
     api_key = env.get(API_KEY_ENV) or _check_value("api_key", data.get("api_key", ""), str)
+    link_secret = env.get(LINK_SECRET_ENV) or _check_value(
+        "link_secret", data.get("link_secret", ""), str
+    )
+    link_secrets = tuple(part.strip() for part in link_secret.split(",") if part.strip())
     proxies = _parse_proxies(data.get("proxies", {}))
     namespaces = _parse_namespaces(data.get("namespaces", {}))
     edge = _parse_edge_settings(data.get("edge", {}))
@@ -156,6 +162,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         events=_parse_events(data.get("events", {})),
         token_secret=token_secret,
         api_key=api_key,
+        link_secrets=link_secrets,
     )
 
 

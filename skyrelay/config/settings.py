@@ -21,6 +21,9 @@ TRANSPORTS = ("websocket", "http_stream", "sse", "uni_sse", "longpoll")
 # Delta compressions of publications a namespace may allow.
 DELTA_TYPES = ("fossil",)
 API_KEY_ENV = "SKYRELAY_API_KEY"
+# Secrets every process proves itself with on the links to the shards, where TLS is off
+# (comma-separated: the first signs, any is accepted, for rotation).
+LINK_SECRET_ENV = "SKYRELAY_LINK_SECRET"
 # The origin's internal log of connection and channel events: its namespace has a dot, which
 # no configured namespace may have, so no client or server API call can name it.
 EVENT_LOG_CHANNEL = "skyrelay.internal:events"
@@ -349,6 +352,11 @@ class ClusterConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     token_secret: str = ""
     api_key: str = ""
+    # Link secrets (``link_secret``, comma-separated; ``SKYRELAY_LINK_SECRET`` wins): where
+    # the shards listen without TLS, a process must answer a challenge with the first of them
+    # before its link opens; any of them is accepted. Empty: links are not authenticated
+    # (where TLS is on, client certificates are, whatever this says).
+    link_secrets: tuple[str, ...] = ()
 
     def namespace(self, channel: str) -> NamespaceConfig | None:
         """The namespace of ``channel``, or None when its prefix names no namespace."""

@@ -4,8 +4,9 @@ Before a link opens, the connecting process (an edge or a shard) asks the shard 
 challenge: a random nonce, good once and for ``NONCE_TTL`` seconds. It answers with an HMAC
 of the nonce and its own name under the link secret; the shard checks it against every secret
 it accepts, and spends the nonce, before it reads a single request. The secret never travels;
-a recorded answer is worthless once its nonce is spent. The shard proves itself back with an
-HMAC of the same nonce under another label, so a process never talks to an impostor shard.
+a recorded answer is worthless once its nonce is spent. The shard proves itself back, in the
+link's first message, with an HMAC of the same nonce under another label, so a process never
+sends a request to an impostor shard.
 
 Rotation: every process signs with the first of its secrets and accepts any of them. Roll a
 new secret out in three steps, each a reload of every process: accept it (``old,new``), sign
@@ -26,9 +27,8 @@ from collections import OrderedDict
 NONCE_TTL = 10.0
 # Challenges outstanding at most: a flood of them evicts the oldest, never grows memory.
 MAX_NONCES = 10_000
-# The header that carries the answer, and the one that carries the shard's proof back.
+# The header of the WebSocket upgrade that carries the answer.
 ANSWER_HEADER = "X-Skyrelay-Link-Auth"
-PROOF_HEADER = "X-Skyrelay-Link-Proof"
 CHALLENGE_PATH = "/link/challenge"
 
 _CLIENT = b"skyrelay link client"
@@ -61,6 +61,19 @@ class LinkSecrets:
 def _mac(key: bytes, label: bytes, nonce: str, peer: str) -> str:
     message = b"\n".join((label, nonce.encode(), peer.encode()))
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class Keyring:
+    """The link secrets a process holds now, shared by its links (a reload replaces them)."""
+
+    __slots__ = ("secrets",)
+
+    def __init__(self, keys: tuple[str, ...] = ()) -> None:
+        self.secrets: LinkSecrets | None = None
+        self.update(keys)
+
+    def update(self, keys: tuple[str, ...]) -> None:
+        self.secrets = LinkSecrets(keys) if keys else None
 
 
 class NonceBook:

@@ -11,13 +11,14 @@ import itertools
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 import aiohttp
 
 from skyrelay.link import wire
+from skyrelay.link.auth import ANSWER_HEADER, CHALLENGE_PATH, Keyring, answer_header
 from skyrelay.protocol.codes import ErrorCode, ReplyError
 
 log = logging.getLogger("skyrelay.link")
@@ -42,6 +43,8 @@ class LinkSettings:
     # How https:// peers are verified (``skyrelay.runtime.tls.shard_client_ssl``); True = aiohttp's
     # default.
     ssl: ssl.SSLContext | bool = True
+    # The process's link secrets, for the challenge of shards that listen without TLS.
+    keyring: Keyring = field(default_factory=Keyring)
 
 
 def unavailable(shard_id: str, why: str) -> ReplyError:
@@ -165,15 +168,25 @@ class LinkClient:
         reported = ""
         while self.state is not LinkState.CLOSED:
             try:
+                challenge = await self._challenge()
+                headers = {} if challenge is None else {ANSWER_HEADER: challenge[1]}
                 ws = await self._session.ws_connect(
                     url,
                     params=query,
+                    headers=headers,
                     max_msg_size=self._settings.max_frame,
                     heartbeat=self._settings.heartbeat,
                     compress=0,
                     autoping=True,
                     ssl=self._settings.ssl,
                 )
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401 and str(exc) != reported:
+                    reported = str(exc)
+                    log.error("link to %s refused: check the link secret or certificate", self.id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, base * 10)
+                continue
             except aiohttp.ClientSSLError as exc:
                 # A refused certificate will not fix itself: say so, once per cause.
                 if str(exc) != reported:
@@ -188,11 +201,51 @@ class LinkClient:
                 continue
             delay = base
             reported = ""
+            if challenge is not None and not await self._proven(ws, challenge[0]):
+                await ws.close()
+                await asyncio.sleep(delay)
+                continue
             try:
                 await self._serve(ws)
             except Exception:  # a bug must not end the link for good: connect again
                 log.exception("link to %s failed", self.id)
                 await asyncio.sleep(delay)
+
+    async def _challenge(self) -> tuple[str, str] | None:
+        """(nonce, answer header) for a shard that listens without TLS, where this process
+        holds link secrets; None when there is nothing to answer (TLS proves who we are, or
+        the shard takes no challenge)."""
+        secrets = self._settings.keyring.secrets
+        if secrets is None or self.url.startswith("https://"):
+            return None
+        url = f"{self.url.rstrip('/')}{CHALLENGE_PATH}"
+        timeout = aiohttp.ClientTimeout(total=self._settings.request_timeout)
+        async with self._session.get(url, timeout=timeout) as response:
+            if response.status == 404:
+                return None  # a shard without link secrets: it checks nothing
+            response.raise_for_status()
+            try:
+                nonce = str((await response.json())["nonce"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise aiohttp.ClientPayloadError(f"not a challenge: {exc}") from None
+        return nonce, answer_header(nonce, secrets.answer(nonce, self.client_id))
+
+    async def _proven(self, ws: aiohttp.ClientWebSocketResponse, nonce: str) -> bool:
+        """The shard's first message proves it holds a link secret too."""
+        secrets = self._settings.keyring.secrets
+        try:
+            first = await ws.receive(timeout=self._settings.request_timeout)
+        except TimeoutError:
+            first = None
+        proof = (
+            wire.proof_of(first.data)
+            if first is not None and first.type is aiohttp.WSMsgType.TEXT
+            else ""
+        )
+        if secrets is not None and proof and secrets.proof_is_good(nonce, self.client_id, proof):
+            return True
+        log.error("link to %s: the shard did not prove it holds the link secret", self.id)
+        return False
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.state = LinkState.UP

@@ -102,6 +102,22 @@ EDGE_OPS = frozenset({OP_SUB, OP_UNSUB, OP_PUB, OP_PUBS, OP_HISTORY, OP_READ, OP
 PEER_OPS = frozenset({OP_CLAIM, OP_APPEND, OP_APPENDS, OP_INSTALL})
 
 
+def proof_message(proof: str) -> str:
+    """The shard's first message on a link opened by a challenge: a text frame (every other
+    frame is binary) with its proof (``skyrelay.link.auth``)."""
+    return orjson.dumps({"proof": proof}).decode()
+
+
+def proof_of(text: str) -> str:
+    """The proof in a shard's first message; '' if it holds none."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ""
+    proof = message.get("proof") if isinstance(message, dict) else None
+    return proof if isinstance(proof, str) else ""
+
+
 class LinkProtocolError(ValueError):
     """A frame that does not follow the edge-link format."""
 

@@ -28,9 +28,13 @@ def _no_password() -> bytes:
     return b""
 
 
-def server_context(cert: str, key: str, entry: str) -> ssl.SSLContext:
+def server_context(
+    cert: str, key: str, entry: str, clients: TlsSettings | None = None
+) -> ssl.SSLContext:
     """The context a listener serves TLS with; ``entry`` (e.g. ``edges[0]``) names the keys
-    in errors."""
+    in errors. With ``clients`` (a shard's listener), a client certificate is asked for and,
+    when one is shown, verified against ``tls.ca`` (or the system's store): links need one,
+    health checks and scrapes do not."""
     _readable(cert, f"{entry}.tls_cert")
     _readable(key, f"{entry}.tls_key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -45,6 +49,13 @@ def server_context(cert: str, key: str, entry: str) -> ssl.SSLContext:
         raise ConfigError(
             f"{entry}.tls_key: not an unencrypted PEM key matching tls_cert: {key} ({exc})"
         ) from None
+    if clients is not None:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        if clients.ca:
+            _readable(clients.ca, "tls.ca")
+            context.load_verify_locations(cafile=clients.ca)
+        else:
+            context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
     return context
 
 
@@ -61,9 +72,13 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     return context
 
 
-def shard_client_ssl(config: ClusterConfig) -> ssl.SSLContext | bool:
+def shard_client_ssl(config: ClusterConfig, cert: str = "", key: str = "") -> ssl.SSLContext | bool:
     """What links to the shards pass to aiohttp: a verifying context when any shard (or a
-    configured CA) asks for TLS; else aiohttp's default."""
+    configured CA) asks for TLS, showing this process's own certificate (``cert``, ``key``)
+    as its client certificate where it has one; else aiohttp's default."""
     if config.tls.ca or any(shard.tls for shard in config.shards):
-        return client_context(config.tls)
+        context = client_context(config.tls)
+        if cert and key:
+            context.load_cert_chain(cert, key, password=_no_password)
+        return context
     return True

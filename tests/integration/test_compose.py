@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from skyrelay.config import API_KEY_ENV, TOKEN_SECRET_ENV, ClusterConfig, load_config
+from skyrelay.config import (
+    API_KEY_ENV,
+    LINK_SECRET_ENV,
+    TOKEN_SECRET_ENV,
+    ClusterConfig,
+    load_config,
+)
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = ROOT / "compose"
@@ -374,9 +380,9 @@ def test_every_shard_and_edge_has_its_service() -> None:
 def test_secrets_come_from_the_environment_and_fail_loudly() -> None:
     text = COMPOSE_FILE.read_text()
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?[^}]+\}", text))
-    assert {TOKEN_SECRET_ENV, API_KEY_ENV} <= required
+    assert {TOKEN_SECRET_ENV, API_KEY_ENV, LINK_SECRET_ENV} <= required
     for name, (_, _, service) in skyrelay_services().items():
-        for variable in (TOKEN_SECRET_ENV, API_KEY_ENV):
+        for variable in (TOKEN_SECRET_ENV, API_KEY_ENV, LINK_SECRET_ENV):
             assert service["environment"][variable].startswith(f"${{{variable}:?"), name
     example = (COMPOSE / ".env.example").read_text()
     listed = set(re.findall(r"^([A-Z0-9_]+)=", example, flags=re.MULTILINE))
