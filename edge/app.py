@@ -333,5 +333,7 @@ async def run_edge(
         on_reload=lambda: reload(app, load_config(config_path)),
         on_stop=lambda: drain(app),
         announce=spec is None,
+        config_path=config_path,
+        watch_interval=config.config_watch_interval,
     )
     await serve_until_stopped(app, listen, hooks)

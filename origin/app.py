@@ -359,5 +359,10 @@ async def run_origin(config_path: str, shard_id: str) -> None:
     async def stop() -> None:
         await hand_over(app[SHARD_KEY].replicator, config.origin.handover_timeout)
 
-    hooks = Hooks(on_reload=lambda: reload(app, load_config(config_path)), on_stop=stop)
+    hooks = Hooks(
+        on_reload=lambda: reload(app, load_config(config_path)),
+        on_stop=stop,
+        config_path=config_path,
+        watch_interval=config.config_watch_interval,
+    )
     await serve_until_stopped(app, listen, hooks)

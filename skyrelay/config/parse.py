@@ -112,6 +112,7 @@ TOP_LEVEL_KEYS = frozenset(
         "token_secret",
         "api_key",
         "link_secret",
+        "config_watch_interval",
         "proxies",
         "pg_outbox",
         "events",
@@ -131,6 +132,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if replication < 1:
         raise ConfigError("replication: must be at least 1")
     min_copies = _check_value("min_copies", data.get("min_copies", 0), int)
+    watch = _check_value("config_watch_interval", data.get("config_watch_interval", 0.0), float)
     if min_copies > min(replication, len(shards)):
         raise ConfigError("min_copies: cannot exceed the replica set size")
     token_secret = env.get(TOKEN_SECRET_ENV) or _check_value(
@@ -150,6 +152,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         edges=_parse_edges(data.get("edges", [])),
         replication=replication,
         min_copies=min_copies,
+        config_watch_interval=watch,
         namespaces=types.MappingProxyType(namespaces),
         edge=edge,
         origin=_parse_origin_settings(data.get("origin", {})),

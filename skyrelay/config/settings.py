@@ -335,6 +335,9 @@ class ClusterConfig:
     replication: int = 3
     # Shards that must hold a publication before it is acked; 0 means a majority.
     min_copies: int = 0
+    # Seconds between looks at the config file for changes, applied as a SIGHUP would (a
+    # Kubernetes ConfigMap changes the mounted file in place); 0: only on SIGHUP.
+    config_watch_interval: float = 0.0
     namespaces: Mapping[str, NamespaceConfig] = field(
         default_factory=lambda: {"default": NamespaceConfig()}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 import ssl
@@ -71,6 +72,9 @@ class Hooks:
     on_reload: Callable[[], None] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
     announce: bool = True
+    # Look at this config file every ``watch_interval`` seconds, and reload when it changed.
+    config_path: str = ""
+    watch_interval: float = 0.0
 
 
 async def serve_until_stopped(app: web.Application, listen: Listen, hooks: Hooks = Hooks()) -> None:
@@ -94,8 +98,12 @@ async def serve_until_stopped(app: web.Application, listen: Listen, hooks: Hooks
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher: asyncio.Task[None] | None = None
     if hooks.on_reload is not None:
         loop.add_signal_handler(signal.SIGHUP, _guarded(hooks.on_reload))
+        if hooks.config_path and hooks.watch_interval > 0:
+            watch = watch_config(hooks.config_path, hooks.watch_interval, hooks.on_reload)
+            watcher = asyncio.create_task(watch)
     log.info("listening on %s", listen.url)
     try:
         if hooks.on_listening is not None:
@@ -104,6 +112,8 @@ async def serve_until_stopped(app: web.Application, listen: Listen, hooks: Hooks
             print(f"ready {listen.url}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         if listener is not None:
             # No new connections while draining. Not wait_closed(): from Python 3.12 on it
             # waits for every connection, and ``on_stop`` ends ours.
@@ -137,6 +147,27 @@ async def _start_listening(runner: web.AppRunner, listen: Listen) -> asyncio.Abs
         reuse_port=listen.reuse_port or None,
         ssl=listen.ssl_context,
     )
+
+
+async def watch_config(path: str, interval: float, reload: Callable[[], None]) -> None:
+    """Reload whenever the file's bytes change (a mounted ConfigMap is swapped in place,
+    so its modification time alone is not to be trusted)."""
+    last = _digest(path)
+    while True:
+        await asyncio.sleep(interval)
+        now = _digest(path)
+        if now is not None and now != last:
+            last = now
+            log.info("config file changed: reloading")
+            _guarded(reload)()
+
+
+def _digest(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.blake2b(f.read(), digest_size=16).digest()
+    except OSError:
+        return None  # between a swap's two steps, say: look again next time
 
 
 def _guarded(reload: Callable[[], None]) -> Callable[[], None]:

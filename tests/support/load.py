@@ -15,6 +15,9 @@ from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import API_KEY, token
 from tests.support.wsclient import RawClient, connect_raw
 
+# Seconds a history read may keep meeting temporary errors (a leader being elected).
+HISTORY_PATIENCE = 20.0
+
 
 @dataclass
 class Acks:
@@ -117,6 +120,8 @@ async def history(session: aiohttp.ClientSession, api_url: str, channel: str) ->
     """The whole history of ``channel``, page by page (the API caps one page)."""
     pubs: list[dict[str, Any]] = []
     since: dict[str, Any] | None = None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HISTORY_PATIENCE
     while True:
         body: dict[str, Any] = {"channel": channel, "limit": 300}
         if since is not None:
@@ -124,7 +129,14 @@ async def history(session: aiohttp.ClientSession, api_url: str, channel: str) ->
         async with session.post(
             f"{api_url}/history", data=orjson.dumps(body), headers={"X-API-Key": API_KEY}
         ) as resp:
-            page: dict[str, Any] = (await resp.json())["result"]
+            answer: dict[str, Any] = await resp.json()
+        if "result" not in answer:
+            # A shard just restarted may still be taking the lead: temporary errors only.
+            assert answer.get("error", {}).get("temporary"), answer
+            assert loop.time() < deadline, f"history of {channel} unavailable: {answer}"
+            await asyncio.sleep(0.05)
+            continue
+        page: dict[str, Any] = answer["result"]
         pubs += page.get("publications", [])
         if not page.get("publications") or pubs[-1]["offset"] >= page["offset"]:
             return {"epoch": page["epoch"], "offset": page["offset"], "publications": pubs}
