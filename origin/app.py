@@ -349,7 +349,7 @@ async def run_origin(config_path: str, shard_id: str) -> None:
         log.warning("links to this shard are not authenticated: set SKYRELAY_LINK_SECRET")
     app = build_app(config, shard_id)
     listen = Listen(
-        shard.host,
+        shard.listen_host or shard.host,
         shard.port,
         backlog=config.origin.listen_backlog,
         header_timeout=config.origin.http_header_timeout,

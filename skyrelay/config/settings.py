@@ -51,6 +51,9 @@ class ShardConfig:
     # Failure domain (an availability zone, a rack): a channel's replica set takes shards of
     # distinct zones first, so its majority spans two zones. Empty: no zone.
     zone: str = ""
+    # Address the shard listens on; empty: the host of its url. "0.0.0.0" where the url's
+    # name is only resolvable once the shard runs (a Kubernetes pod's DNS name).
+    listen_host: str = ""
     # PEM certificate chain and private key the shard serves TLS with; required when (and
     # only when) its url is https://. Read by that shard only: other hosts need not have them.
     tls_cert: str = ""
