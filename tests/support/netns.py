@@ -22,6 +22,7 @@ import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +144,16 @@ class Network:
     def heal(self, a: str, b: str) -> None:
         self._set(a, b, "up")
 
+    def name_hosts(self, names: dict[str, str]) -> None:
+        """Resolve ``names`` (a DNS name -> a host's name) on every host, as a cluster's DNS
+        would: ``ip netns exec`` mounts ``/etc/netns/<netns>/hosts`` over ``/etc/hosts``."""
+        lines = ["127.0.0.1 localhost"]
+        lines += [f"{self.hosts[host].address} {name}" for name, host in names.items()]
+        for host in self.hosts.values():
+            directory = Path("/etc/netns") / host.netns
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "hosts").write_text("\n".join(lines) + "\n")
+
     async def forward(self, name: str, port: int) -> FaultProxy:
         """A loopback port in this namespace that reaches ``port`` on host ``name``."""
         host = self.hosts[name]
@@ -177,4 +188,5 @@ class Network:
             if host.executor is not None:
                 host.executor.shutdown(wait=False)
             subprocess.run(["ip", "netns", "del", host.netns], capture_output=True, check=False)
+            shutil.rmtree(Path("/etc/netns") / host.netns, ignore_errors=True)
         self.hosts.clear()
