@@ -2,6 +2,7 @@
 config says (every limit, with its default and reason), ``parse`` reads and validates a file."""
 
 from skyrelay.config.backend import PROXY_KINDS, EventsConfig, PgOutboxConfig, ProxyConfig
+from skyrelay.config.members import EdgeConfig, ShardConfig
 from skyrelay.config.parse import TOP_LEVEL_KEYS, load_config, parse_config
 from skyrelay.config.settings import (
     API_KEY_ENV,
@@ -12,13 +13,11 @@ from skyrelay.config.settings import (
     AuthSettings,
     ClusterConfig,
     ConfigError,
-    EdgeConfig,
     EdgeSettings,
     LogSettings,
     NamespaceConfig,
     OriginSettings,
     Permission,
-    ShardConfig,
     TlsSettings,
 )
 from skyrelay.ring.health import HealthSettings

@@ -4,18 +4,22 @@ names the offending key; environment secrets override the file's."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tomllib
 import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from skyrelay.config.backend import PG_OUTBOX_DSN_ENV, EventsConfig, PgOutboxConfig, ProxyConfig
+from skyrelay.config.members import EdgeConfig, ShardConfig
+from skyrelay.config.parse_backend import (
+    check_proxy_names,
+    parse_events,
+    parse_pg_outbox,
+    parse_proxies,
+)
 from skyrelay.config.settings import (
     API_KEY_ENV,
     DELTA_TYPES,
@@ -26,73 +30,19 @@ from skyrelay.config.settings import (
     AuthSettings,
     ClusterConfig,
     ConfigError,
-    EdgeConfig,
     EdgeSettings,
     LogSettings,
     NamespaceConfig,
     OriginSettings,
-    ShardConfig,
     TlsSettings,
     compiled_regex,
 )
+from skyrelay.config.tables import build, check_value
 from skyrelay.ring.health import HealthSettings
 
 _T = TypeVar("_T")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def _check_value(key: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return tuple(value)
-    raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover
-
-
-def _build(cls: type[_T], key: str, table: Any, **fixed: Any) -> _T:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{key}: expected a table, got {table!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = dict(fixed)
-    for name, value in table.items():
-        if name not in names or name in fixed:
-            raise ConfigError(f"{key}.{name}: unknown setting")
-        values[name] = _check_value(f"{key}.{name}", value, hints[name])
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        missing = str(exc).rsplit(":", 1)[-1].strip()
-        raise ConfigError(f"{key}: missing required setting {missing}") from None
 
 
 # The tables and keys a config file may have at its top level.
@@ -126,27 +76,27 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     for name in data:
         if name not in TOP_LEVEL_KEYS:
             raise ConfigError(f"{name}: unknown setting")
-    tls = _build(TlsSettings, "tls", data.get("tls", {}))
+    tls = build(TlsSettings, "tls", data.get("tls", {}))
     shards = _parse_shards(data.get("shards"), tls)
-    replication = _check_value("replication", data.get("replication", 3), int)
+    replication = check_value("replication", data.get("replication", 3), int)
     if replication < 1:
         raise ConfigError("replication: must be at least 1")
-    min_copies = _check_value("min_copies", data.get("min_copies", 0), int)
-    watch = _check_value("config_watch_interval", data.get("config_watch_interval", 0.0), float)
+    min_copies = check_value("min_copies", data.get("min_copies", 0), int)
+    watch = check_value("config_watch_interval", data.get("config_watch_interval", 0.0), float)
     if min_copies > min(replication, len(shards)):
         raise ConfigError("min_copies: cannot exceed the replica set size")
-    token_secret = env.get(TOKEN_SECRET_ENV) or _check_value(
+    token_secret = env.get(TOKEN_SECRET_ENV) or check_value(
         "token_secret", data.get("token_secret", ""), str
     )
-    api_key = env.get(API_KEY_ENV) or _check_value("api_key", data.get("api_key", ""), str)
-    link_secret = env.get(LINK_SECRET_ENV) or _check_value(
+    api_key = env.get(API_KEY_ENV) or check_value("api_key", data.get("api_key", ""), str)
+    link_secret = env.get(LINK_SECRET_ENV) or check_value(
         "link_secret", data.get("link_secret", ""), str
     )
     link_secrets = tuple(part.strip() for part in link_secret.split(",") if part.strip())
-    proxies = _parse_proxies(data.get("proxies", {}))
+    proxies = parse_proxies(data.get("proxies", {}))
     namespaces = _parse_namespaces(data.get("namespaces", {}))
     edge = _parse_edge_settings(data.get("edge", {}))
-    _check_proxy_names(proxies, edge, namespaces)
+    check_proxy_names(proxies, edge, namespaces)
     return ClusterConfig(
         shards=shards,
         edges=_parse_edges(data.get("edges", [])),
@@ -158,102 +108,21 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         origin=_parse_origin_settings(data.get("origin", {})),
         health=_parse_health(data.get("health", {})),
         auth=_parse_auth(data.get("auth", {})),
-        log=_build(LogSettings, "log", data.get("log", {})),
+        log=build(LogSettings, "log", data.get("log", {})),
         tls=tls,
         proxies=types.MappingProxyType(proxies),
-        pg_outbox=_parse_pg_outbox(data.get("pg_outbox", {}), env),
-        events=_parse_events(data.get("events", {})),
+        pg_outbox=parse_pg_outbox(data.get("pg_outbox", {}), env),
+        events=parse_events(data.get("events", {})),
         token_secret=token_secret,
         api_key=api_key,
         link_secrets=link_secrets,
     )
 
 
-def _parse_proxies(raw: Any) -> dict[str, ProxyConfig]:
-    if not isinstance(raw, dict):
-        raise ConfigError("proxies: expected a table of [proxies.NAME] tables")
-    proxies = {}
-    for name, table in raw.items():
-        key = f"proxies.{name}"
-        if not _ID_RE.match(name):
-            raise ConfigError(f"{key}: use 1-64 letters, digits, _ . or - in a proxy name")
-        proxy = _build(ProxyConfig, key, table)
-        parts = urlsplit(proxy.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{key}.endpoint: expected an http(s):// URL, got {proxy.endpoint!r}")
-        if proxy.timeout <= 0:
-            raise ConfigError(f"{key}.timeout: must be positive")
-        if proxy.max_reply_bytes < 1024:
-            raise ConfigError(f"{key}.max_reply_bytes: must be at least 1024")
-        if proxy.breaker_failures < 1 or proxy.breaker_seconds <= 0:
-            raise ConfigError(f"{key}.breaker_failures: at least 1, with breaker_seconds > 0")
-        proxies[name] = proxy
-    return proxies
-
-
-def _parse_pg_outbox(raw: Any, env: Mapping[str, str]) -> PgOutboxConfig:
-    outbox = _build(PgOutboxConfig, "pg_outbox", raw)
-    if env.get(PG_OUTBOX_DSN_ENV):
-        outbox = dataclasses.replace(outbox, dsn=env[PG_OUTBOX_DSN_ENV])
-    if not re.fullmatch(
-        r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?", outbox.table
-    ):
-        raise ConfigError("pg_outbox.table: a table name, optionally schema.table")
-    if not 1 <= outbox.partitions <= 1024:
-        raise ConfigError("pg_outbox.partitions: 1 to 1024")
-    if not 1 <= outbox.batch_size <= 10000:
-        raise ConfigError("pg_outbox.batch_size: 1 to 10000")
-    if outbox.poll_interval <= 0 or outbox.reconnect_delay <= 0:
-        raise ConfigError("pg_outbox.poll_interval: poll_interval and reconnect_delay > 0")
-    return outbox
-
-
-def _parse_events(raw: Any) -> EventsConfig:
-    events = _build(EventsConfig, "events", raw)
-    if events.endpoint:
-        parts = urlsplit(events.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"events.endpoint: expected an http(s):// URL, got {events.endpoint!r}"
-            )
-    for line in events.headers:
-        name, sep, _ = line.partition(":")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name.strip()):
-            raise ConfigError(f'events.headers: expected "Name: value", got {line!r}')
-    if events.timeout <= 0 or events.retry_delay <= 0:
-        raise ConfigError("events.timeout: timeout and retry_delay must be positive")
-    if events.max_retry_delay < events.retry_delay:
-        raise ConfigError("events.max_retry_delay: must be at least retry_delay")
-    if not 1 <= events.batch_size <= 10000:
-        raise ConfigError("events.batch_size: 1 to 10000")
-    if events.backlog < 1000 or events.edge_queue < 100:
-        raise ConfigError("events.backlog: at least 1000 (and edge_queue at least 100)")
-    if events.edge_grace < 1 or events.retention < 60 or events.checkpoint_interval <= 0:
-        raise ConfigError(
-            "events.edge_grace: at least 1 s (retention at least 60 s, checkpoint_interval > 0)"
-        )
-    return events
-
-
-def _check_proxy_names(
-    proxies: Mapping[str, ProxyConfig], edge: EdgeSettings, namespaces: Mapping[str, Any]
-) -> None:
-    uses = [
-        (f"edge.{kind}_proxy", getattr(edge, f"{kind}_proxy"))
-        for kind in ("connect", "refresh", "rpc")
-    ]
-    for ns_name, ns in namespaces.items():
-        for kind in ("subscribe", "publish", "sub_refresh"):
-            uses.append((f"namespaces.{ns_name}.{kind}_proxy", getattr(ns, f"{kind}_proxy")))
-    for key, name in uses:
-        if name and name not in proxies:
-            raise ConfigError(f"{key}: no [proxies.{name}] table")
-
-
 def _parse_shards(raw_shards: Any, tls: TlsSettings) -> tuple[ShardConfig, ...]:
     if not isinstance(raw_shards, list) or not raw_shards:
         raise ConfigError("shards: at least one [[shards]] entry is required")
-    shards = tuple(_build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards))
+    shards = tuple(build(ShardConfig, f"shards[{i}]", raw) for i, raw in enumerate(raw_shards))
     _check_ids("shards", [s.id for s in shards])
     for i, shard in enumerate(shards):
         parts = urlsplit(shard.url)
@@ -276,7 +145,7 @@ def _parse_shards(raw_shards: Any, tls: TlsSettings) -> tuple[ShardConfig, ...]:
 def _parse_edges(raw_edges: Any) -> tuple[EdgeConfig, ...]:
     if not isinstance(raw_edges, list):
         raise ConfigError("edges: expected a list of [[edges]] tables")
-    edges = tuple(_build(EdgeConfig, f"edges[{i}]", raw) for i, raw in enumerate(raw_edges))
+    edges = tuple(build(EdgeConfig, f"edges[{i}]", raw) for i, raw in enumerate(raw_edges))
     _check_ids("edges", [e.id for e in edges])
     for i, entry in enumerate(edges):
         if not 0 < entry.port < 65536:
@@ -292,7 +161,7 @@ def _parse_namespaces(raw_namespaces: Any) -> dict[str, NamespaceConfig]:
     for name, raw in raw_namespaces.items():
         if not _NAMESPACE_RE.match(name):
             raise ConfigError(f"namespaces.{name}: names use letters, digits, _ and -")
-        namespaces[name] = _build(NamespaceConfig, f"namespaces.{name}", raw)
+        namespaces[name] = build(NamespaceConfig, f"namespaces.{name}", raw)
         try:
             compiled_regex(namespaces[name].channel_regex)
         except (re.error, OverflowError, RecursionError) as exc:
@@ -302,7 +171,7 @@ def _parse_namespaces(raw_namespaces: Any) -> dict[str, NamespaceConfig]:
 
 
 def _parse_edge_settings(raw: Any) -> EdgeSettings:
-    edge = _build(EdgeSettings, "edge", raw)
+    edge = build(EdgeSettings, "edge", raw)
     unknown = [t for t in edge.transports if t not in TRANSPORTS]
     if unknown:
         choices = ", ".join(TRANSPORTS)
@@ -327,7 +196,7 @@ def _parse_edge_settings(raw: Any) -> EdgeSettings:
 
 
 def _parse_origin_settings(raw: Any) -> OriginSettings:
-    origin = _build(OriginSettings, "origin", raw)
+    origin = build(OriginSettings, "origin", raw)
     if isinstance(raw, dict) and "durability" not in raw and origin.data_dir:
         origin = dataclasses.replace(origin, durability="disk")
     if origin.durability != "memory" and not origin.data_dir:
@@ -344,7 +213,7 @@ def _parse_origin_settings(raw: Any) -> OriginSettings:
 
 
 def _parse_health(raw: Any) -> HealthSettings:
-    health = _build(HealthSettings, "health", raw)
+    health = build(HealthSettings, "health", raw)
     if health.fall < 1 or health.rise < 1:
         raise ConfigError("health.fall: fall and rise must be at least 1")
     if health.interval <= 0 or health.timeout <= 0:
@@ -353,7 +222,7 @@ def _parse_health(raw: Any) -> HealthSettings:
 
 
 def _parse_auth(raw: Any) -> AuthSettings:
-    auth = _build(AuthSettings, "auth", raw)
+    auth = build(AuthSettings, "auth", raw)
     if "none" in (a.lower() for a in auth.algorithms):
         raise ConfigError("auth.algorithms: 'none' is never allowed")
     return auth

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
 
 from skyrelay.config.backend import EventsConfig, PgOutboxConfig, ProxyConfig
+from skyrelay.config.members import EdgeConfig, ShardConfig
 from skyrelay.ring.health import HealthSettings
 
 TOKEN_SECRET_ENV = "SKYRELAY_TOKEN_SECRET"
@@ -41,46 +41,6 @@ def compiled_regex(pattern: str) -> re.Pattern[str]:
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
-
-
-@dataclass(frozen=True, slots=True)
-class ShardConfig:
-    id: str
-    url: str
-    weight: int = 1
-    # Failure domain (an availability zone, a rack): a channel's replica set takes shards of
-    # distinct zones first, so its majority spans two zones. Empty: no zone.
-    zone: str = ""
-    # Address the shard listens on; empty: the host of its url. "0.0.0.0" where the url's
-    # name is only resolvable once the shard runs (a Kubernetes pod's DNS name).
-    listen_host: str = ""
-    # PEM certificate chain and private key the shard serves TLS with; required when (and
-    # only when) its url is https://. Read by that shard only: other hosts need not have them.
-    tls_cert: str = ""
-    tls_key: str = ""
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or 80
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "https"
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeConfig:
-    id: str
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # PEM certificate chain and private key: when set, the edge serves its clients and the
-    # server API over TLS (wss://, https://) on ``port``.
-    tls_cert: str = ""
-    tls_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
