@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from skyrelay.ring import Member, Ring
 from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET
 from tests.support.load import Acks, history, publish
@@ -31,7 +32,18 @@ ORIGINS = ("o0", "o1", "o2", "o3")
 EDGES = ("e0", "e1")
 ORIGIN_PORT = 8100
 EDGE_PORT = 8000
-CHANNELS = [f"fo:rehearsal-{i}" for i in range(6)]
+
+
+def _channels() -> list[str]:
+    """Three channels that the fourth shard leads once it joins, three that it does not."""
+    grown = Ring([Member(o) for o in ORIGINS], 3)
+    names = [f"fo:rehearsal-{i}" for i in range(200)]
+    moving = [ch for ch in names if grown.owner(ch) == "o3"]
+    staying = [ch for ch in names if grown.owner(ch) != "o3"]
+    return moving[:3] + staying[:3]
+
+
+CHANNELS = _channels()
 # Seconds any one step may take (a process ready, a shard emptied).
 SETTLE = 60.0
 
