@@ -65,10 +65,14 @@ class Backend:
         body: dict[str, Any],
         headers: Mapping[str, str],
         user: str | None = None,
+        meta: Any = None,
     ) -> dict[str, Any] | None:
         """The backend's ``result`` (None: it gave none); raises the ReplyError or Disconnect
-        it answered, or a temporary ReplyError when it could not answer."""
+        it answered, or a temporary ReplyError when it could not answer. ``meta``: the
+        connection's meta, sent where the proxy includes it."""
         proxy = self.proxies[name]
+        if meta is not None and proxy.include_connection_meta:
+            body = {**body, "meta": meta}
         breaker = self.breakers[name]
         counted = self.metrics.proxy_requests
         if self.http is None or not breaker.allow(time.monotonic()):

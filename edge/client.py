@@ -60,6 +60,7 @@ class Client(Subscribing):
         "id",
         "info",
         "lock",
+        "meta",
         "node",
         "ping_slot",
         "publish_bucket",
@@ -93,6 +94,8 @@ class Client(Subscribing):
         # proxy, with a refresh proxy configured): the client then refreshes nothing itself.
         self.refresh_proxy = ""
         self.refreshing = False
+        # What the connect proxy said to keep with the connection (never sent to it).
+        self.meta: dict[str, Any] | None = None
         self.id = str(uuid.uuid4())
         # websocket, http_stream, sse or uni_sse: a label of the connection metrics.
         self.transport_name = transport_name
@@ -297,6 +300,7 @@ class Client(Subscribing):
             raise ReplyError(ErrorCode.EXPIRED)
         credentials = Credentials(grant.user, grant.expire_at, grant.info, grant.subs)
         self.refresh_proxy = self.node.config.edge.refresh_proxy
+        self.meta = grant.meta
         return credentials, grant.data
 
     def accept(self, credentials: Credentials, now: float) -> dict[str, Any]:

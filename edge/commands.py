@@ -39,6 +39,7 @@ class CommandContext(Protocol):
     transport_name: str
     codec: ServerCodec
     headers: dict[str, str]
+    meta: dict[str, Any] | None
 
     @property
     def node(self) -> EdgeNode: ...  # pragma: no cover

@@ -33,6 +33,8 @@ class Caller(Protocol):
     codec: ServerCodec
     # Its request headers that some proxy passes on (lower-case names).
     headers: dict[str, str]
+    # What the connect proxy said to keep with the connection (``meta``), or None.
+    meta: dict[str, Any] | None
 
     @property
     def node(self) -> EdgeNode: ...  # pragma: no cover
@@ -64,7 +66,9 @@ async def connect(caller: Caller, proxy: str, params: dict[str, Any]) -> Connect
 
 async def refresh(caller: Caller, proxy: str) -> Extension:
     body = _request(caller, user=caller.user)
-    result = await caller.node.backend.call(proxy, "refresh", body, caller.headers, caller.user)
+    result = await caller.node.backend.call(
+        proxy, "refresh", body, caller.headers, caller.user, caller.meta
+    )
     return extension(result)
 
 
@@ -72,7 +76,9 @@ async def subscribe(
     caller: Caller, proxy: str, channel: str, params: dict[str, Any]
 ) -> SubscribeGrant:
     body = _request(caller, user=caller.user, channel=channel, data=params.get("data"))
-    result = await caller.node.backend.call(proxy, "subscribe", body, caller.headers, caller.user)
+    result = await caller.node.backend.call(
+        proxy, "subscribe", body, caller.headers, caller.user, caller.meta
+    )
     return subscribe_grant(result)
 
 
@@ -81,13 +87,17 @@ async def publish(
 ) -> dict[str, Any]:
     """The publish request the backend allows, maybe rewritten; its refusal raises."""
     body = _request(caller, user=caller.user, channel=channel, data=request.get("data"))
-    result = await caller.node.backend.call(proxy, "publish", body, caller.headers, caller.user)
+    result = await caller.node.backend.call(
+        proxy, "publish", body, caller.headers, caller.user, caller.meta
+    )
     return publish_rewrite(result, request)
 
 
 async def sub_refresh(caller: Caller, proxy: str, channel: str) -> Extension:
     body = _request(caller, user=caller.user, channel=channel)
-    result = await caller.node.backend.call(proxy, "sub_refresh", body, caller.headers, caller.user)
+    result = await caller.node.backend.call(
+        proxy, "sub_refresh", body, caller.headers, caller.user, caller.meta
+    )
     return extension(result)
 
 
@@ -103,5 +113,7 @@ def rpc_proxy(node: EdgeNode) -> str:
 
 async def rpc(caller: Caller, proxy: str, method: str, data: Any) -> dict[str, Any]:
     body = _request(caller, user=caller.user, method=method, data=data)
-    result = await caller.node.backend.call(proxy, "rpc", body, caller.headers, caller.user)
+    result = await caller.node.backend.call(
+        proxy, "rpc", body, caller.headers, caller.user, caller.meta
+    )
     return rpc_data(result)

@@ -94,6 +94,8 @@ class ConnectGrant:
     # For the connect reply (``data``).
     data: Any = None
     subs: tuple[ServerSub, ...] = ()
+    # Kept with the connection, never shown to the client; sent to the proxies that include it.
+    meta: dict[str, Any] | None = None
 
 
 def connect_grant(result: dict[str, Any] | None) -> ConnectGrant | None:
@@ -107,7 +109,11 @@ def connect_grant(result: dict[str, Any] | None) -> ConnectGrant | None:
         subs = parse_server_subs(result)
     except InvalidToken as exc:
         raise BadReply(str(exc)) from None
-    return ConnectGrant(user, _expire_at(result), result.get("info"), result.get("data"), subs)
+    meta = result.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise BadReply("meta must be an object")
+    info, data = result.get("info"), result.get("data")
+    return ConnectGrant(user, _expire_at(result), info, data, subs, meta)
 
 
 @dataclass(frozen=True, slots=True)

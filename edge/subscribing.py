@@ -105,6 +105,7 @@ class Subscribing:
     sink: Sink
     codec: ServerCodec
     headers: dict[str, str]
+    meta: dict[str, Any] | None
     deliver: Callable[[Outgoing], None]
     state: SessionState
     transport_name: str

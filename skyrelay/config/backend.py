@@ -31,6 +31,9 @@ class ProxyConfig:
     # and every client's retry does not land on a backend that is down.
     breaker_failures: int = 5
     breaker_seconds: float = 5.0
+    # Send the connection's ``meta`` (what the connect proxy's result gave it; never shown to
+    # the client) with each request, as Centrifugo's include_connection_meta.
+    include_connection_meta: bool = False
 
 
 # The environment variable that may hold the outbox's DSN (it holds a password).

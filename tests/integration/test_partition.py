@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,15 +84,7 @@ async def hosts(tmp_path: Path) -> AsyncIterator[Hosts]:
     net = Network()
     cluster: LocalCluster | None = None
     try:
-        for i, name in enumerate(ORIGINS):
-            net.add_host(name, 10 + i)
-        for i, name in enumerate(EDGES):
-            net.add_host(name, 20 + i)
-        for a, b in itertools.combinations(ORIGINS, 2):
-            net.connect(a, b)
-        for edge, origin in itertools.product(EDGES, ORIGINS):
-            net.connect(edge, origin)
-        prefix = {name: host.run_prefix for name, host in net.hosts.items()}
+        prefix = net.cluster_hosts(ORIGINS, EDGES)
         cluster = LocalCluster(
             ClusterSpec(), tmp_path, TOKEN_SECRET, API_KEY, log_dir=tmp_path / "logs", prefix=prefix
         )

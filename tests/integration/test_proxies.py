@@ -67,7 +67,12 @@ class AppBackend:
                 return {"user": user, "expire_at": int(time.time()) + 1}
             if behaviour == "other":
                 return {"user": "mallory"}  # fine at connect: the backend names the user
-            return {"user": user, "info": {"via": "cookie"}, "data": {"welcome": user}}
+            return {
+                "user": user,
+                "info": {"via": "cookie"},
+                "data": {"welcome": user},
+                "meta": {"tier": "gold"},
+            }
         if kind == "refresh":
             return {"expire_at": int(time.time()) + 1, "info": {"refreshed": True}}
         if kind == "subscribe":
@@ -101,6 +106,7 @@ http_headers = ["Cookie", "X-App-Version"]
 max_reply_bytes = 4096
 breaker_failures = 3
 breaker_seconds = 1
+include_connection_meta = {"true" if kind == "rpc" else "false"}
 """
         for kind in ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
     )
@@ -165,6 +171,16 @@ async def test_a_cookie_connects_through_the_connect_proxy(
     assert info["chan_info"] == {"seat": 7}
     answer = await raw.command("rpc", {"method": "m", "data": {"q": 1}})
     assert answer["rpc"] == {"data": {"echo": {"q": 1}, "user": "alice"}}
+    # The connect proxy's meta stays on the edge: the client never sees it, the proxies
+    # that include it (rpc here) get it with each request, the others do not.
+    assert "meta" not in reply["connect"]
+    sent = {
+        kind: body
+        for kind, body, _ in backend.calls
+        if body.get("client") == reply["connect"]["client"]
+    }
+    assert sent["rpc"]["meta"] == {"tier": "gold"}
+    assert "meta" not in sent["subscribe"]
     await raw.ws.close()
 
 

@@ -144,16 +144,8 @@ async def rehearsal(tmp_path: Path) -> AsyncIterator[Rehearsal]:
     net = Network(subnet="10.214.0")
     cluster: LocalCluster | None = None
     try:
-        for i, name in enumerate(ORIGINS):
-            net.add_host(name, 10 + i)
-        for i, name in enumerate(EDGES):
-            net.add_host(name, 20 + i)
-        for a, b in itertools.combinations(ORIGINS, 2):
-            net.connect(a, b)
-        for edge, origin in itertools.product(EDGES, ORIGINS):
-            net.connect(edge, origin)
+        prefix = net.cluster_hosts(ORIGINS, EDGES)
         net.name_hosts({pod_name(o): o for o in ORIGINS} | {f"skyrelay-edge-{e}": e for e in EDGES})
-        prefix = {name: host.run_prefix for name, host in net.hosts.items()}
         cluster = LocalCluster(
             ClusterSpec(), tmp_path, TOKEN_SECRET, API_KEY, log_dir=tmp_path / "logs", prefix=prefix
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import os
 import secrets
 import shutil
@@ -143,6 +144,21 @@ class Network:
 
     def heal(self, a: str, b: str) -> None:
         self._set(a, b, "up")
+
+    def cluster_hosts(
+        self, origins: tuple[str, ...], edges: tuple[str, ...]
+    ) -> dict[str, list[str]]:
+        """A host per origin (addresses .10 on) and per edge (.20 on), every origin linked to
+        every other one and to every edge; returns each host's command prefix."""
+        for i, name in enumerate(origins):
+            self.add_host(name, 10 + i)
+        for i, name in enumerate(edges):
+            self.add_host(name, 20 + i)
+        for a, b in itertools.combinations(origins, 2):
+            self.connect(a, b)
+        for edge, origin in itertools.product(edges, origins):
+            self.connect(edge, origin)
+        return {name: host.run_prefix for name, host in self.hosts.items()}
 
     def name_hosts(self, names: dict[str, str]) -> None:
         """Resolve ``names`` (a DNS name -> a host's name) on every host, as a cluster's DNS
