@@ -272,6 +272,11 @@ def _close(entry: dict[str, Any], code: int, reason: str) -> tuple[int, str]:
     return code, reason
 
 
+def posted(events: list[dict[str, Any]], types: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The events of ``types`` (all when empty), in order."""
+    return [e for e in events if e["type"] in types] if types else events
+
+
 def entry_nodes(entry: Any) -> tuple[str, str] | None:
     """(kind, node) of an edge entry or a ``node_gone``; None for anything else."""
     if not isinstance(entry, dict):

@@ -30,7 +30,7 @@ from skyrelay.config.settings import EVENT_LOG_CHANNEL
 from skyrelay.link import wire
 from skyrelay.link.event_entries import EDGE_KINDS
 from skyrelay.origin.edge_liveness import EdgeLiveness
-from skyrelay.origin.event_fold import CHECKPOINT, NODE_GONE, EventFold, entry_nodes
+from skyrelay.origin.event_fold import CHECKPOINT, NODE_GONE, EventFold, entry_nodes, posted
 from skyrelay.origin.event_post import EventPoster
 from skyrelay.origin.metrics import OriginMetrics
 from skyrelay.origin.publishing import Proposal, publish_all
@@ -234,7 +234,8 @@ class EventLog:
                 )
                 self.metrics.events_lost.inc(lost)
             for pub in pubs:
-                self.carry += self.fold.apply(pub.data, pub.offset)
+                events = self.fold.apply(pub.data, pub.offset)
+                self.carry += posted(events, self.config.events.types)
                 self.carry_end = pub.offset
                 if len(self.carry) >= self.config.events.batch_size:
                     break

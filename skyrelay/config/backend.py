@@ -64,6 +64,10 @@ class PgOutboxConfig:
     reconnect_delay: float = 0.5
 
 
+# The events the backend may be posted (``[events] types``).
+EVENT_TYPES = ("connect", "disconnect", "subscribe", "unsubscribe", "occupied", "vacated")
+
+
 @dataclass(frozen=True, slots=True)
 class EventsConfig:
     """``[events]``: what happens to connections and channels (connect, disconnect, subscribe,
@@ -80,6 +84,9 @@ class EventsConfig:
     headers: tuple[str, ...] = ()
     # Seconds a POST may take before it counts as failed (and is sent again).
     timeout: float = 5.0
+    # The types posted (of EVENT_TYPES); empty: all. The others still count (a connection's
+    # subscribes make its channels occupied) but are not sent.
+    types: tuple[str, ...] = ()
     # Events per POST at most.
     batch_size: int = 100
     # Events the log keeps for a backend that does not ack; past it the oldest undelivered

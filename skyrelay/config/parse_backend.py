@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from skyrelay.config.backend import PG_OUTBOX_DSN_ENV, EventsConfig, PgOutboxConfig, ProxyConfig
+from skyrelay.config.backend import (
+    EVENT_TYPES,
+    PG_OUTBOX_DSN_ENV,
+    EventsConfig,
+    PgOutboxConfig,
+    ProxyConfig,
+)
 from skyrelay.config.settings import ConfigError, EdgeSettings
 from skyrelay.config.tables import build
 
@@ -71,6 +77,9 @@ def parse_events(raw: Any) -> EventsConfig:
         raise ConfigError("events.timeout: timeout and retry_delay must be positive")
     if events.max_retry_delay < events.retry_delay:
         raise ConfigError("events.max_retry_delay: must be at least retry_delay")
+    unknown = sorted(set(events.types) - set(EVENT_TYPES))
+    if unknown:
+        raise ConfigError(f"events.types: {', '.join(unknown)} not among {', '.join(EVENT_TYPES)}")
     if not 1 <= events.batch_size <= 10000:
         raise ConfigError("events.batch_size: 1 to 10000")
     if events.backlog < 1000 or events.edge_queue < 100:

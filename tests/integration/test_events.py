@@ -368,3 +368,32 @@ async def test_clients_and_the_api_cannot_reach_the_log(
     ) as response:
         body = await response.json()
         assert body["error"]["code"] == 102, body
+
+
+async def test_only_the_types_asked_for_are_posted(
+    tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
+) -> None:
+    sink = EventSink()
+    app = web.Application()
+    app.router.add_post("/events", sink.handle)
+    server = ThreadedApp(app)
+    port = server.start()
+    extra = f"""
+[events]
+endpoint = "http://127.0.0.1:{port}/events"
+types = ["occupied", "vacated"]
+checkpoint_interval = 0.2
+"""
+    cluster = start_cluster(
+        tmp_path_factory.mktemp("events-types"), origins=1, edges=1, replication=1, extra=extra
+    )
+    try:
+        ch = channel()
+        raw, _ = await connect_raw(session, cluster.ws_url(0), token("ev-typed"))
+        assert "subscribe" in await raw.command("subscribe", {"channel": ch})
+        await raw.ws.close()
+        await until(lambda: ("vacated",) in sink.of_channel(ch), 10, "vacated")
+        assert {e["type"] for e in sink.events()} == {"occupied", "vacated"}
+    finally:
+        cluster.stop()
+        server.stop()

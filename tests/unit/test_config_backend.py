@@ -40,6 +40,7 @@ def test_headers_are_name_value_pairs() -> None:
         ({"backlog": 10}, "events.backlog"),
         ({"edge_grace": 0.5}, "events.edge_grace"),
         ({"surprise": 1}, "events.surprise"),
+        ({"types": ["connect", "typo"]}, "events.types"),
     ],
 )
 def test_bad_events_settings_name_their_key(table: dict[str, Any], key: str) -> None:

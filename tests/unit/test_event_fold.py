@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyrelay.origin.event_fold import EventFold, entry_nodes
+from skyrelay.config.backend import EVENT_TYPES
+from skyrelay.origin.event_fold import EventFold, entry_nodes, posted
 
 T = 1_700_000_000_000
 
@@ -131,3 +132,11 @@ def test_entry_nodes() -> None:
     assert entry_nodes({"type": "node_gone", "node": "n2"}) == ("node_gone", "n2")
     assert entry_nodes({"type": "checkpoint"}) is None
     assert entry_nodes(None) is None
+
+
+def test_only_the_types_asked_for_are_posted_and_every_type_can_be_asked_for() -> None:
+    events = fold_all(LIFE)
+    assert {e["type"] for e in events} == set(EVENT_TYPES)
+    assert posted(events, ()) == events
+    presence = posted(events, ("occupied", "vacated"))
+    assert [e["type"] for e in presence] == ["occupied", "occupied", "occupied"] + ["vacated"] * 3
