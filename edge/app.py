@@ -147,9 +147,9 @@ def add_transport_routes(app: web.Application, transports: tuple[str, ...]) -> N
 
 
 def build_app(
-    config: ClusterConfig, edge_id: str, worker: WorkerSpec | None = None
+    config: ClusterConfig, edge_id: str, worker: WorkerSpec | None = None, name: str = ""
 ) -> web.Application:
-    """The edge's app; with ``worker``, one worker of several on the edge's port."""
+    """The edge's app (``worker``: one of several on its port; ``name``: ``--name``)."""
     auth = config.auth
     keys = (auth.rsa_public_key, auth.ecdsa_public_key, auth.ed25519_public_key, auth.jwks_url)
     if not config.token_secret and not any(keys):
@@ -159,7 +159,7 @@ def build_app(
     metrics = EdgeMetrics()
     router = Router(config, _links_tls(config, edge_id))
     node: EdgeNode = EdgeNode(
-        id=worker.node_id if worker is not None else edge_id,
+        id=worker.node_id if worker is not None else (name or edge_id),
         config=config,
         verifier=verifier,
         jwks=jwks,
@@ -305,15 +305,19 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
 
 
 async def run_edge(
-    config_path: str, edge_id: str | None = None, worker: tuple[int, int, str] | None = None
+    config_path: str,
+    edge_id: str | None = None,
+    worker: tuple[int, int, str] | None = None,
+    name: str | None = None,
 ) -> None:
     """Serve one edge; ``worker`` = (index, count, mesh directory) for one of its workers."""
     config = load_config(config_path)
     edge = config.edge_by_id(edge_id)
     entry = f"edges[{config.edges.index(edge)}]"
     tls = server_context(edge.tls_cert, edge.tls_key, entry) if edge.tls_cert else None
-    spec = WorkerSpec(edge.id, worker[0], worker[1], Path(worker[2])) if worker else None
-    app = build_app(config, edge.id, spec)
+    name = name or edge.id
+    spec = WorkerSpec(name, worker[0], worker[1], Path(worker[2])) if worker else None
+    app = build_app(config, edge.id, spec, name)
     mesh = app.get(MESH_KEY)
     # The edge's own WebSocket path takes plain upgrades; aiohttp serves the rest.
     front = None

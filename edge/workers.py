@@ -78,9 +78,12 @@ class Supervisor:
         settings: EdgeSettings,
         count: int,
         log_level: str | None = None,
+        name: str = "",
     ) -> None:
         self.config_path = config_path
         self.edge = edge
+        # The edge's name in logs, links and ``info`` (``--name``; its id by default).
+        self.name = name or edge.id
         self.settings = settings
         self.count = count
         self.log_level = log_level
@@ -101,7 +104,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         # mkdtemp makes the directory 0700: only this user reaches the workers' sockets.
-        self.directory = Path(tempfile.mkdtemp(prefix=f"skyrelay-{self.edge.id}-"))
+        self.directory = Path(tempfile.mkdtemp(prefix=f"skyrelay-{self.name}-"))
         try:
             for worker in self.workers:
                 await self._start(worker)
@@ -112,13 +115,13 @@ class Supervisor:
                 for task in worker.watchers:
                     task.cancel()
             shutil.rmtree(self.directory, ignore_errors=True)
-        log.info("edge %s stopped", self.edge.id)
+        log.info("edge %s stopped", self.name)
         return 1 if self._failed else 0
 
     def _command(self, index: int) -> list[str]:
         command = [sys.executable, "-m", "skyrelay", "edge", "--config", self.config_path]
         command += ["--id", self.edge.id, "--workers", str(self.count), "--worker", str(index)]
-        command += ["--mesh", str(self.directory)]
+        command += ["--mesh", str(self.directory), "--name", self.name]
         if self.log_level:
             command += ["--log-level", self.log_level]
         return command
@@ -178,7 +181,7 @@ class Supervisor:
         worker.listening = True
         if not self._announced and all(w.listening for w in self.workers):
             self._announced = True
-            log.info("edge %s: %d workers listening", self.edge.id, self.count)
+            log.info("edge %s: %d workers listening", self.name, self.count)
             scheme = "https" if self.edge.tls_cert else "http"
             print(
                 f"ready {scheme}://{self.edge.host}:{self.edge.port}", file=sys.stderr, flush=True

@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     edge = sub.add_parser("edge", help="run one edge relay")
     edge.add_argument("--config", required=True)
     edge.add_argument("--id", default=None, help="edge id in the config (default: the first)")
+    edge.add_argument("--name", help="its name in logs, links and info (default: its id)")
     edge.add_argument("--log-level", default=None, help="default: log.level in the config")
     edge.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: edge.workers)"
@@ -136,22 +137,23 @@ def _serve_edge(args: argparse.Namespace) -> int:
         print("skyrelay: --workers must be at least 1", file=sys.stderr)
         return 2
     level = args.log_level or config.log.level
+    name = args.name or edge.id
     if args.worker is not None:
         if args.mesh is None or not 0 <= args.worker < workers:
             print("skyrelay: --worker is set by the edge supervisor only", file=sys.stderr)
             return 2
-        configure(worker_node_id(edge.id, args.worker), level=level, fmt=config.log.format)
+        configure(worker_node_id(name, args.worker), level=level, fmt=config.log.format)
         install_uvloop()
-        asyncio.run(run_edge(args.config, edge.id, (args.worker, workers, args.mesh)))
+        asyncio.run(run_edge(args.config, edge.id, (args.worker, workers, args.mesh), name))
         return 0
-    configure(edge.id, level=level, fmt=config.log.format)
+    configure(name, level=level, fmt=config.log.format)
     if workers > 1:
         from skyrelay.edge.workers import Supervisor  # noqa: PLC0415
 
-        supervisor = Supervisor(args.config, edge, config.edge, workers, args.log_level)
+        supervisor = Supervisor(args.config, edge, config.edge, workers, args.log_level, name)
         return asyncio.run(supervisor.run())
     install_uvloop()
-    asyncio.run(run_edge(args.config, args.id))
+    asyncio.run(run_edge(args.config, args.id, name=name))
     return 0
 
 

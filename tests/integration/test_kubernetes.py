@@ -104,6 +104,10 @@ def test_shards_are_the_statefulsets_pods_by_ordinal(overlay: str) -> None:
         "metadata.labels['apps.kubernetes.io/pod-index']"
     )
     assert config.config_watch_interval > 0  # a ConfigMap change applies without restarts
+    edge = container(find(overlay, "Deployment", "skyrelay-edge"))
+    assert edge["args"][-2:] == ["--name", "$(POD_NAME)"]  # each pod known by its name
+    name = next(e for e in edge["env"] if e["name"] == "POD_NAME")
+    assert name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

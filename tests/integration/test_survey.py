@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -23,7 +25,14 @@ from cent import (
 from centrifuge import Client, ClientEventHandler, DisconnectedContext
 
 from skyrelay.testing.cluster import LocalCluster
-from tests.integration.conftest import API_KEY, api_client, start_cluster, token
+from tests.integration.conftest import (
+    API_KEY,
+    TOKEN_SECRET,
+    api_client,
+    free_spec,
+    start_cluster,
+    token,
+)
 from tests.support.helpers import channel, until
 from tests.support.wsclient import RawClient, connect_raw
 
@@ -300,3 +309,33 @@ async def test_a_dead_shard_is_passed_over_and_named(
     for _ in range(len(ORIGINS)):
         result = await eventually(info, lambda r: r.get("missing") == ["o0"])
         assert sorted(n["name"] for n in result["nodes"]) == sorted([*EDGES, "o1", "o2"])
+
+
+async def test_an_edge_goes_by_its_name(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+    """`skyrelay edge --name` (a pod's name, where every pod runs one [[edges]] entry):
+    that name in its log lines and in the server API's info."""
+    cluster = LocalCluster(
+        free_spec(origins=1, edges=1, replication=1),
+        tmp_path,
+        TOKEN_SECRET,
+        API_KEY,
+        log_dir=tmp_path / "logs",
+    )
+    cluster.write_config()
+    try:
+        cluster.start_process("o0", ["origin", "--id", "o0"])
+        cluster.start_process("e0", ["edge", "--id", "e0", "--name", "skyrelay-edge-7f9c"])
+        deadline = time.monotonic() + 30
+        cluster.wait_edge_ready(0, deadline)
+        body: dict[str, Any] = {}
+        while "skyrelay-edge-7f9c" not in str(body):
+            assert time.monotonic() < deadline, body
+            async with session.post(
+                f"{cluster.edge_url(0)}/api/info", json={}, headers={"X-API-Key": API_KEY}
+            ) as response:
+                body = await response.json()
+        names = [node["name"] for node in body["result"]["nodes"]]
+        assert sorted(names) == ["o0", "skyrelay-edge-7f9c"], names
+        assert " skyrelay-edge-7f9c " in (tmp_path / "logs" / "e0.log").read_text()
+    finally:
+        cluster.stop()
