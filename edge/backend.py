@@ -20,7 +20,7 @@ import orjson
 from skyrelay.config import ProxyConfig
 from skyrelay.edge.breaker import Breaker
 from skyrelay.edge.metrics import EdgeMetrics
-from skyrelay.edge.proxy_replies import BadReply, outcome
+from skyrelay.edge.proxy_replies import BadReply, outcome, status_answer
 from skyrelay.protocol.codes import Disconnect, ErrorCode, ReplyError
 
 log = logging.getLogger("skyrelay.edge.backend")
@@ -114,7 +114,8 @@ class Backend:
         timeout = aiohttp.ClientTimeout(total=proxy.timeout)
         async with self.http.post(proxy.endpoint, data=data, headers=headers, timeout=timeout) as r:
             if r.status != 200:
-                raise BadReply(f"HTTP status {r.status}")
+                answer = status_answer(proxy.status_to_code_transforms, r.status)
+                raise answer or BadReply(f"HTTP status {r.status}")
             chunks = []
             size = 0
             async for chunk in r.content.iter_any():

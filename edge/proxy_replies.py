@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from skyrelay.config.backend import StatusTransform
 from skyrelay.edge.auth import (
     NO_OVERRIDES,
     InvalidToken,
@@ -96,6 +97,18 @@ class ConnectGrant:
     subs: tuple[ServerSub, ...] = ()
     # Kept with the connection, never shown to the client; sent to the proxies that include it.
     meta: dict[str, Any] | None = None
+
+
+def status_answer(
+    transforms: tuple[StatusTransform, ...], status: int
+) -> ReplyError | Disconnect | None:
+    """What an HTTP status other than 200 tells the client, where a transform says so."""
+    for t in transforms:
+        if t.status_code == status:
+            if t.disconnect_code:
+                return Disconnect(t.disconnect_code, t.disconnect_reason or "disconnect")
+            return ReplyError(t.error_code, t.error_message, t.error_temporary)
+    return None
 
 
 def connect_grant(result: dict[str, Any] | None) -> ConnectGrant | None:

@@ -14,6 +14,19 @@ PROXY_KINDS = ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc
 
 
 @dataclass(frozen=True, slots=True)
+class StatusTransform:
+    """A backend's HTTP status turned into the client's error or disconnect (Centrifugo's
+    ``status_to_code_transforms``): one of ``error_code`` or ``disconnect_code`` is set."""
+
+    status_code: int
+    error_code: int = 0
+    error_message: str = ""
+    error_temporary: bool = False
+    disconnect_code: int = 0
+    disconnect_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyConfig:
     """``[proxies.NAME]``: one backend endpoint."""
 
@@ -34,6 +47,9 @@ class ProxyConfig:
     # Send the connection's ``meta`` (what the connect proxy's result gave it; never shown to
     # the client) with each request, as Centrifugo's include_connection_meta.
     include_connection_meta: bool = False
+    # HTTP statuses (other than 200) that are an answer, not a failure: each becomes the
+    # client's error or disconnect, and does not count toward the breaker.
+    status_to_code_transforms: tuple[StatusTransform, ...] = ()
 
 
 # The environment variable that may hold the outbox's DSN (it holds a password).

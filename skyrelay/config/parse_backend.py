@@ -15,6 +15,7 @@ from skyrelay.config.backend import (
     EventsConfig,
     PgOutboxConfig,
     ProxyConfig,
+    StatusTransform,
 )
 from skyrelay.config.settings import ConfigError, EdgeSettings
 from skyrelay.config.tables import build
@@ -30,7 +31,12 @@ def parse_proxies(raw: Any) -> dict[str, ProxyConfig]:
         key = f"proxies.{name}"
         if not _ID_RE.match(name):
             raise ConfigError(f"{key}: use 1-64 letters, digits, _ . or - in a proxy name")
-        proxy = build(ProxyConfig, key, table)
+        fields = dict(table) if isinstance(table, dict) else table
+        transforms: tuple[StatusTransform, ...] = ()
+        if isinstance(fields, dict) and "status_to_code_transforms" in fields:
+            raw = fields.pop("status_to_code_transforms")
+            transforms = parse_status_transforms(f"{key}.status_to_code_transforms", raw)
+        proxy = build(ProxyConfig, key, fields, status_to_code_transforms=transforms)
         parts = urlsplit(proxy.endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{key}.endpoint: expected an http(s):// URL, got {proxy.endpoint!r}")
@@ -42,6 +48,50 @@ def parse_proxies(raw: Any) -> dict[str, ProxyConfig]:
             raise ConfigError(f"{key}.breaker_failures: at least 1, with breaker_seconds > 0")
         proxies[name] = proxy
     return proxies
+
+
+def parse_status_transforms(key: str, raw: Any) -> tuple[StatusTransform, ...]:
+    """``[{status_code, to_error = {code, message, temporary}}]`` or ``to_disconnect =
+    {code, reason}``, as Centrifugo writes them."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{key}: expected a list of tables")
+    found = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        if not isinstance(item, dict) or set(item) - {"status_code", "to_error", "to_disconnect"}:
+            raise ConfigError(f"{where}: status_code with to_error or to_disconnect")
+        status = item.get("status_code")
+        if not isinstance(status, int) or not 100 <= status <= 599 or status == 200:
+            raise ConfigError(f"{where}.status_code: an HTTP status other than 200")
+        error, disconnect = item.get("to_error"), item.get("to_disconnect")
+        if (error is None) == (disconnect is None):
+            raise ConfigError(f"{where}: exactly one of to_error and to_disconnect")
+        if error is not None:
+            e = build(_ErrorTable, f"{where}.to_error", error)
+            if e.code < 400:
+                raise ConfigError(f"{where}.to_error.code: 400 or more (an app's error)")
+            found.append(StatusTransform(status, e.code, e.message, e.temporary))
+        else:
+            d = build(_DisconnectTable, f"{where}.to_disconnect", disconnect)
+            if not 3000 <= d.code <= 4999:
+                raise ConfigError(f"{where}.to_disconnect.code: 3000 to 4999")
+            found.append(
+                StatusTransform(status, disconnect_code=d.code, disconnect_reason=d.reason)
+            )
+    return tuple(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ErrorTable:
+    code: int
+    message: str = ""
+    temporary: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _DisconnectTable:
+    code: int
+    reason: str = ""
 
 
 def parse_pg_outbox(raw: Any, env: Mapping[str, str]) -> PgOutboxConfig:

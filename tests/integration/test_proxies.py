@@ -56,6 +56,8 @@ class AppBackend:
             return web.json_response({"error": {"code": 1403, "message": "not for you"}})
         if behaviour == "kick":
             return web.json_response({"disconnect": {"code": 4501, "reason": "banned"}})
+        if behaviour in ("s403", "s410"):  # answered by HTTP status alone
+            return web.Response(status=int(behaviour[1:]), text="")
         return web.json_response({"result": self.result(kind, body, request, behaviour)})
 
     def result(
@@ -107,6 +109,10 @@ max_reply_bytes = 4096
 breaker_failures = 3
 breaker_seconds = 1
 include_connection_meta = {"true" if kind == "rpc" else "false"}
+status_to_code_transforms = [
+    {{ status_code = 403, to_error = {{ code = 1403, message = "forbidden by status" }} }},
+    {{ status_code = 410, to_disconnect = {{ code = 4410, reason = "gone" }} }},
+]
 """
         for kind in ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
     )
@@ -210,6 +216,7 @@ async def test_centrifuge_python_with_a_cookie_and_no_token(
         ("e500", {"code": 100, "message": "backend unavailable", "temporary": True}),
         ("garbage", {"code": 100, "message": "backend unavailable", "temporary": True}),
         ("huge", {"code": 100, "message": "backend unavailable", "temporary": True}),
+        ("s403", {"code": 1403, "message": "forbidden by status"}),
     ],
 )
 async def test_subscribe_refusals_and_failures_give_their_exact_errors(
@@ -236,6 +243,11 @@ async def test_a_disconnect_reply_reaches_the_client_with_its_code(
     raw, _ = await connect_raw(session, cluster.ws_url(0), token("kicked"))
     await raw.send_raw(f'{{"id":2,"subscribe":{{"channel":"px:kick-{channel()}"}}}}')
     assert await raw.wait_closed() == 4501
+
+    # A status the proxy transforms into a disconnect: the same, from an HTTP 410 alone.
+    raw, _ = await connect_raw(session, cluster.ws_url(0), token("gone"))
+    await raw.send_raw(f'{{"id":2,"subscribe":{{"channel":"px:s410-{channel()}"}}}}')
+    assert await raw.wait_closed() == 4410
 
 
 async def test_publish_is_rewritten_or_refused_by_the_backend(

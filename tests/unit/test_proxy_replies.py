@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from skyrelay.config.backend import StatusTransform
 from skyrelay.edge.auth import Overrides
 from skyrelay.edge.proxy_replies import (
     BadReply,
@@ -13,6 +14,7 @@ from skyrelay.edge.proxy_replies import (
     outcome,
     publish_rewrite,
     rpc_data,
+    status_answer,
     subscribe_grant,
 )
 from skyrelay.protocol.codes import Disconnect, ReplyError
@@ -93,3 +95,20 @@ def test_publish_rewrites() -> None:
         with pytest.raises(BadReply):
             publish_rewrite(bad, request)
     assert rpc_data({"data": 5}) == {"data": 5} and rpc_data(None) == {}
+
+
+def test_statuses_the_proxy_transforms_become_the_clients_answer() -> None:
+    transforms = (
+        StatusTransform(403, error_code=1403, error_message="no"),
+        StatusTransform(410, disconnect_code=4410, disconnect_reason="gone"),
+        StatusTransform(503, error_code=1503, error_message="later", error_temporary=True),
+    )
+    error = status_answer(transforms, 403)
+    assert isinstance(error, ReplyError) and (error.code, error.message) == (1403, "no")
+    assert not error.temporary
+    later = status_answer(transforms, 503)
+    assert isinstance(later, ReplyError) and later.temporary
+    gone = status_answer(transforms, 410)
+    assert isinstance(gone, Disconnect) and (gone.code, gone.reason) == (4410, "gone")
+    assert status_answer(transforms, 500) is None
+    assert status_answer((), 403) is None
