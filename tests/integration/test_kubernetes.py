@@ -22,6 +22,7 @@ import yaml
 
 from skyrelay.config import API_KEY_ENV, LINK_SECRET_ENV, TOKEN_SECRET_ENV, parse_config
 from skyrelay.config.settings import ClusterConfig
+from skyrelay.ring import Ring
 from skyrelay.testing.cluster import LocalCluster
 from tests.integration.conftest import token
 from tests.integration.test_compose import known_series, promql_metrics, require_tool
@@ -29,7 +30,7 @@ from tests.support.wsclient import connect_raw
 
 ROOT = Path(__file__).parents[2]
 KUBE = ROOT / "compose" / "kubernetes"
-OVERLAYS = ("base", "overlays/dev", "overlays/production")
+OVERLAYS = ("base", "overlays/dev", "overlays/production", "overlays/zones")
 SECRETS = {TOKEN_SECRET_ENV: "t", API_KEY_ENV: "a", LINK_SECRET_ENV: "l"}
 # The keys of the skyrelay-secrets Secret, and the variables they fill.
 SECRET_KEYS = {
@@ -67,6 +68,19 @@ def config_of(overlay: str) -> ClusterConfig:
     return parse_config(tomllib.loads(text), env=SECRETS)
 
 
+def origin_sets(overlay: str) -> list[dict[str, Any]]:
+    """The origins' StatefulSets: one, or one per zone."""
+    found = [
+        d
+        for d in rendered(overlay)
+        if d["kind"] == "StatefulSet"
+        and d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+        == "skyrelay-origin"
+    ]
+    assert found, f"{overlay}: no origin StatefulSet"
+    return found
+
+
 def container(workload: dict[str, Any]) -> dict[str, Any]:
     (only,) = workload["spec"]["template"]["spec"]["containers"]
     return only
@@ -84,47 +98,61 @@ def selects(selector: dict[str, Any], workload: dict[str, Any]) -> bool:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_shards_are_the_statefulsets_pods_by_ordinal(overlay: str) -> None:
     config = config_of(overlay)
-    origins = find(overlay, "StatefulSet", "skyrelay-origin")
     service = find(overlay, "Service", "skyrelay-origin")
-    assert origins["spec"]["serviceName"] == "skyrelay-origin"
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"]
-    assert selects({"matchLabels": service["spec"]["selector"]}, origins)
-    replicas = origins["spec"]["replicas"]
-    assert [s.id for s in config.shards] == [f"o{i}" for i in range(replicas)]
-    c = container(origins)
-    port = port_of(c, "link")
-    assert [p["port"] for p in service["spec"]["ports"]] == [port]
-    for i, shard in enumerate(config.shards):
-        url = urlsplit(shard.url)
-        assert url.hostname == f"skyrelay-origin-{i}.skyrelay-origin", shard.url
-        assert shard.port == port and shard.listen_host == "0.0.0.0"
-    assert c["args"][-2:] == ["--id", "o$(POD_INDEX)"]
-    index = next(e for e in c["env"] if e["name"] == "POD_INDEX")
-    assert index["valueFrom"]["fieldRef"]["fieldPath"] == (
-        "metadata.labels['apps.kubernetes.io/pod-index']"
-    )
+    expected: list[str] = []
+    for origins in origin_sets(overlay):
+        name = origins["metadata"]["name"]
+        assert origins["spec"]["serviceName"] == "skyrelay-origin"
+        assert selects({"matchLabels": service["spec"]["selector"]}, origins)
+        c = container(origins)
+        port = port_of(c, "link")
+        assert [p["port"] for p in service["spec"]["ports"]] == [port]
+        assert c["args"][-2] == "--id" and c["args"][-1].endswith("$(POD_INDEX)")
+        prefix = c["args"][-1].removesuffix("$(POD_INDEX)")
+        index = next(e for e in c["env"] if e["name"] == "POD_INDEX")
+        assert index["valueFrom"]["fieldRef"]["fieldPath"] == (
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        )
+        zone = origins["spec"]["template"]["spec"].get("nodeSelector", {})
+        for i in range(origins["spec"]["replicas"]):
+            shard = config.shard(f"{prefix}{i}")
+            expected.append(shard.id)
+            url = urlsplit(shard.url)
+            assert url.hostname == f"{name}-{i}.skyrelay-origin", shard.url
+            assert shard.port == port and shard.listen_host == "0.0.0.0"
+            assert shard.zone == zone.get("topology.kubernetes.io/zone", ""), shard.id
+    assert sorted(s.id for s in config.shards) == sorted(expected)
     assert config.config_watch_interval > 0  # a ConfigMap change applies without restarts
     edge = container(find(overlay, "Deployment", "skyrelay-edge"))
     assert edge["args"][-2:] == ["--name", "$(POD_NAME)"]  # each pod known by its name
-    name = next(e for e in edge["env"] if e["name"] == "POD_NAME")
-    assert name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    name_env = next(e for e in edge["env"] if e["name"] == "POD_NAME")
+    assert name_env["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_the_zones_overlay_puts_a_copy_of_every_channel_in_every_zone() -> None:
+    config = config_of("overlays/zones")
+    ring = Ring.of_shards(config.shards, config.replication)
+    zone_of = ring.zones()
+    assert len(set(zone_of.values())) == 3
+    for i in range(10_000):
+        assert len({zone_of[m] for m in ring.replicas(f"channel-{i}")}) == 3
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_pdb_volume_and_grace(overlay: str) -> None:
     config = config_of(overlay)
-    origins = find(overlay, "StatefulSet", "skyrelay-origin")
+    (origins, *_) = origin_sets(overlay)
     edges = find(overlay, "Deployment", "skyrelay-edge")
-    for workload, port_name, port in (
-        (origins, "link", config.shards[0].port),
-        (edges, "client", config.edges[0].port),
-    ):
+    workloads = [(o, "link", config.shards[0].port) for o in origin_sets(overlay)]
+    for workload, port_name, port in [*workloads, (edges, "client", config.edges[0].port)]:
         c = container(workload)
         assert port_of(c, port_name) == port
         assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port_name}
         assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": port_name}
     pdb = find(overlay, "PodDisruptionBudget", "skyrelay-origin")
-    assert pdb["spec"]["maxUnavailable"] == 1 and selects(pdb["spec"]["selector"], origins)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert all(selects(pdb["spec"]["selector"], o) for o in origin_sets(overlay))
     (claim,) = origins["spec"]["volumeClaimTemplates"]
     mount = next(
         m for m in container(origins)["volumeMounts"] if m["name"] == claim["metadata"]["name"]
@@ -142,9 +170,7 @@ def test_probes_pdb_volume_and_grace(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_config_and_secrets_are_mounted_and_documented(overlay: str) -> None:
     docs = (ROOT / "docs" / "kubernetes.md").read_text()
-    for name in ("skyrelay-origin", "skyrelay-edge"):
-        kind = "StatefulSet" if name == "skyrelay-origin" else "Deployment"
-        workload = find(overlay, kind, name)
+    for workload in [*origin_sets(overlay), find(overlay, "Deployment", "skyrelay-edge")]:
         c = container(workload)
         assert "/etc/skyrelay/skyrelay.toml" in c["args"]
         volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
@@ -163,7 +189,7 @@ def test_config_and_secrets_are_mounted_and_documented(overlay: str) -> None:
         assert "client auth" in cert["usages"] and "server auth" in cert["usages"]
         for shard in config.shards:
             assert any(fnmatch.fnmatch(shard.host, n) for n in cert["dnsNames"]), shard.host
-        origins = find(overlay, "StatefulSet", "skyrelay-origin")
+        (origins, *_) = origin_sets(overlay)
         volumes = origins["spec"]["template"]["spec"]["volumes"]
         secret = next(v for v in volumes if "secret" in v)
         assert secret["secret"]["secretName"] == cert["secretName"]
@@ -180,8 +206,8 @@ def test_clients_reach_edges_and_only_the_cluster_reaches_origins(overlay: str) 
     assert "sessionAffinity" not in plain["spec"]
     assert sticky["spec"]["sessionAffinity"] == "ClientIP"
     policy = find(overlay, "NetworkPolicy", "skyrelay-origin")
-    origins = find(overlay, "StatefulSet", "skyrelay-origin")
-    assert selects(policy["spec"]["podSelector"], origins)
+    (origins, *_) = origin_sets(overlay)
+    assert all(selects(policy["spec"]["podSelector"], o) for o in origin_sets(overlay))
     (rule,) = policy["spec"]["ingress"]
     assert [p["port"] for p in rule["ports"]] == ["link"]
     peers = rule["from"][0]["podSelector"]["matchLabels"]
