@@ -21,6 +21,7 @@ from skyrelay.edge.auth import (
     ExpiredToken,
     InvalidToken,
 )
+from skyrelay.edge.events import OUT_OF_REACH
 from skyrelay.edge.limits import TokenBucket
 from skyrelay.edge.node import EdgeNode
 from skyrelay.edge.outbox import Outgoing
@@ -266,8 +267,7 @@ class Client(Subscribing):
             credentials = self.verify(command, time.time(), ReplyError(ErrorCode.TOKEN_EXPIRED))
         else:
             credentials = ANONYMOUS
-        if self.node.events.full:
-            raise ReplyError(ErrorCode.INTERNAL, "the event log is out of reach", temporary=True)
+        self.node.events.check_room()
         result = self.accept(credentials, time.time())
         if data is not None:
             result["data"] = data
@@ -361,7 +361,7 @@ class Client(Subscribing):
         try:
             await self.node.events.confirmed(self.node.events.record(CONNECT, self, True, **fields))
         except ReplyError:
-            raise Disconnect(DisconnectCode.SERVER_ERROR, "the event log is out of reach") from None
+            raise Disconnect(DisconnectCode.SERVER_ERROR, OUT_OF_REACH) from None
         return self.state is SessionState.CONNECTED
 
     def subscribed(self, channel: str) -> bool:

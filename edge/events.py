@@ -54,6 +54,10 @@ class Queued:
     done: asyncio.Future[None] | None
 
 
+# What a client hears when its connect or subscribe cannot be recorded.
+OUT_OF_REACH = "the event log is out of reach"
+
+
 def temporary(message: str) -> ReplyError:
     return ReplyError(ErrorCode.INTERNAL, message, temporary=True)
 
@@ -80,6 +84,12 @@ class EventRecorder:
     def full(self) -> bool:
         """No room for a new connection's or subscription's events (the log is out of reach)."""
         return len(self._queue) >= self.config.events.edge_queue
+
+    def check_room(self) -> None:
+        """A temporary error, before a connection or subscription is made, when its events
+        could not be held."""
+        if self.full:
+            raise temporary(OUT_OF_REACH)
 
     def start(self) -> None:
         if self.enabled and self._task is None:
@@ -116,7 +126,7 @@ class EventRecorder:
         try:
             await asyncio.wait_for(asyncio.shield(done), self.config.edge.upstream_timeout)
         except TimeoutError:
-            raise temporary("the event log is out of reach") from None
+            raise temporary(OUT_OF_REACH) from None
 
     async def flush(self, within: float) -> bool:
         """Wait until everything queued is in the log (shutting down); False on timeout."""

@@ -51,6 +51,16 @@ def _request(caller: Caller, **fields: Any) -> dict[str, Any]:
     return body
 
 
+async def _ask(
+    caller: Caller, proxy: str, kind: str, body: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A request for a connected client: its user is checked in the reply, its meta goes
+    where the proxy includes it."""
+    return await caller.node.backend.call(
+        proxy, kind, body, caller.headers, caller.user, caller.meta
+    )
+
+
 async def connect(caller: Caller, proxy: str, params: dict[str, Any]) -> ConnectGrant | None:
     """Who a connect without a token is; None when the backend does not say."""
     name, version = params.get("name"), params.get("version")
@@ -66,9 +76,7 @@ async def connect(caller: Caller, proxy: str, params: dict[str, Any]) -> Connect
 
 async def refresh(caller: Caller, proxy: str) -> Extension:
     body = _request(caller, user=caller.user)
-    result = await caller.node.backend.call(
-        proxy, "refresh", body, caller.headers, caller.user, caller.meta
-    )
+    result = await _ask(caller, proxy, "refresh", body)
     return extension(result)
 
 
@@ -76,9 +84,7 @@ async def subscribe(
     caller: Caller, proxy: str, channel: str, params: dict[str, Any]
 ) -> SubscribeGrant:
     body = _request(caller, user=caller.user, channel=channel, data=params.get("data"))
-    result = await caller.node.backend.call(
-        proxy, "subscribe", body, caller.headers, caller.user, caller.meta
-    )
+    result = await _ask(caller, proxy, "subscribe", body)
     return subscribe_grant(result)
 
 
@@ -87,17 +93,13 @@ async def publish(
 ) -> dict[str, Any]:
     """The publish request the backend allows, maybe rewritten; its refusal raises."""
     body = _request(caller, user=caller.user, channel=channel, data=request.get("data"))
-    result = await caller.node.backend.call(
-        proxy, "publish", body, caller.headers, caller.user, caller.meta
-    )
+    result = await _ask(caller, proxy, "publish", body)
     return publish_rewrite(result, request)
 
 
 async def sub_refresh(caller: Caller, proxy: str, channel: str) -> Extension:
     body = _request(caller, user=caller.user, channel=channel)
-    result = await caller.node.backend.call(
-        proxy, "sub_refresh", body, caller.headers, caller.user, caller.meta
-    )
+    result = await _ask(caller, proxy, "sub_refresh", body)
     return extension(result)
 
 
@@ -113,7 +115,5 @@ def rpc_proxy(node: EdgeNode) -> str:
 
 async def rpc(caller: Caller, proxy: str, method: str, data: Any) -> dict[str, Any]:
     body = _request(caller, user=caller.user, method=method, data=data)
-    result = await caller.node.backend.call(
-        proxy, "rpc", body, caller.headers, caller.user, caller.meta
-    )
+    result = await _ask(caller, proxy, "rpc", body)
     return rpc_data(result)

@@ -161,8 +161,7 @@ class Subscribing:
         settings = self.node.config.edge
         if len(self.subs) >= settings.max_subscriptions_per_connection:
             raise ReplyError(ErrorCode.LIMIT_EXCEEDED)
-        if self.node.events.full:
-            raise ReplyError(ErrorCode.INTERNAL, "the event log is out of reach", temporary=True)
+        self.node.events.check_room()
         token = command.params.get("token")
         if token is not None and not isinstance(token, str):
             raise ReplyError(ErrorCode.BAD_REQUEST, "token must be a string")

@@ -24,6 +24,7 @@ from skyrelay.edge.bodies import RequestError, json_object, read_body
 from skyrelay.edge.client import Client
 from skyrelay.edge.cors import cors_checked
 from skyrelay.edge.emulation import STREAM_HEADERS, StreamSink
+from skyrelay.edge.events import OUT_OF_REACH
 from skyrelay.edge.node import NODE_KEY
 from skyrelay.edge.outbox import FrameOutbox, Outgoing, http_chunk
 from skyrelay.edge.serversubs import Positions, positions_from_subs
@@ -126,7 +127,7 @@ async def connect(client: Client, sink: UniSseSink, token: str, resume: Position
         credentials = ANONYMOUS
     try:
         if client.node.events.full:
-            raise Disconnect(DisconnectCode.SERVER_ERROR, "the event log is out of reach")
+            raise Disconnect(DisconnectCode.SERVER_ERROR, OUT_OF_REACH)
         result = client.accept(credentials, now)
         joins = await client.join_server_side(credentials, resume)
         if client.closed:

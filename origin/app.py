@@ -313,7 +313,6 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard.replicator.config = config
     shard.events.config = config
     app[KEYRING_KEY].update(config.link_secrets)
-    shard.events.poster.config = config.events
     shard.events.start()  # if [events] was just set
     app[PEER_LINKS_KEY].sync(config)
     ring = Ring.of_shards(config.shards, config.replication)

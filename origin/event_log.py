@@ -65,7 +65,7 @@ class EventLog:
         self.liveness = EdgeLiveness(config.events.edge_grace)
         # Processes reported gone at the log's head: their appends are refused.
         self.gone: set[str] = set()
-        self.poster = EventPoster(config.events, metrics)
+        self.poster = EventPoster(metrics)
         # The leadership term the state below belongs to; None = not loaded.
         self.term: int | None = None
         self.fold = EventFold()
@@ -245,8 +245,8 @@ class EventLog:
         if not self.carry:
             return False
         batch = self.carry[: self.config.events.batch_size]
-        if not await self.poster.post(batch):
-            await self.poster.back_off()
+        if not await self.poster.post(batch, self.config.events):
+            await self.poster.back_off(self.config.events)
             return True  # the backoff was the wait: try again at once
         del self.carry[: len(batch)]
         if not self.carry:

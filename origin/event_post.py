@@ -27,23 +27,22 @@ log = logging.getLogger("skyrelay.origin.events")
 
 
 class EventPoster:
-    def __init__(self, config: EventsConfig, metrics: OriginMetrics) -> None:
-        self.config = config
+    def __init__(self, metrics: OriginMetrics) -> None:
         self.metrics = metrics
         self.failures = 0  # in a row
         self._session: aiohttp.ClientSession | None = None
 
-    async def post(self, events: list[dict[str, Any]]) -> bool:
+    async def post(self, events: list[dict[str, Any]], config: EventsConfig) -> bool:
         """True once the backend acked the batch."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         start = time.perf_counter()
         try:
             async with self._session.post(
-                self.config.endpoint,
+                config.endpoint,
                 data=orjson.dumps({"events": events}),
-                headers={"Content-Type": "application/json", **self.config.header_pairs()},
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+                headers={"Content-Type": "application/json", **config.header_pairs()},
+                timeout=aiohttp.ClientTimeout(total=config.timeout),
                 allow_redirects=False,
             ) as response:
                 acked = 200 <= response.status < 300
@@ -64,10 +63,9 @@ class EventPoster:
             self.metrics.events_posted.labels(type=str(event.get("type"))).inc()
         return True
 
-    async def back_off(self) -> None:
+    async def back_off(self, config: EventsConfig) -> None:
         """Wait before the next try: ``retry_delay`` doubled per failure in a row, up to
         ``max_retry_delay``, with jitter so that retries never march in step."""
-        config = self.config
         delay = min(config.max_retry_delay, config.retry_delay * 2 ** max(0, self.failures - 1))
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 

@@ -55,6 +55,15 @@ def unavailable(shard_id: str, why: str) -> ReplyError:
 SurveyHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+def _lasting_cause(exc: BaseException) -> str:
+    """Why a link attempt failed, where retrying alone will not mend it; '' otherwise."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status == 401:
+        return f"refused ({exc.message}): check the link secret or certificate"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS failed: {exc}"
+    return ""
+
+
 def _expire(future: asyncio.Future[dict[str, Any]], peer_id: str) -> None:
     if not future.done():
         future.set_exception(unavailable(peer_id, "did not answer in time"))
@@ -180,22 +189,12 @@ class LinkClient:
                     autoping=True,
                     ssl=self._settings.ssl,
                 )
-            except aiohttp.WSServerHandshakeError as exc:
-                if exc.status == 401 and str(exc) != reported:
-                    reported = str(exc)
-                    log.error("link to %s refused: check the link secret or certificate", self.id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, base * 10)
-                continue
-            except aiohttp.ClientSSLError as exc:
-                # A refused certificate will not fix itself: say so, once per cause.
-                if str(exc) != reported:
-                    reported = str(exc)
-                    log.error("link to %s: TLS failed: %s", self.id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, base * 10)
-                continue
-            except (aiohttp.ClientError, OSError, TimeoutError):
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # A refused link or certificate will not fix itself: say so, once per cause.
+                cause = _lasting_cause(exc)
+                if cause and cause != reported:
+                    reported = cause
+                    log.error("link to %s: %s", self.id, cause)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, base * 10)
                 continue
