@@ -47,6 +47,12 @@ class EventSink:
         self.batches.append(body["events"])
         return web.json_response({})
 
+    def app(self) -> web.Application:
+        """The sink served at ``POST /events``."""
+        app = web.Application()
+        app.router.add_post("/events", self.handle)
+        return app
+
     def events(self) -> list[dict[str, Any]]:
         """Every event once (the first time it came), in the order it first came."""
         seen: set[str] = set()
@@ -84,9 +90,7 @@ def events_cluster(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LocalCluster, EventSink]]:
     sink = EventSink()
-    app = web.Application()
-    app.router.add_post("/events", sink.handle)
-    server = ThreadedApp(app)
+    server = ThreadedApp(sink.app())
     port = server.start()
     extra = f"""
 [events]
@@ -374,9 +378,7 @@ async def test_only_the_types_asked_for_are_posted(
     tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
 ) -> None:
     sink = EventSink()
-    app = web.Application()
-    app.router.add_post("/events", sink.handle)
-    server = ThreadedApp(app)
+    server = ThreadedApp(sink.app())
     port = server.start()
     extra = f"""
 [events]

@@ -24,7 +24,7 @@ import pytest
 from skyrelay.ring import Member, Ring
 from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from tests.integration.conftest import API_KEY, TEST_NAMESPACES, TOKEN_SECRET, token
-from tests.support.helpers import until
+from tests.support.helpers import is_ready, until
 from tests.support.load import Acks, Recorder, check_deliveries, publish
 from tests.support.netns import Network, require_namespaces
 from tests.support.wsclient import connect_raw
@@ -109,13 +109,7 @@ async def hosts(tmp_path: Path) -> AsyncIterator[Hosts]:
 
 
 async def ready(session: aiohttp.ClientSession, hosts: Hosts, name: str) -> bool:
-    process = hosts.cluster.processes[name]
-    assert process.poll() is None, f"{name} exited with code {process.returncode}"
-    try:
-        async with session.get(f"{hosts.url(name)}/ready") as resp:
-            return resp.status == 200
-    except aiohttp.ClientError:
-        return False
+    return await is_ready(session, hosts.cluster.processes[name], name, hosts.url(name))
 
 
 def digest(data: Any) -> str:

@@ -10,6 +10,7 @@ the previous one's /ready. Nothing acked is lost; epochs never change."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import signal
 import time
@@ -23,6 +24,7 @@ import pytest
 from skyrelay.ring import Member, Ring
 from skyrelay.testing.cluster import ClusterSpec, LocalCluster
 from tests.integration.conftest import API_KEY, TOKEN_SECRET
+from tests.support.helpers import is_ready
 from tests.support.load import Acks, history, publish
 from tests.support.netns import Network, require_namespaces
 
@@ -105,15 +107,8 @@ class Rehearsal:
         self.cluster.start_process(name, args)
 
     async def ready(self, session: aiohttp.ClientSession, name: str) -> None:
-        async def check() -> bool:
-            process = self.cluster.processes[name]
-            assert process.poll() is None, f"{name} exited with code {process.returncode}"
-            try:
-                async with session.get(f"{self.url(name)}/ready") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
+        process = self.cluster.processes[name]
+        check = functools.partial(is_ready, session, process, name, self.url(name))
         await eventually(check, SETTLE, f"{name} ready")
 
     async def stop(self, name: str) -> None:

@@ -1,9 +1,11 @@
-"""Waiting on conditions with deadlines, and a centrifuge-python event collector."""
+"""Waiting on conditions with deadlines (a process ready, say), and a centrifuge-python event
+collector."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import uuid
 from collections.abc import Callable
 
@@ -65,3 +67,15 @@ async def counted(base: str, series: str) -> float:
             return await metric(session, base, series)
         except AssertionError:
             return 0.0
+
+
+async def is_ready(
+    session: aiohttp.ClientSession, process: subprocess.Popen[bytes], name: str, url: str
+) -> bool:
+    """``name`` (a process this test started) still runs and ``url``'s /ready answers 200."""
+    assert process.poll() is None, f"{name} exited with code {process.returncode}"
+    try:
+        async with session.get(f"{url}/ready") as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
