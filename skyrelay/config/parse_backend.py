@@ -37,9 +37,7 @@ def parse_proxies(raw: Any) -> dict[str, ProxyConfig]:
             raw = fields.pop("status_to_code_transforms")
             transforms = parse_status_transforms(f"{key}.status_to_code_transforms", raw)
         proxy = build(ProxyConfig, key, fields, status_to_code_transforms=transforms)
-        parts = urlsplit(proxy.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{key}.endpoint: expected an http(s):// URL, got {proxy.endpoint!r}")
+        _check_endpoint(f"{key}.endpoint", proxy.endpoint)
         if proxy.timeout <= 0:
             raise ConfigError(f"{key}.timeout: must be positive")
         if proxy.max_reply_bytes < 1024:
@@ -114,11 +112,7 @@ def parse_pg_outbox(raw: Any, env: Mapping[str, str]) -> PgOutboxConfig:
 def parse_events(raw: Any) -> EventsConfig:
     events = build(EventsConfig, "events", raw)
     if events.endpoint:
-        parts = urlsplit(events.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"events.endpoint: expected an http(s):// URL, got {events.endpoint!r}"
-            )
+        _check_endpoint("events.endpoint", events.endpoint)
     for line in events.headers:
         name, sep, _ = line.partition(":")
         if not sep or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name.strip()):
@@ -154,3 +148,10 @@ def check_proxy_names(
     for key, name in uses:
         if name and name not in proxies:
             raise ConfigError(f"{key}: no [proxies.{name}] table")
+
+
+def _check_endpoint(key: str, url: str) -> None:
+    """An app backend's URL: http(s) with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: expected an http(s):// URL, got {url!r}")
