@@ -295,10 +295,8 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     """Apply a new config (SIGHUP): new shards are linked, channels follow the new ring."""
     node = app[NODE_KEY]
     node.config = config
-    node.events.config = config
-    node.router.keyring.update(config.link_secrets)
-    node.events.start()  # if [events] was just set
     node.router.reconfigure(config)
+    node.events.start()  # if [events] was just set
     node.hub.on_health_change()
     app[BOARD_KEY].record(time.time(), "ring reloaded", detail=f"{len(config.shards)} shards")
     log.info("config reloaded: %d shards", len(config.shards))

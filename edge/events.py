@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from skyrelay.config import ClusterConfig
 from skyrelay.config.settings import EVENT_LOG_CHANNEL
 from skyrelay.edge.router import Router
 from skyrelay.link import wire
@@ -63,8 +62,8 @@ def temporary(message: str) -> ReplyError:
 
 
 class EventRecorder:
-    def __init__(self, config: ClusterConfig, router: Router, on_gone: Callable[[], None]) -> None:
-        self.config = config
+    def __init__(self, router: Router, on_gone: Callable[[], None]) -> None:
+        # The links to the log's leader; their config (kept current by reloads) is ours.
         self.router = router
         self._on_gone = on_gone
         # This process's name in the log; a new one after it was reported gone.
@@ -78,12 +77,12 @@ class EventRecorder:
 
     @property
     def enabled(self) -> bool:
-        return self.config.events.enabled
+        return self.router.config.events.enabled
 
     @property
     def full(self) -> bool:
         """No room for a new connection's or subscription's events (the log is out of reach)."""
-        return len(self._queue) >= self.config.events.edge_queue
+        return len(self._queue) >= self.router.config.events.edge_queue
 
     def check_room(self) -> None:
         """A temporary error, before a connection or subscription is made, when its events
@@ -124,7 +123,7 @@ class EventRecorder:
         if done is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(done), self.config.edge.upstream_timeout)
+            await asyncio.wait_for(asyncio.shield(done), self.router.config.edge.upstream_timeout)
         except TimeoutError:
             raise temporary(OUT_OF_REACH) from None
 
@@ -148,7 +147,7 @@ class EventRecorder:
     # Sending.
 
     async def _run(self) -> None:
-        alive_every = self.config.events.edge_grace / ALIVE_PER_GRACE
+        alive_every = self.router.config.events.edge_grace / ALIVE_PER_GRACE
         while True:
             if not self._queue:
                 self._emptied.set()
@@ -189,7 +188,7 @@ class EventRecorder:
         _answer(batch, error)
 
     def _delay(self) -> float:
-        events = self.config.events
+        events = self.router.config.events
         return min(events.max_retry_delay, events.retry_delay * 2.0 ** min(self.failures - 1, 16))
 
     def _gone(self) -> None:

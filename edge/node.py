@@ -80,7 +80,7 @@ class EdgeNode:
         )
         self.framings = Framings(compressor)
         self.backend = Backend(self.config.proxies, self.metrics)
-        self.events = EventRecorder(self.config, self.router, self._drop_clients)
+        self.events = EventRecorder(self.router, self._drop_clients)
         if settings.rpc_url and not settings.rpc_proxy:
             # The older single setting: a proxy of its own, with its timeout.
             rpc = ProxyConfig(settings.rpc_url, settings.rpc_timeout, breaker_failures=5)

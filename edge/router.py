@@ -72,8 +72,10 @@ class Router:
             start(shard.id, shard.url)
 
     def reconfigure(self, config: ClusterConfig) -> None:
-        """A new ring: link new shards (links to removed ones stay while channels move)."""
+        """A new ring, and link secrets: link new shards (links to removed ones stay while
+        channels move)."""
         self.config = config
+        self.keyring.update(config.link_secrets)
         self.ring = Ring.of_shards(config.shards, config.replication)
         for shard in config.shards:
             self.health.add(shard.id)

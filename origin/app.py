@@ -311,7 +311,6 @@ def reload(app: web.Application, config: ClusterConfig) -> None:
     shard = app[SHARD_KEY]
     shard.config = config
     shard.replicator.config = config
-    shard.events.config = config
     app[KEYRING_KEY].update(config.link_secrets)
     shard.events.start()  # if [events] was just set
     app[PEER_LINKS_KEY].sync(config)

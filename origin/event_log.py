@@ -25,7 +25,6 @@ import logging
 import time
 from typing import Any
 
-from skyrelay.config import ClusterConfig
 from skyrelay.config.settings import EVENT_LOG_CHANNEL
 from skyrelay.link import wire
 from skyrelay.link.event_entries import EDGE_KINDS
@@ -56,13 +55,11 @@ def node_gone_error() -> ReplyError:
 class EventLog:
     """One shard's part in the event log: appends while it leads, and the dispatcher."""
 
-    def __init__(
-        self, config: ClusterConfig, replicator: Replicator, metrics: OriginMetrics
-    ) -> None:
-        self.config = config
+    def __init__(self, replicator: Replicator, metrics: OriginMetrics) -> None:
+        # The shard's replication; its config (kept current by reloads) is ours.
         self.replicator = replicator
         self.metrics = metrics
-        self.liveness = EdgeLiveness(config.events.edge_grace)
+        self.liveness = EdgeLiveness(replicator.config.events.edge_grace)
         # Processes reported gone at the log's head: their appends are refused.
         self.gone: set[str] = set()
         self.poster = EventPoster(metrics)
@@ -82,7 +79,7 @@ class EventLog:
 
     @property
     def enabled(self) -> bool:
-        return self.config.events.enabled
+        return self.replicator.config.events.enabled
 
     def start(self) -> None:
         if self.enabled and self._task is None:
@@ -193,7 +190,7 @@ class EventLog:
                     await asyncio.wait_for(self._wake.wait(), self._idle())
 
     def _idle(self) -> float:
-        events = self.config.events
+        events = self.replicator.config.events
         return min(IDLE_POLL, events.edge_grace / 4, events.checkpoint_interval)
 
     async def _step(self) -> bool:
@@ -235,18 +232,18 @@ class EventLog:
                 self.metrics.events_lost.inc(lost)
             for pub in pubs:
                 events = self.fold.apply(pub.data, pub.offset)
-                self.carry += posted(events, self.config.events.types)
+                self.carry += posted(events, self.replicator.config.events.types)
                 self.carry_end = pub.offset
-                if len(self.carry) >= self.config.events.batch_size:
+                if len(self.carry) >= self.replicator.config.events.batch_size:
                     break
             if not self.carry:
                 self.cursor = self.carry_end
         self.metrics.events_backlog.set(stream.committed - self.cursor)
         if not self.carry:
             return False
-        batch = self.carry[: self.config.events.batch_size]
-        if not await self.poster.post(batch, self.config.events):
-            await self.poster.back_off(self.config.events)
+        batch = self.carry[: self.replicator.config.events.batch_size]
+        if not await self.poster.post(batch, self.replicator.config.events):
+            await self.poster.back_off(self.replicator.config.events)
             return True  # the backoff was the wait: try again at once
         del self.carry[: len(batch)]
         if not self.carry:
@@ -273,7 +270,7 @@ class EventLog:
         acked since the last one are a fair share of its size: the log's checkpoints then
         weigh at most a few times its events. One is also written, whatever came, well
         before the last one would age out of the log (``events.retention``)."""
-        events = self.config.events
+        events = self.replicator.config.events
         since = now - self.checkpoint_at
         if self.fold.connections and since > events.retention / 2:
             return True

@@ -55,7 +55,7 @@ class Shard:
         self.subscribers: dict[str, dict[Peer, None]] = {}
         self.presence = Presence()
         # Connection and channel events for the app's backend (where ``[events]`` is set).
-        self.events = EventLog(config, self.replicator, self.metrics)
+        self.events = EventLog(self.replicator, self.metrics)
         self.published = 0
         # This process, in the server API's ``info``.
         self.uid = str(uuid.uuid4())
